@@ -3,13 +3,8 @@
 //
 // Targets, bottom up:
 //   CMambaCPU        C   portable CPU kernels (matvec, conv, SSM scan) and the thread pool
-//   CMetalCompat     C   Linux only: fibers, threadgroup scheduling, SIMD-group collectives, counters
-//   MetalKernelsCPU  C++ Linux only: ../metal/*.metal compiled as C++ plus generated binding tables
-//   MetalCompat      Swift Linux only: the subset of Apple's Metal API the backend uses
 //   MambaMetal       Swift the engine, backends and the C ABI (product: libMambaMetal.so / .dylib)
 import PackageDescription
-
-let linuxOnly: TargetDependencyCondition = .when(platforms: [.linux])
 
 let package = Package(
     name: "MambaMetal",
@@ -23,31 +18,8 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]
         ),
         .target(
-            name: "CMetalCompat",
-            cSettings: [.unsafeFlags(["-O2"])]
-        ),
-        .target(
-            name: "MetalKernelsCPU",
-            dependencies: ["CMetalCompat"],
-            cxxSettings: [
-                .headerSearchPath("msl"),
-                .unsafeFlags(["-O2", "-std=c++17", "-Wno-unknown-attributes"]),
-            ]
-        ),
-        .target(
-            name: "MetalCompat",
-            dependencies: ["CMetalCompat", "MetalKernelsCPU"]
-        ),
-        .target(
             name: "MambaMetal",
-            dependencies: [
-                "CMambaCPU",
-                .target(name: "MetalCompat", condition: linuxOnly),
-            ]
-        ),
-        .testTarget(
-            name: "MetalCompatTests",
-            dependencies: ["MetalCompat"]
+            dependencies: ["CMambaCPU"]
         ),
     ],
     cxxLanguageStandard: .cxx17

@@ -55,3 +55,82 @@ struct TensorView {
     var elementCount: Int { shape.reduce(1, *) }
     var byteCount: Int { elementCount * dtype.byteSize }
 }
+
+extension TensorView {
+    /// The values as float32 (f16 and bf16 widened exactly).
+    func toFloat32() -> [Float] {
+        let n = elementCount
+        switch dtype {
+        case .f32:
+            return Array(UnsafeBufferPointer(start: data.assumingMemoryBound(to: Float.self), count: n))
+        case .f16:
+            let p = data.assumingMemoryBound(to: UInt16.self)
+            return (0..<n).map { halfToFloat(p[$0]) }
+        case .bf16:
+            let p = data.assumingMemoryBound(to: UInt16.self)
+            return (0..<n).map { Float(bitPattern: UInt32(p[$0]) << 16) }
+        }
+    }
+}
+
+/// IEEE half → float, written out so it works where Float16 is unavailable (macOS on x86-64).
+func halfToFloat(_ h: UInt16) -> Float {
+    let sign = UInt32(h >> 15) << 31
+    var exp = Int32((h >> 10) & 0x1F)
+    var mant = UInt32(h & 0x3FF)
+    if exp == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | (mant << 13)) }
+    if exp == 0 {
+        if mant == 0 { return Float(bitPattern: sign) }
+        exp = 1
+        while mant & 0x400 == 0 {
+            mant <<= 1
+            exp -= 1
+        }
+        mant &= 0x3FF
+    }
+    return Float(bitPattern: sign | UInt32(exp + 112) << 23 | (mant << 13))
+}
+
+/// float → IEEE half, round to nearest even.
+func floatToHalf(_ f: Float) -> UInt16 {
+    let x = f.bitPattern
+    let sign = UInt16((x >> 16) & 0x8000)
+    let exp = Int32((x >> 23) & 0xFF) - 127 + 15
+    var mant = x & 0x7F_FFFF
+    if (x >> 23) & 0xFF == 0xFF { return sign | 0x7C00 | (mant != 0 ? 0x200 : 0) }
+    if exp >= 0x1F { return sign | 0x7C00 }
+    if exp <= 0 {
+        if exp < -10 { return sign }
+        mant |= 0x80_0000
+        let shift = UInt32(14 - exp)
+        var h = mant >> shift
+        let rem = mant & ((1 << shift) - 1), half = UInt32(1) << (shift - 1)
+        if rem > half || (rem == half && h & 1 == 1) { h += 1 }
+        return sign | UInt16(h)
+    }
+    var h = UInt32(exp) << 10 | (mant >> 13)
+    let rem = mant & 0x1FFF
+    if rem > 0x1000 || (rem == 0x1000 && h & 1 == 1) { h += 1 }
+    return sign | UInt16(h)
+}
+
+/// float → bfloat16, round to nearest even.
+func floatToBF16(_ f: Float) -> UInt16 {
+    let x = f.bitPattern
+    if f.isNaN { return UInt16(x >> 16) | 0x40 }
+    let rounded = x &+ 0x7FFF &+ ((x >> 16) & 1)
+    return UInt16(rounded >> 16)
+}
+
+/// Whole-file reads for small files (config.json, index files).
+func readTextFile(_ path: String) throws -> MappedFile { try MappedFile(path: path) }
+
+func fileExists(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0
+}
+
+func isDirectory(_ path: String) -> Bool {
+    var st = stat()
+    return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+}

@@ -1,0 +1,119 @@
+/**
+ * Finding and opening libMambaMetal.
+ *
+ * Order: the `libraryPath` option, the `MAMBA_METAL_LIB` environment variable, then the package's
+ * own `swift/.build/release` output (when the module is loaded from files).
+ *
+ * @module
+ */
+import { ABI_VERSION, type MambaSymbols, symbols } from "./symbols.ts";
+import { MambaError, MambaStatus } from "../src/errors.ts";
+
+/** Environment variable naming the library file. */
+export const LIBRARY_ENV = "MAMBA_METAL_LIB";
+
+/** File name of the library on this platform. */
+export function libraryFileName(): string {
+  switch (Deno.build.os) {
+    case "darwin":
+      return "libMambaMetal.dylib";
+    case "windows":
+      return "MambaMetal.dll";
+    default:
+      return "libMambaMetal.so";
+  }
+}
+
+/** The library that `swift build -c release` leaves in this package, if the module is on disk. */
+export function localBuildPath(): string | undefined {
+  const url = new URL(`../swift/.build/release/${libraryFileName()}`, import.meta.url);
+  return url.protocol === "file:" ? decodeURIComponent(url.pathname) : undefined;
+}
+
+/** An opened library: its symbols and where it came from. */
+export interface OpenedLibrary {
+  /** The C functions. */
+  readonly symbols: MambaSymbols;
+  /** The file that was opened. */
+  readonly path: string;
+  /** Library version string. */
+  readonly version: string;
+}
+
+const opened = new Map<string, OpenedLibrary>();
+
+function requirePermission(desc: Deno.PermissionDescriptor, flag: string, why: string): void {
+  if (Deno.permissions.querySync(desc).state !== "granted") {
+    throw new MambaError(MambaStatus.LIBRARY, `permission denied: ${why} needs ${flag}`);
+  }
+}
+
+function envPath(): string | undefined {
+  if (Deno.permissions.querySync({ name: "env", variable: LIBRARY_ENV }).state !== "granted") return undefined;
+  return Deno.env.get(LIBRARY_ENV) || undefined;
+}
+
+/** Where the library would be loaded from, without opening it; undefined if nothing is found. */
+export function findLibrary(libraryPath?: string): string | undefined {
+  if (libraryPath) return libraryPath;
+  const fromEnv = envPath();
+  if (fromEnv) return fromEnv;
+  const local = localBuildPath();
+  if (local) {
+    try {
+      Deno.statSync(local);
+      return local;
+    } catch {
+      // not built
+    }
+  }
+  return undefined;
+}
+
+/** Opens (once per path) and checks the library. Throws a MambaError saying how to build it. */
+export function openLibrary(libraryPath?: string): OpenedLibrary {
+  const path = findLibrary(libraryPath);
+  if (!path) {
+    throw new MambaError(
+      MambaStatus.LIBRARY,
+      `libMambaMetal not found: build it with \`deno task build\` (swift build -c release --package-path swift), ` +
+        `or set ${LIBRARY_ENV} or the libraryPath option to the library file`,
+    );
+  }
+  const cached = opened.get(path);
+  if (cached) return cached;
+  requirePermission({ name: "ffi" }, "--allow-ffi", "loading the native library");
+  let lib: Deno.DynamicLibrary<typeof symbols>;
+  try {
+    lib = Deno.dlopen(path, symbols);
+  } catch (e) {
+    throw new MambaError(
+      MambaStatus.LIBRARY,
+      `cannot open ${path}: ${(e as Error).message}. Rebuild it with \`deno task build\``,
+    );
+  }
+  const abi = lib.symbols.mamba_abi_version();
+  if (abi !== ABI_VERSION) {
+    lib.close();
+    throw new MambaError(
+      MambaStatus.LIBRARY,
+      `${path} has C ABI version ${abi}, these bindings need ${ABI_VERSION}: rebuild it with \`deno task build\``,
+    );
+  }
+  const versionPtr = lib.symbols.mamba_version();
+  const version = versionPtr ? Deno.UnsafePointerView.getCString(versionPtr) : "?";
+  const entry = { symbols: lib.symbols, path, version };
+  opened.set(path, entry);
+  return entry;
+}
+
+/** The message of the last failing native call on this thread. */
+export function lastError(lib: OpenedLibrary): string {
+  const p = lib.symbols.mamba_last_error();
+  return p ? Deno.UnsafePointerView.getCString(p) : "unknown error";
+}
+
+/** Throws a MambaError for a non-zero status, with the native message. */
+export function check(lib: OpenedLibrary, status: number): void {
+  if (status !== 0) throw new MambaError(status, lastError(lib));
+}

@@ -1,0 +1,43 @@
+/**
+ * The C ABI of libMambaMetal (swift/include/mamba.h), one entry per function with its C signature.
+ *
+ * @module
+ */
+
+/** Foreign function table for `Deno.dlopen`. */
+export const symbols = {
+  // uint32_t mamba_abi_version(void);
+  mamba_abi_version: { parameters: [], result: "u32" },
+  // const char *mamba_version(void);
+  mamba_version: { parameters: [], result: "pointer" },
+  // const char *mamba_last_error(void);
+  mamba_last_error: { parameters: [], result: "pointer" },
+  // int32_t mamba_engine_create(const char *model_dir, const char *options_json, mamba_engine **out);
+  mamba_engine_create: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
+  // int32_t mamba_engine_free(mamba_engine *engine);
+  mamba_engine_free: { parameters: ["pointer"], result: "i32" },
+  // const char *mamba_engine_info(mamba_engine *engine);
+  mamba_engine_info: { parameters: ["pointer"], result: "pointer" },
+  // float *mamba_engine_logits(mamba_engine *engine);
+  mamba_engine_logits: { parameters: ["pointer"], result: "pointer" },
+  // int32_t mamba_step(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens);
+  mamba_step: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  // int32_t mamba_prefill(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens, int32_t seq);
+  mamba_prefill: { parameters: ["pointer", "buffer", "i32", "i32"], result: "i32" },
+  // int32_t mamba_reset(mamba_engine *engine, int32_t seq);
+  mamba_reset: { parameters: ["pointer", "i32"], result: "i32" },
+  // int64_t mamba_state_size(mamba_engine *engine);
+  mamba_state_size: { parameters: ["pointer"], result: "i64" },
+  // int32_t mamba_state_save(mamba_engine *engine, int32_t seq, uint8_t *out, int64_t size);
+  mamba_state_save: { parameters: ["pointer", "i32", "buffer", "i64"], result: "i32" },
+  // int32_t mamba_state_load(mamba_engine *engine, int32_t seq, const uint8_t *data, int64_t size);
+  mamba_state_load: { parameters: ["pointer", "i32", "buffer", "i64"], result: "i32" },
+  // int32_t mamba_gpu_counters(mamba_engine *engine, uint64_t *out, int32_t n);
+  mamba_gpu_counters: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** The ABI version these bindings were written for (MAMBA_ABI_VERSION). */
+export const ABI_VERSION = 1;
+
+/** The opened library's functions. */
+export type MambaSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];

@@ -1,0 +1,55 @@
+/**
+ * Errors raised by the engine.
+ *
+ * @module
+ */
+
+/** Status codes of the C ABI (`enum mamba_status` in swift/include/mamba.h). */
+export const MambaStatus = {
+  OK: 0,
+  ARGUMENT: 1,
+  IO: 2,
+  FORMAT: 3,
+  SHAPE: 4,
+  TOKEN: 5,
+  STATE: 6,
+  BACKEND: 7,
+  CLOSED: 8,
+  UNSUPPORTED: 9,
+  INTERNAL: 10,
+  /** Raised by the TypeScript side itself: the native library is missing or unusable. */
+  LIBRARY: 100,
+} as const;
+
+/** The name of a status code, e.g. `"TOKEN"`. */
+export type MambaStatusName = keyof typeof MambaStatus;
+
+/**
+ * An error from the Mamba engine, carrying the native message that names the problem (file,
+ * tensor, shape, token id, …) and the status code.
+ *
+ * @example
+ * ```ts
+ * import { MambaEngine, MambaError } from "./mod.ts";
+ * try {
+ *   await MambaEngine.load("./no-such-model");
+ * } catch (e) {
+ *   if (e instanceof MambaError) console.error(e.status, e.message);
+ * }
+ * ```
+ */
+export class MambaError extends Error {
+  /** Numeric status code from the C ABI. */
+  readonly code: number;
+  /** Symbolic status, e.g. `"IO"`, `"SHAPE"`, `"TOKEN"`, `"CLOSED"`. */
+  readonly status: MambaStatusName | "UNKNOWN";
+
+  /** Creates an error for status `code` with `message`. */
+  constructor(code: number, message: string) {
+    super(message);
+    this.name = "MambaError";
+    this.code = code;
+    const entry = Object.entries(MambaStatus).find(([, v]) => v === code);
+    this.status = entry ? entry[0] as MambaStatusName : "UNKNOWN";
+  }
+}

@@ -1,0 +1,77 @@
+/*
+ * mamba_cpu.h: the CPU backend's compute core (C, portable; AVX2/F16C on x86-64 when present).
+ *
+ * The Swift side owns every buffer (weights, state, logits) and validates all inputs; this layer
+ * only computes. Weights are read in their stored dtype and converted in registers.
+ */
+#ifndef MAMBA_CPU_H
+#define MAMBA_CPU_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { MCPU_F32 = 0, MCPU_F16 = 1, MCPU_BF16 = 2 };
+
+/* A row-major weight matrix (rows, cols) in its stored dtype. */
+typedef struct {
+    const void *data;
+    int32_t dtype;
+    int32_t rows, cols;
+} mcpu_matrix;
+
+/* One Mamba2 block. Shapes use the model's sizes: conv_dim = d_inner + 2*n_groups*d_state,
+ * d_in_proj = 2*d_inner + 2*n_groups*d_state + n_heads. */
+typedef struct {
+    const float *norm;    /* (d_model)              pre-mixer RMSNorm weight */
+    mcpu_matrix in_proj;  /* (d_in_proj, d_model)   output rows: z | x B C | dt */
+    const float *conv_w;  /* (conv_dim, d_conv)     depthwise causal conv */
+    const float *conv_b;  /* (conv_dim) */
+    const float *dt_bias; /* (n_heads) */
+    const float *A;       /* (n_heads)              A = -exp(A_log) */
+    const float *D;       /* (n_heads) */
+    const float *gnorm;   /* (d_inner)              gated RMSNorm weight, normalised per group */
+    mcpu_matrix out_proj; /* (d_model, d_inner) */
+} mcpu_layer;
+
+typedef struct {
+    int32_t d_model, n_layer, d_inner, d_state, d_conv, n_heads, head_dim, n_groups, vocab, batch;
+    int32_t prefill_block; /* tokens per prefill block (scratch is sized for it) */
+    float eps, dt_min, dt_max;
+    mcpu_matrix embedding;    /* (vocab, d_model) */
+    mcpu_matrix lm_head;      /* (vocab, d_model), the embedding when tied */
+    const float *norm_f;      /* (d_model) */
+    const mcpu_layer *layers; /* [n_layer] */
+    float *conv_state;        /* (batch, n_layer, conv_dim, d_conv), oldest input first */
+    float *ssm_state;         /* (batch, n_layer, n_heads, head_dim, d_state) */
+    float *logits;            /* (batch, vocab) */
+} mcpu_model;
+
+typedef struct mcpu_engine mcpu_engine;
+
+/* Allocates the thread pool and all scratch memory once. threads <= 0: one per online core.
+ * The model descriptor (and the memory it points to) must outlive the engine. NULL on failure. */
+mcpu_engine *mcpu_create(const mcpu_model *model, int32_t threads);
+void mcpu_destroy(mcpu_engine *engine);
+int32_t mcpu_threads(const mcpu_engine *engine);
+/* Name of the kernel set in use ("avx2+f16c" or "generic"). */
+const char *mcpu_isa(void);
+
+/* One token per sequence: tokens[batch], all in range. Writes logits (batch, vocab). */
+void mcpu_step(mcpu_engine *engine, const int32_t *tokens);
+/* n > 0 tokens for sequence seq, continuing its state. Writes logits row seq for the last token. */
+void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t seq);
+
+/* Bandwidth probe for reports: sums `bytes` of memory with all threads; returns seconds. */
+double mcpu_read_bandwidth_pass(mcpu_engine *engine, const void *buffer, int64_t bytes, double *checksum);
+
+/* The calling thread's buffer for mamba_last_error(). */
+char *mcpu_error_buffer(void);
+int32_t mcpu_error_buffer_size(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

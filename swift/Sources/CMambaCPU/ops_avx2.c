@@ -1,0 +1,23 @@
+/* AVX2 + FMA + F16C kernels for x86-64, chosen at run time when the CPU has them. */
+#if defined(__x86_64__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#define OPS_SUFFIX _avx2
+#define OPS_NAME "avx2+fma+f16c"
+#include "ops.inc"
+#pragma clang attribute pop
+
+const mcpu_ops *mcpu_ops_avx2(void) {
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+        return &ops_table_avx2;
+    return 0;
+}
+#else
+#include "ops.h"
+const mcpu_ops *mcpu_ops_avx2(void) { return 0; }
+#endif
+
+const mcpu_ops *mcpu_ops_best(void) {
+    const mcpu_ops *o = mcpu_ops_avx2();
+    return o ? o : mcpu_ops_generic();
+}
