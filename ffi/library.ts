@@ -49,7 +49,9 @@ function requirePermission(desc: Deno.PermissionDescriptor, flag: string, why: s
 }
 
 function envPath(): string | undefined {
-  if (Deno.permissions.querySync({ name: "env", variable: LIBRARY_ENV }).state !== "granted") return undefined;
+  if (Deno.permissions.querySync({ name: "env", variable: LIBRARY_ENV }).state !== "granted") {
+    return undefined;
+  }
   return Deno.env.get(LIBRARY_ENV) || undefined;
 }
 

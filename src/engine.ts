@@ -180,7 +180,10 @@ export class MambaEngine implements Disposable {
     this.libraryPath = lib.path;
     const logitsPtr = lib.symbols.mamba_engine_logits(handle);
     if (!logitsPtr) throw new MambaError(MambaStatus.INTERNAL, lastError(lib));
-    this.#logitsBuffer = Deno.UnsafePointerView.getArrayBuffer(logitsPtr, this.batchSize * this.vocabSize * 4);
+    this.#logitsBuffer = Deno.UnsafePointerView.getArrayBuffer(
+      logitsPtr,
+      this.batchSize * this.vocabSize * 4,
+    );
     this.logits = new Float32Array(this.#logitsBuffer);
     this.#rows = Array.from(
       { length: this.batchSize },
@@ -238,7 +241,10 @@ export class MambaEngine implements Disposable {
 
   #checkSeq(seq: number): void {
     if (!Number.isInteger(seq) || seq < 0 || seq >= this.batchSize) {
-      throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${seq} is out of range [0, ${this.batchSize})`);
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `sequence index ${seq} is out of range [0, ${this.batchSize})`,
+      );
     }
   }
 
@@ -250,7 +256,10 @@ export class MambaEngine implements Disposable {
     const handle = this.#live();
     this.#checkSeq(seq);
     const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
-    check(this.#lib, this.#lib.symbols.mamba_prefill(handle, ids as Int32Array<ArrayBuffer>, ids.length, seq));
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_prefill(handle, ids as Int32Array<ArrayBuffer>, ids.length, seq),
+    );
     return this.#rows[seq];
   }
 
@@ -301,7 +310,7 @@ export class MambaEngine implements Disposable {
     this.#checkSeq(seq);
     const size = Number(this.#lib.symbols.mamba_state_size(handle));
     const out = new Uint8Array(size);
-    check(this.#lib, this.#lib.symbols.mamba_state_save(handle, seq, out, size));
+    check(this.#lib, this.#lib.symbols.mamba_state_save(handle, seq, out, BigInt(size)));
     return out;
   }
 
@@ -311,7 +320,12 @@ export class MambaEngine implements Disposable {
     this.#checkSeq(seq);
     check(
       this.#lib,
-      this.#lib.symbols.mamba_state_load(handle, seq, bytes as Uint8Array<ArrayBuffer>, bytes.byteLength),
+      this.#lib.symbols.mamba_state_load(
+        handle,
+        seq,
+        bytes as Uint8Array<ArrayBuffer>,
+        BigInt(bytes.byteLength),
+      ),
     );
   }
 

@@ -1,6 +1,7 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -132,5 +133,10 @@ void mcpu_pool_run(mcpu_pool *pool, mcpu_task_fn fn, void *ctx, int ntasks) {
         pthread_mutex_unlock(&pool->mutex);
     }
     run_tasks(pool, 0);
-    while (atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0) CPU_RELAX();
+    /* A worker still busy may have been preempted (more runnable threads than cores): after a short
+     * spin, give the core away instead of burning the rest of our time slice. */
+    for (int spins = 0; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spins++) {
+        if (spins < 4000) CPU_RELAX();
+        else sched_yield();
+    }
 }

@@ -70,6 +70,14 @@ private func withEngine(_ handle: OpaquePointer?, _ body: (Engine) throws -> Voi
     }
 }
 
+/// Deno passes NULL for an empty array: an empty buffer then, so the engine reports the count.
+private func tokenBuffer(_ tokens: UnsafePointer<Int32>?, _ n: Int32) throws -> UnsafeBufferPointer<Int32> {
+    guard n >= 0 else { throw MambaFailure.argument("n_tokens \(n) < 0") }
+    if n == 0 { return UnsafeBufferPointer(start: nil, count: 0) }
+    guard let tokens else { throw MambaFailure.argument("tokens is NULL") }
+    return UnsafeBufferPointer(start: tokens, count: Int(n))
+}
+
 private func engineOrNil(_ handle: OpaquePointer?) -> Engine? {
     guard let h = handle.map(UnsafeMutableRawPointer.init), registry.contains(h) else {
         setLastError("engine handle is closed or invalid")
@@ -163,8 +171,7 @@ public func mambaEngineLogits(_ handle: OpaquePointer?) -> UnsafeMutablePointer<
 #endif
 public func mambaStep(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
     withEngine(handle) { e in
-        guard let tokens, n >= 0 else { throw MambaFailure.argument("tokens is NULL or n_tokens < 0") }
-        try e.step(UnsafeBufferPointer(start: tokens, count: Int(n)))
+        try e.step(try tokenBuffer(tokens, n))
     }
 }
 
@@ -175,8 +182,7 @@ public func mambaStep(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?,
 #endif
 public func mambaPrefill(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ n: Int32, _ seq: Int32) -> Int32 {
     withEngine(handle) { e in
-        guard let tokens, n >= 0 else { throw MambaFailure.argument("tokens is NULL or n_tokens < 0") }
-        try e.prefill(UnsafeBufferPointer(start: tokens, count: Int(n)), seq: Int(seq))
+        try e.prefill(try tokenBuffer(tokens, n), seq: Int(seq))
     }
 }
 
