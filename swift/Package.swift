@@ -9,7 +9,7 @@
 //   MambaMetal       Swift the engine, backends and the C ABI (product: libMambaMetal.so / .dylib)
 import PackageDescription
 
-let linuxOnly: TargetDependencyCondition = .when(platforms: [.linux])
+let linuxOnly = TargetDependencyCondition.when(platforms: [.linux])
 
 let package = Package(
     name: "MambaMetal",
