@@ -49,6 +49,10 @@ let package = Package(
             name: "MetalCompatTests",
             dependencies: ["MetalCompat"]
         ),
+        .testTarget(
+            name: "MambaMetalTests",
+            dependencies: ["MambaMetal"]
+        ),
     ],
     cxxLanguageStandard: .cxx17
 )

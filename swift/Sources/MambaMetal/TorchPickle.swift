@@ -140,6 +140,46 @@ func unpickle(_ bytes: UnsafeRawBufferPointer, source: String) throws -> Unpickl
     return try machine.run()
 }
 
+/// The pickle opcodes a torch state_dict uses; anything else is refused.
+private enum Op: UInt8 {
+    case proto = 0x80
+    case frame = 0x95
+    case stop = 0x2E
+    case mark = 0x28
+    case emptyDict = 0x7D
+    case emptyTuple = 0x29
+    case emptyList = 0x5D
+    case noneObject = 0x4E
+    case newTrue = 0x88
+    case newFalse = 0x89
+    case binInt1 = 0x4B
+    case binInt2 = 0x4D
+    case binInt = 0x4A
+    case long1 = 0x8A
+    case binFloat = 0x47
+    case binUnicode = 0x58
+    case shortBinUnicode = 0x8C
+    case binUnicode8 = 0x8D
+    case tuple = 0x74
+    case tuple1 = 0x85
+    case tuple2 = 0x86
+    case tuple3 = 0x87
+    case binPut = 0x71
+    case longBinPut = 0x72
+    case memoize = 0x94
+    case binGet = 0x68
+    case longBinGet = 0x6A
+    case global = 0x63
+    case stackGlobal = 0x93
+    case binPersId = 0x51
+    case reduce = 0x52
+    case setItem = 0x73
+    case setItems = 0x75
+    case append = 0x61
+    case appends = 0x65
+    case build = 0x62
+}
+
 private struct PickleMachine {
     // Far beyond any state_dict (about 10 stack slots per tensor), small enough to fail fast.
     static let maxStack = 1 << 22
@@ -238,7 +278,7 @@ private struct PickleMachine {
         return .dict(out.dicts.count - 1)
     }
 
-    func memoKey(_ i: Int) throws -> PickleValue {
+    func memoValue(_ i: Int) throws -> PickleValue {
         guard let v = memo[i] else { throw fail("pickle memo slot \(i) is read before it is written") }
         return v
     }
@@ -248,83 +288,84 @@ private struct PickleMachine {
     mutating func run() throws -> Unpickled {
         while true {
             opStart = pos
-            let op = try u8()
+            let byte = try u8()
+            guard let op = Op(rawValue: byte) else {
+                let printable = byte >= 0x20 && byte < 0x7F ? " '\(Character(Unicode.Scalar(byte)))'" : ""
+                throw fail("unsupported pickle opcode 0x\(String(byte, radix: 16))\(printable)")
+            }
             switch op {
-            case 0x80: // PROTO
+            case .proto:
                 let proto = try u8()
                 guard proto >= 2 && proto <= 5 else { throw fail("unsupported pickle protocol \(proto)") }
-            case 0x95: // FRAME: a length prefix for buffered reading; the bytes follow inline.
+            case .frame: // a length prefix for buffered reading; the bytes follow inline.
                 let n = try length(UInt64.self)
                 guard n <= bytes.count - pos else { throw fail("pickle frame runs past the end") }
-            case 0x2E: // STOP
+            case .stop:
                 out.root = try pop()
                 return out
-            case 0x28: // MARK
+            case .mark:
                 guard marks.count < PickleMachine.maxMarks else { throw fail("too many nested MARKs") }
                 marks.append(stack.count)
-            case 0x7D: try push(newDict()) // EMPTY_DICT
-            case 0x29: try push(newTuple([])) // EMPTY_TUPLE
-            case 0x5D: // EMPTY_LIST
+            case .emptyDict: try push(newDict())
+            case .emptyTuple: try push(newTuple([]))
+            case .emptyList:
                 out.lists.append([])
                 try push(.list(out.lists.count - 1))
-            case 0x4E: try push(.none) // NONE
-            case 0x88: try push(.bool(true)) // NEWTRUE
-            case 0x89: try push(.bool(false)) // NEWFALSE
-            case 0x4B: try push(.int(Int(try u8()))) // BININT1
-            case 0x4D: try push(.int(Int(try uint(UInt16.self)))) // BININT2
-            case 0x4A: try push(.int(Int(Int32(bitPattern: try uint(UInt32.self))))) // BININT
-            case 0x8A: try push(.int(try long1())) // LONG1
-            case 0x47: // BINFLOAT: big-endian IEEE double
+            case .noneObject: try push(.none)
+            case .newTrue: try push(.bool(true))
+            case .newFalse: try push(.bool(false))
+            case .binInt1: try push(.int(Int(try u8())))
+            case .binInt2: try push(.int(Int(try uint(UInt16.self))))
+            case .binInt: try push(.int(Int(Int32(bitPattern: try uint(UInt32.self)))))
+            case .long1: try push(.int(try long1()))
+            case .binFloat: // big-endian IEEE double
                 try push(.float(Double(bitPattern: UInt64(bigEndian: try take(8).loadUnaligned(as: UInt64.self)))))
-            case 0x58: try push(.string(try utf8(try length(UInt32.self)))) // BINUNICODE
-            case 0x8C: try push(.string(try utf8(Int(try u8())))) // SHORT_BINUNICODE
-            case 0x8D: try push(.string(try utf8(try length(UInt64.self)))) // BINUNICODE8
-            case 0x74: try push(newTuple(try popToMark())) // TUPLE
-            case 0x85: try push(newTuple([try pop()])) // TUPLE1
-            case 0x86: // TUPLE2
+            case .binUnicode: try push(.string(try utf8(try length(UInt32.self))))
+            case .shortBinUnicode: try push(.string(try utf8(Int(try u8()))))
+            case .binUnicode8: try push(.string(try utf8(try length(UInt64.self))))
+            case .tuple: try push(newTuple(try popToMark()))
+            case .tuple1: try push(newTuple([try pop()]))
+            case .tuple2:
                 let b = try pop(), a = try pop()
                 try push(newTuple([a, b]))
-            case 0x87: // TUPLE3
+            case .tuple3:
                 let c = try pop(), b = try pop(), a = try pop()
                 try push(newTuple([a, b, c]))
-            case 0x71: memo[Int(try u8())] = try top() // BINPUT
-            case 0x72: memo[try length(UInt32.self)] = try top() // LONG_BINPUT
-            case 0x94: memo[memo.count] = try top() // MEMOIZE
-            case 0x68: try push(try memoKey(Int(try u8()))) // BINGET
-            case 0x6A: try push(try memoKey(try length(UInt32.self))) // LONG_BINGET
-            case 0x63: // GLOBAL
+            case .binPut: memo[Int(try u8())] = try top()
+            case .longBinPut: memo[try length(UInt32.self)] = try top()
+            case .memoize: memo[memo.count] = try top()
+            case .binGet: try push(try memoValue(Int(try u8())))
+            case .longBinGet: try push(try memoValue(try length(UInt32.self)))
+            case .global:
                 let module = try line(), name = try line()
                 try push(.global(try global(module, name)))
-            case 0x93: // STACK_GLOBAL
+            case .stackGlobal:
                 let n = try pop(), m = try pop()
                 guard case let .string(module) = m, case let .string(name) = n else {
                     throw fail("STACK_GLOBAL needs two strings")
                 }
                 try push(.global(try global(module, name)))
-            case 0x51: try push(try persistentLoad(try pop())) // BINPERSID
-            case 0x52: // REDUCE
+            case .binPersId: try push(try persistentLoad(try pop()))
+            case .reduce:
                 let args = try pop(), callable = try pop()
                 try push(try reduce(callable, args))
-            case 0x73: // SETITEM
+            case .setItem:
                 let v = try pop(), k = try pop()
                 try setItems(into: try top(), [k, v])
-            case 0x75: // SETITEMS
+            case .setItems:
                 let items = try popToMark()
                 try setItems(into: try top(), items)
-            case 0x61: // APPEND
+            case .append:
                 let v = try pop()
                 try append(to: try top(), [v])
-            case 0x65: // APPENDS
+            case .appends:
                 let items = try popToMark()
                 try append(to: try top(), items)
-            case 0x62: // BUILD
+            case .build:
                 // Only OrderedDict state_dicts get BUILD: their `_metadata` attribute (per-module
                 // version numbers), which loading tensors does not need.
                 _ = try pop()
                 guard case .dict = try top() else { throw fail("BUILD applies state to a \(try top().typeName)") }
-            default:
-                let printable = op >= 0x20 && op < 0x7F ? " '\(Character(Unicode.Scalar(op)))'" : ""
-                throw fail("unsupported pickle opcode 0x\(String(op, radix: 16))\(printable)")
             }
         }
     }
