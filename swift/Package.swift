@@ -21,6 +21,10 @@ let package = Package(
             name: "MambaMetal",
             dependencies: ["CMambaCPU"]
         ),
+        .testTarget(
+            name: "MambaMetalTests",
+            dependencies: ["MambaMetal"]
+        ),
     ],
     cxxLanguageStandard: .cxx17
 )
