@@ -177,6 +177,23 @@ def transformers_name(k):
     return k.replace("backbone.embedding.", "backbone.embeddings.")
 
 
+def write_torch_copy(src, name):
+    """The same model as pytorch_model.bin (torch.save of a state_dict, lm_head tied by storage, as
+    mamba_ssm checkpoints are): tests the zip + pickle reader end to end. Logits: those of `src`."""
+    from safetensors.torch import load_file
+
+    d = os.path.join(OUT, name)
+    os.makedirs(d, exist_ok=True)
+    sd = load_file(os.path.join(OUT, src, "model.safetensors"))
+    if "lm_head.weight" not in sd:
+        sd["lm_head.weight"] = sd["backbone.embedding.weight"]
+    torch.save(sd, os.path.join(d, "pytorch_model.bin"))
+    for f in ("config.json", "reference.json", "logits.f32"):
+        with open(os.path.join(OUT, src, f), "rb") as a, open(os.path.join(d, f), "wb") as b:
+            b.write(a.read())
+    print(f"{name}: {src} as pytorch_model.bin")
+
+
 def write_fixture(name, cfg, fmt, dtype, tied, vocab_size, pad_multiple, naming, shards, reference, seed):
     rng = np.random.default_rng(seed)
     vocab_rows = vocab_size
@@ -283,6 +300,7 @@ def main():
                   pad_multiple=0, naming="transformers", shards=1, reference="transformers", seed=1)
     write_fixture("tiny-g2", dict(base, ngroups=2), "mamba_ssm", "f32", tied=True, vocab_size=100,
                   pad_multiple=16, naming="mamba_ssm", shards=1, reference="mamba_ssm", seed=2)
+    write_torch_copy("tiny-g2", "tiny-g2-torch")
     write_fixture("tiny-f16", dict(base, ngroups=1, dt_limit=[0.01, 1.5]), "transformers", "f16", tied=True,
                   vocab_size=77, pad_multiple=0, naming="transformers", shards=1, reference="transformers",
                   seed=3)
