@@ -301,7 +301,20 @@ export class Sampler {
         total += weight[i] = v === v ? Math.exp((v - max) * invT) : 0; // NaN: never sampled
       }
       if (topP >= 1 && minP <= 0) return 0;
-      for (let i = 0; i < V; i++) if (weight[i] > 0) idx[n++] = i;
+      if (topP < 1) {
+        // a confident model's nucleus is small: try the best 64 tokens before the whole vocabulary
+        const k = selectTop(row, V, NUCLEUS_PROBE, idx);
+        let mass = 0;
+        for (let j = 0; j < k; j++) {
+          const i = idx[j];
+          if (weight[i] > 0) {
+            mass += weight[i];
+            idx[n++] = i;
+          }
+        }
+        if (mass < topP * total) n = 0;
+      }
+      if (n === 0) { for (let i = 0; i < V; i++) if (weight[i] > 0) idx[n++] = i; }
     }
     if (topP < 1) n = nucleus(row, weight, idx, n, topP * total);
     if (minP > 0) {
@@ -341,6 +354,9 @@ export class Sampler {
     return idx[count - 1];
   }
 }
+
+/** How many of the best tokens the top-p search looks at before considering the whole vocabulary. */
+const NUCLEUS_PROBE = 64;
 
 function resolve(o: SamplingOptions): ResolvedSamplingOptions {
   const temperature = o.temperature ?? 1;

@@ -223,6 +223,12 @@ Deno.test("top-p samples only from the nucleus", () => {
   assertFrequencies(s, logits, reference(logits, { topP: 0.8 }), 60_000);
   // a nucleus boundary exactly on the mass: 0.75 = 0.5 + 0.25 keeps 2 tokens
   assert.equal(new Sampler(10, { topP: 0.75 }).probabilities(logits).filter((v) => v > 0).length, 2);
+  // exact boundary and ties: equal logits (weights exactly 1), ties broken by the lower id
+  for (const n of [4, 100]) {
+    const flat = new Float32Array(n);
+    const kept = Array.from(new Sampler(n, { topP: 0.5 }).probabilities(flat), (v) => v > 0);
+    assert.deepEqual(kept, Array.from({ length: n }, (_, i) => i < n / 2), `${n} equal logits`);
+  }
   // the top token alone when it already holds topP
   assert.equal(new Sampler(10, { topP: 0.3 }).probabilities(logits).filter((v) => v > 0).length, 1);
 });
@@ -255,8 +261,14 @@ Deno.test("combined filters on 50288 logits match the sort-based reference", () 
     { topP: 0.99, minP: 0.001, temperature: 2 },
     { topK: 20000, topP: 0.999 },
   ];
-  for (let seed = 0; seed < 3; seed++) {
-    const logits = randomLogits(50288, 1000 + seed, [1, 4, 0.2][seed]); // flat to peaked
+  const scales = [0.2, 1, 4, 30]; // flat (nucleus of thousands of tokens) to peaked (a handful)
+  for (let seed = 0; seed < scales.length; seed++) {
+    const logits = randomLogits(50288, 1000 + seed, scales[seed]);
+    const nucleus = new Sampler(logits.length, { topP: 0.9 }).probabilities(logits).filter((p) =>
+      p > 0
+    ).length;
+    if (seed === 0) assert.ok(nucleus > 1000, `flat: nucleus of ${nucleus}`);
+    if (seed === 3) assert.ok(nucleus < 64, `peaked: nucleus of ${nucleus}`);
     for (const o of configs) {
       const s = new Sampler(logits.length, o);
       assertSameDistribution(s.probabilities(logits), reference(logits, o), JSON.stringify(o));
