@@ -32,7 +32,11 @@ export class Xoshiro128 {
   private s2 = 0;
   private s3 = 0;
 
-  /** @param seed any finite number (the integer part's low 53 bits are used) */
+  /**
+   * Seeds a generator.
+   *
+   * @param seed any finite number (its integer part is used)
+   */
   constructor(seed: number) {
     this.seed(seed);
   }
@@ -176,6 +180,8 @@ export class Sampler {
   private stamp = 0;
 
   /**
+   * Creates a sampler and its scratch arrays.
+   *
    * @param vocabSize length of the logits rows (e.g. the model's padded vocabulary, 50288)
    * @param options sampling options (see {@link SamplingOptions})
    */

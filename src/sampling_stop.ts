@@ -103,7 +103,11 @@ export class StopChecker {
   private why: "eos" | "stop_string" | null = null;
   private matched: string | null = null;
 
-  /** @param options EOS ids and stop strings */
+  /**
+   * Creates a checker.
+   *
+   * @param options EOS ids and stop strings
+   */
   constructor(options: StopCheckerOptions = {}) {
     this.eos = new Set(options.eosTokenIds ?? []);
     this.stops = (options.stopStrings ?? []).filter((s) => s.length > 0);

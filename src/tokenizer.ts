@@ -219,7 +219,7 @@ export class Tokenizer {
    * `skipSpecialTokens: false`.
    */
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
-    return new TextDecoder("utf-8", { ignoreBOM: true }).decode(this.decodeBytes(ids, options));
+    return UTF8.decode(this.decodeBytes(ids, options));
   }
 
   /** The UTF-8 bytes that {@link Tokenizer.decode} decodes. */
@@ -288,6 +288,9 @@ export class Tokenizer {
     return this.addedIds.has(id);
   }
 }
+
+/** Lossy UTF-8 decoding (U+FFFD for invalid sequences) that keeps a leading BOM, like Rust's. */
+const UTF8 = new TextDecoder("utf-8", { ignoreBOM: true });
 
 function tokenToBytes(token: string): Uint8Array {
   const bytes = new Uint8Array(token.length);

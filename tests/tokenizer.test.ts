@@ -11,6 +11,7 @@ interface Expected {
   tokenizer: string;
   sha256: string;
   encode: { text: number; ids: number[]; decoded: string }[];
+  encodeSpecialAsText: { text: number; ids: number[] }[];
   decode: { ids: number[]; text: string; textWithSpecial: string }[];
 }
 
@@ -94,6 +95,22 @@ for (const c of cases) {
         0,
         `${failures.length} texts differ:\n${failures.slice(0, 5).join("\n")}`,
       );
+    },
+  });
+
+  Deno.test({
+    name: `${c.name}: parseSpecialTokens: false matches the library's encode_special_tokens = True`,
+    ignore: c.skip !== null,
+    fn() {
+      const tok = tokenizerOf(c);
+      assert.ok(c.expected.encodeSpecialAsText.length >= 10);
+      for (const e of c.expected.encodeSpecialAsText) {
+        assert.deepEqual(
+          tok.encode(texts[e.text], { parseSpecialTokens: false }),
+          e.ids,
+          JSON.stringify(texts[e.text]),
+        );
+      }
     },
   });
 

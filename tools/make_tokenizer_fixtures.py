@@ -18,6 +18,7 @@ Writes tests/fixtures/tokenizer/:
 Each *.expected.json holds:
   {"tokenizer": file name, "sha256": hex of the tokenizer file, "tokenizers_version": ...,
    "encode": [{"text": i, "ids": [...], "decoded": decode(ids)}],       # i indexes texts.json
+   "encodeSpecialAsText": [{"text": i, "ids": [...]}],                  # with encode_special_tokens = True
    "decode": [{"ids": [...], "text": decode(ids), "textWithSpecial": decode(ids, skip_special_tokens=False)}]}
 
 Austen excerpts are read from ../shared/data/austen at generation time; only the excerpts are committed.
@@ -190,11 +191,19 @@ def expected(tok: Tokenizer, path: str, texts, rng: random.Random):
     for i, text in enumerate(texts):
         ids = tok.encode(text).ids
         enc.append({"text": i, "ids": ids, "decoded": tok.decode(ids)})
+    # special tokens treated as plain text (Tokenizer.encode_special_tokens = True)
+    plain = []
+    tok.encode_special_tokens = True
+    for i, text in enumerate(texts):
+        if any(t.special and t.content in text for t in tok.get_added_tokens_decoder().values()):
+            plain.append({"text": i, "ids": tok.encode(text).ids})
+    tok.encode_special_tokens = False
     return {
         "tokenizer": os.path.basename(path),
         "sha256": sha256(path),
         "tokenizers_version": __version__,
         "encode": enc,
+        "encodeSpecialAsText": plain,
         "decode": decode_cases(tok, rng, 60),
     }
 
