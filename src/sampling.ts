@@ -55,7 +55,7 @@ export class Xoshiro128 {
   /** Restarts the sequence from `seed`. */
   seed(seed: number): void {
     if (!Number.isFinite(seed)) throw new RangeError(`seed must be a finite number, got ${seed}`);
-    seed = Math.trunc(Math.abs(seed)) * (seed < 0 ? -1 : 1);
+    seed = Math.trunc(seed);
     const lo = seed >>> 0; // ToUint32 of the integer: low 32 bits (two's complement for negatives)
     const hi = Math.floor(seed / 4294967296) >>> 0;
     let state = lo ^ Math.imul(hi ^ 0x5bd1e995, 0x27d4eb2d);
@@ -475,7 +475,7 @@ function nucleus(
       continue;
     }
     acc += massGreater;
-    idx.subarray(lt, gt).sort(); // equal values: lower id first
+    sortRange(idx, lt, gt); // equal values: lower id first
     for (let j = lt; j < gt; j++) {
       acc += weight[idx[j]];
       if (acc >= target) return j + 1;
@@ -497,4 +497,42 @@ function nucleus(
     if (acc >= target) return j + 1;
   }
   return Math.max(hi, 1); // rounding: the whole range
+}
+
+/** Sorts `a[lo..hi)` ascending in place, without allocating (insertion sort when short, else heapsort). */
+function sortRange(a: Int32Array, lo: number, hi: number): void {
+  const n = hi - lo;
+  if (n <= 32) {
+    for (let j = lo + 1; j < hi; j++) {
+      const v = a[j];
+      let k = j;
+      while (k > lo && a[k - 1] > v) {
+        a[k] = a[k - 1];
+        k--;
+      }
+      a[k] = v;
+    }
+    return;
+  }
+  for (let i = (n >> 1) - 1; i >= 0; i--) heapDown(a, lo, i, n);
+  for (let end = n - 1; end > 0; end--) {
+    const top = a[lo];
+    a[lo] = a[lo + end];
+    a[lo + end] = top;
+    heapDown(a, lo, 0, end);
+  }
+}
+
+/** Max-heap sift-down of slot `i` in the heap `a[lo..lo + size)`. */
+function heapDown(a: Int32Array, lo: number, i: number, size: number): void {
+  const v = a[lo + i];
+  for (;;) {
+    let c = 2 * i + 1;
+    if (c >= size) break;
+    if (c + 1 < size && a[lo + c + 1] > a[lo + c]) c++;
+    if (a[lo + c] <= v) break;
+    a[lo + i] = a[lo + c];
+    i = c;
+  }
+  a[lo + i] = v;
 }
