@@ -127,9 +127,12 @@ export class BpeModel {
       const m = merges[r];
       let a: string, b: string;
       if (typeof m === "string") {
-        const parts = m.split(" ");
-        if (parts.length !== 2) throw new Error(`tokenizer: invalid merge "${m}" (expected "a b")`);
-        [a, b] = parts;
+        const space = m.indexOf(" ");
+        if (space < 0 || m.indexOf(" ", space + 1) >= 0) {
+          throw new Error(`tokenizer: invalid merge "${m}" (expected "a b")`);
+        }
+        a = m.slice(0, space);
+        b = m.slice(space + 1);
       } else {
         [a, b] = m;
       }
