@@ -82,7 +82,9 @@ export interface StopCheckerOptions {
 /**
  * Incremental stop detection for a generation loop: feed each sampled id with its decoded text piece,
  * emit what it returns. Text that might be the start of a stop string is held back until it is known
- * not to be; the stop string itself and anything after it are never returned.
+ * not to be; the stop string itself and anything after it are never returned. Within one pushed piece
+ * the earliest-starting stop string wins; so when one stop string contains another (e.g. "c" and
+ * "abcd"), which one fires can depend on how the text was split into pieces.
  *
  * @example
  * ```ts
