@@ -224,6 +224,7 @@ def main(argv=None):
     stopped_early = False
     eval_batch = max(1, args.batch_size)
     t_mark = None
+    eval_time = 0.0
     requested_steps = max_steps
     while step < max_steps:
         for g in opt.param_groups:
@@ -248,10 +249,10 @@ def main(argv=None):
             # With --time-limit, shorten the whole schedule (cosine included) once the step time is known,
             # so that it ends inside the limit; the step count used is logged (rerun with --max-steps).
             if args.time_limit > 0 and step == 10:
-                t_mark = time.time()
+                t_mark = time.time() - eval_time  # evaluations are not counted in the step time
             if args.time_limit > 0 and step == 40 and t_mark is not None:
-                dt = (time.time() - t_mark) / 30
-                fit = 41 + int((0.9 * args.time_limit - (time.time() - t0)) / dt)
+                dt = (time.time() - eval_time - t_mark) / 30
+                fit = max(step + 1, 41 + int((0.9 * args.time_limit - (time.time() - t0)) / dt))
                 print(f"  {dt * 1000:.1f} ms/step, {tokens_per_step / dt:,.0f} tok/s steady", flush=True)
                 if fit < max_steps:
                     print(f"  time limit {args.time_limit:.0f}s: steps {max_steps} -> {fit}", flush=True)
@@ -259,6 +260,7 @@ def main(argv=None):
                     last = step == max_steps - 1
         over = args.time_limit > 0 and time.time() - t0 > args.time_limit
         if (step + 1) % args.eval_every == 0 or last or over:
+            t_eval = time.time()
             nats, cnt = evaluate(model, heldout, args.seq_len, eval_batch, device, amp)
             vl = nats / cnt
             log["evals"].append({"step": step + 1, "loss": round(vl, 4), "bpb": round(nats / math.log(2) / held_bytes, 4),
@@ -266,6 +268,7 @@ def main(argv=None):
             print(f"  eval step {step + 1}: held-out {vl:.4f} nats/token, {nats / math.log(2) / held_bytes:.4f} bits/byte", flush=True)
             if vl < best[0]:
                 best = (vl, step + 1, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            eval_time += time.time() - t_eval
         step += 1
         if over:
             stopped_early = True
