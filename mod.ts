@@ -3,10 +3,14 @@
  *
  * @example
  * ```ts
- * import { MambaEngine } from "./mod.ts";
+ * import { Generator, MambaEngine, Tokenizer } from "./mod.ts";
  * using engine = await MambaEngine.load("models/demo");
- * const logits = engine.prefill([1, 2, 3]);
- * console.log(logits.length === engine.vocabSize);
+ * const tokenizer = await Tokenizer.load("models/demo/tokenizer.json");
+ * const gen = new Generator(engine, tokenizer).generate("It is a truth universally acknowledged", {
+ *   maxTokens: 32,
+ *   temperature: 0,
+ * });
+ * for await (const piece of gen) await Deno.stdout.write(new TextEncoder().encode(piece));
  * ```
  *
  * @module
@@ -20,3 +24,30 @@ export {
   type WeightDType,
 } from "./src/engine.ts";
 export { MambaError, MambaStatus, type MambaStatusName } from "./src/errors.ts";
+export {
+  type AddedTokenJson,
+  type DecodeOptions,
+  type EncodeOptions,
+  type NormalizerJson,
+  StreamDecoder,
+  Tokenizer,
+  type TokenizerJson,
+} from "./src/tokenizer.ts";
+export {
+  argmax,
+  checkStopStrings,
+  type ResolvedSamplingOptions,
+  Sampler,
+  type SamplingOptions,
+  StopChecker,
+  type StopCheckerOptions,
+  type StopStringCheck,
+  Xoshiro128,
+} from "./src/sampling.ts";
+export {
+  type GenerateOptions,
+  type Generation,
+  type GenerationStats,
+  Generator,
+  type StopReason,
+} from "./src/generate.ts";

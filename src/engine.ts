@@ -4,6 +4,7 @@
  * @module
  */
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
+import { ensureLibrary } from "../ffi/build.ts";
 import { MambaError, MambaStatus } from "./errors.ts";
 
 /** Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU. */
@@ -27,6 +28,8 @@ export interface LoadOptions {
   recorded?: boolean;
   /** Metal: tuned kernel parameters (configs/metal_tune.json format). */
   tuneFile?: string;
+  /** Receives progress lines while the native library is fetched and built (first use only). */
+  onProgress?: (line: string) => void;
 }
 
 /** The model's shape. */
@@ -205,18 +208,21 @@ export class MambaEngine implements Disposable {
    * engine.close();
    * ```
    */
-  static load(modelDir: string, options: LoadOptions = {}): Promise<MambaEngine> {
-    try {
-      return Promise.resolve(MambaEngine.loadSync(modelDir, options));
-    } catch (e) {
-      return Promise.reject(e);
-    }
+  static async load(modelDir: string, options: LoadOptions = {}): Promise<MambaEngine> {
+    const libraryPath = await ensureLibrary({
+      libraryPath: options.libraryPath,
+      progress: options.onProgress,
+    });
+    return MambaEngine.loadSync(modelDir, { ...options, libraryPath });
   }
 
-  /** Synchronous {@linkcode MambaEngine.load}. */
+  /**
+   * Synchronous {@linkcode MambaEngine.load}; it never builds the library, so the library must exist
+   * (see {@linkcode LoadOptions.libraryPath}).
+   */
   static loadSync(modelDir: string, options: LoadOptions = {}): MambaEngine {
     const lib = openLibrary(options.libraryPath);
-    const { libraryPath: _, ...native } = options;
+    const { libraryPath: _, onProgress: __, ...native } = options;
     const out = new BigUint64Array(1);
     const status = lib.symbols.mamba_engine_create(
       encodeCString(modelDir),

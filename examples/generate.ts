@@ -1,0 +1,138 @@
+/**
+ * Generate text from the command line:
+ *
+ *   deno task generate --prompt "It is a truth universally acknowledged"
+ *   deno task generate -- --model ~/models/mamba2-130m --tokenizer gpt-neox-20b.tokenizer.json --prompt "…"
+ *
+ * Text streams to stdout; progress and statistics go to stderr.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { Generator, MambaEngine, MambaError, Tokenizer } from "../mod.ts";
+import { ensureLibrary } from "../ffi/build.ts";
+
+const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
+
+  --prompt TEXT          text to continue (required)
+  --model DIR            model directory (default: the bundled demo model, models/demo)
+  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)
+  --max-tokens N         tokens to generate (default 128)
+  --temperature T        0 = greedy (default 0.8)
+  --top-k K              keep the K most likely tokens (default 0 = off)
+  --top-p P              nucleus sampling (default 0.95)
+  --min-p P              drop tokens below P × the best probability (default 0 = off)
+  --repeat-penalty R     penalise tokens already seen (default 1.1)
+  --seed S               PRNG seed, for repeatable samples
+  --backend B            auto | cpu | metal (default auto)
+  --stop TEXT            stop at TEXT (repeatable)
+  --help                 this text
+`;
+
+function fail(message: string): never {
+  console.error(`error: ${message}`);
+  Deno.exit(1);
+}
+
+function number(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n)) fail(`--${name} expects a number, got "${value}"`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  // `deno task generate -- --prompt x` passes the "--" through: drop it.
+  const argv = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        prompt: { type: "string" },
+        model: { type: "string" },
+        tokenizer: { type: "string" },
+        "max-tokens": { type: "string" },
+        temperature: { type: "string" },
+        "top-k": { type: "string" },
+        "top-p": { type: "string" },
+        "min-p": { type: "string" },
+        "repeat-penalty": { type: "string" },
+        seed: { type: "string" },
+        backend: { type: "string" },
+        stop: { type: "string", multiple: true },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+    }).values;
+  } catch (e) {
+    fail(`${(e as Error).message}\n\n${HELP}`);
+  }
+  if (args.help) {
+    console.log(HELP);
+    return;
+  }
+  if (args.prompt === undefined) fail(`--prompt is required\n\n${HELP}`);
+  const backend = args.backend ?? "auto";
+  if (!["auto", "cpu", "metal"].includes(backend)) {
+    fail(`--backend must be auto, cpu or metal, got "${backend}"`);
+  }
+
+  const modelDir = args.model ?? new URL("../models/demo", import.meta.url).pathname;
+  try {
+    if (!Deno.statSync(modelDir).isDirectory) fail(`model directory ${modelDir} is not a directory`);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) fail(`model directory ${modelDir} does not exist`);
+    throw e;
+  }
+  const tokenizerPath = args.tokenizer ?? `${modelDir}/tokenizer.json`;
+  let tokenizer: Tokenizer;
+  try {
+    tokenizer = await Tokenizer.load(tokenizerPath);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      fail(
+        `no tokenizer at ${tokenizerPath}: pass --tokenizer FILE ` +
+          `(state-spaces mamba2 checkpoints use GPT-NeoX-20B's tokenizer.json)`,
+      );
+    }
+    fail(`cannot load tokenizer ${tokenizerPath}: ${(e as Error).message}`);
+  }
+
+  const libraryPath = await ensureLibrary({ progress: (line) => console.error(line) });
+  console.error(`loading ${modelDir} …`);
+  const t0 = performance.now();
+  using engine = await MambaEngine.load(modelDir, { backend: backend as "auto", libraryPath });
+  console.error(
+    `loaded in ${(performance.now() - t0).toFixed(0)} ms: ${engine.config.nLayer} layers, d_model ` +
+      `${engine.config.dModel}, ${engine.dtype} weights, ${engine.device}`,
+  );
+
+  const generation = new Generator(engine, tokenizer).generate(args.prompt, {
+    maxTokens: number("max-tokens", args["max-tokens"], 128),
+    temperature: number("temperature", args.temperature, 0.8),
+    topK: number("top-k", args["top-k"], 0),
+    topP: number("top-p", args["top-p"], 0.95),
+    minP: number("min-p", args["min-p"], 0),
+    repetitionPenalty: number("repeat-penalty", args["repeat-penalty"], 1.1),
+    seed: args.seed === undefined ? undefined : number("seed", args.seed, 0),
+    stop: args.stop,
+  });
+  const out = new TextEncoder();
+  await Deno.stdout.write(out.encode(args.prompt));
+  for await (const piece of generation) await Deno.stdout.write(out.encode(piece));
+  await Deno.stdout.write(out.encode("\n"));
+  const s = generation.stats;
+  console.error(
+    `prompt ${s.promptTokens} tokens, prefill ${s.prefillTokensPerSecond.toFixed(1)} tok/s; ` +
+      `generated ${s.generatedTokens} tokens, ${s.decodeTokensPerSecond.toFixed(1)} tok/s ` +
+      `(${s.msPerToken.toFixed(2)} ms/token); stop: ${s.stopReason}`,
+  );
+}
+
+try {
+  await main();
+} catch (e) {
+  if (e instanceof MambaError) fail(e.message);
+  throw e;
+}
