@@ -20,6 +20,7 @@ export {
   type GpuCounters,
   type LoadOptions,
   MambaEngine,
+  type MetalTuningParams,
   type ModelConfig,
   type WeightDType,
 } from "./src/engine.ts";

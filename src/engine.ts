@@ -26,10 +26,23 @@ export interface LoadOptions {
   libraryPath?: string;
   /** Metal: encode the decode step once into an indirect command buffer and replay it. */
   recorded?: boolean;
-  /** Metal: tuned kernel parameters (configs/metal_tune.json format). */
-  tuneFile?: string;
+  /**
+   * Metal: the tuning table (configs/metal_tune.json format, written by `deno task tune`). Default: the
+   * package's own configs/metal_tune.json when present; `false` ignores any table.
+   */
+  tuneFile?: string | URL | false;
+  /** Metal: explicit kernel parameters, overriding the table (used by the tuner). */
+  tuning?: MetalTuningParams;
   /** Receives progress lines while the native library is fetched and built (first use only). */
   onProgress?: (line: string) => void;
+}
+
+/** Metal kernel parameters (see configs/metal_tune.json). */
+export interface MetalTuningParams {
+  /** Rows of W per simdgroup in the decode matvec (1…4). */
+  matvecRowsPerSimdgroup?: number;
+  /** Output tile side of the prefill matmul (16 or 32). */
+  matmulTile?: number;
 }
 
 /** The model's shape. */
@@ -104,6 +117,44 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
   },
 );
 
+const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
+
+function parseTuneTable(text: string, where: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new MambaError(MambaStatus.FORMAT, `${where}: ${(e as Error).message}`);
+  }
+}
+
+function readTuneTableSync(file: string | URL | false | undefined): unknown {
+  if (file === false) return undefined;
+  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
+  if (url instanceof URL && url.protocol !== "file:") return undefined;
+  try {
+    return parseTuneTable(Deno.readTextFileSync(url), String(url));
+  } catch (e) {
+    if (file === undefined && (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotCapable)) {
+      return undefined;
+    }
+    throw e;
+  }
+}
+
+async function readTuneTable(file: string | URL | false | undefined): Promise<unknown> {
+  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
+  if (url instanceof URL && url.protocol !== "file:") {
+    const response = await fetch(url).catch(() => undefined);
+    if (!response?.ok) {
+      await response?.body?.cancel();
+      if (file === undefined) return undefined;
+      throw new MambaError(MambaStatus.IO, `cannot fetch ${url.href}`);
+    }
+    return parseTuneTable(await response.text(), url.href);
+  }
+  return readTuneTableSync(file);
+}
+
 function encodeCString(s: string): Uint8Array<ArrayBuffer> {
   const bytes = new TextEncoder().encode(s);
   const out = new Uint8Array(bytes.length + 1);
@@ -153,6 +204,8 @@ export class MambaEngine implements Disposable {
   readonly libraryPath: string;
   /** float32 logits `[batchSize * vocabSize]` over the native buffer (zero-copy, rewritten per call). */
   readonly logits: Float32Array;
+  /** Everything the native engine reports about itself (backend-specific fields such as `gpu`, `tuning`). */
+  readonly info: Readonly<Record<string, unknown>>;
 
   #lib: OpenedLibrary;
   #handle: Deno.PointerValue;
@@ -168,6 +221,7 @@ export class MambaEngine implements Disposable {
     const infoPtr = lib.symbols.mamba_engine_info(handle);
     if (!infoPtr) throw new MambaError(MambaStatus.INTERNAL, lastError(lib));
     const info = JSON.parse(Deno.UnsafePointerView.getCString(infoPtr)) as EngineInfo;
+    this.info = info as unknown as Record<string, unknown>;
     this.config = {
       ...info.config,
       timeStepMax: info.config.timeStepMax === "Infinity" ? Infinity : info.config.timeStepMax,
@@ -213,7 +267,8 @@ export class MambaEngine implements Disposable {
       libraryPath: options.libraryPath,
       progress: options.onProgress,
     });
-    return MambaEngine.loadSync(modelDir, { ...options, libraryPath });
+    const tuneTable = await readTuneTable(options.tuneFile);
+    return MambaEngine.#create(modelDir, { ...options, libraryPath }, tuneTable);
   }
 
   /**
@@ -221,8 +276,13 @@ export class MambaEngine implements Disposable {
    * (see {@linkcode LoadOptions.libraryPath}).
    */
   static loadSync(modelDir: string, options: LoadOptions = {}): MambaEngine {
+    return MambaEngine.#create(modelDir, options, readTuneTableSync(options.tuneFile));
+  }
+
+  static #create(modelDir: string, options: LoadOptions, tuneTable: unknown): MambaEngine {
     const lib = openLibrary(options.libraryPath);
-    const { libraryPath: _, onProgress: __, ...native } = options;
+    const { libraryPath: _, onProgress: __, tuneFile: ___, ...rest } = options;
+    const native = tuneTable === undefined ? rest : { ...rest, tuneTable };
     const out = new BigUint64Array(1);
     const status = lib.symbols.mamba_engine_create(
       encodeCString(modelDir),

@@ -52,7 +52,7 @@ const char *mamba_last_error(void);
  * model.safetensors.index.json, or pytorch_model.bin). `options_json` may be NULL or a JSON object:
  *   {"backend": "auto"|"cpu"|"metal", "batchSize": 1, "dtype": "auto"|"f32"|"f16"|"bf16",
  *    "threads": 0 (0 = all cores), "recorded": false (Metal: replay an indirect command buffer),
- *    "tuneFile": "path/to/metal_tune.json" (Metal: tuned kernel parameters)}
+ *    "tuneTable": {contents of configs/metal_tune.json}, "tuning": {explicit Metal kernel parameters}}
  */
 int32_t mamba_engine_create(const char *model_dir, const char *options_json, mamba_engine **out_engine);
 /* Free the engine. Freeing NULL is a no-op; freeing twice returns MAMBA_ERR_CLOSED. */

@@ -34,6 +34,12 @@ protocol Backend: AnyObject {
     func readState(seq: Int, into: UnsafeMutableRawBufferPointer)
     func writeState(seq: Int, from: UnsafeRawBufferPointer)
     func counters() -> GPUCounters
+    /// Backend-specific fields for the engine info JSON (e.g. the GPU name and kernel parameters).
+    var extraInfo: [String: JSON] { get }
+}
+
+extension Backend {
+    var extraInfo: [String: JSON] { [:] }
 }
 
 /// One sequence's state as saved: for each layer conv_state (conv_dim, d_conv), oldest input first,

@@ -18,7 +18,10 @@ struct EngineOptions {
     var dtype: DType? = nil // nil: as stored
     var threads = 0
     var recorded = false
-    var tuneFile: String? = nil
+    /// Metal: the contents of configs/metal_tune.json, searched for this GPU and model shape.
+    var tuneTable: JSON? = nil
+    /// Metal: explicit kernel parameters (the tuner's candidates); override the table.
+    var tuning: JSON? = nil
 
     static func parse(_ text: String?) throws -> EngineOptions {
         var o = EngineOptions()
@@ -56,9 +59,12 @@ struct EngineOptions {
             case "recorded":
                 guard let b = v.bool else { throw MambaFailure.argument("options.recorded must be true or false") }
                 o.recorded = b
-            case "tuneFile":
-                guard let s = v.string else { throw MambaFailure.argument("options.tuneFile must be a path") }
-                o.tuneFile = s
+            case "tuneTable":
+                guard v.object != nil else { throw MambaFailure.argument("options.tuneTable must be a JSON object") }
+                o.tuneTable = v
+            case "tuning":
+                guard v.object != nil else { throw MambaFailure.argument("options.tuning must be a JSON object") }
+                o.tuning = v
             default:
                 throw MambaFailure.argument("unknown option \"\(key)\"")
             }
@@ -99,7 +105,7 @@ final class Engine {
                 backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
             }
         }
-        let infoJSON: JSON = .object([
+        var fields: [String: JSON] = [
             "abiVersion": .number(Double(mambaABIVersion)), "version": .string(mambaVersion),
             "backend": .string(backend.name), "device": .string(backend.device),
             "dtype": .string(weights.matrixDType), "batchSize": .number(Double(batch)),
@@ -109,8 +115,9 @@ final class Engine {
             "weightBytesPerToken": .number(Double(weights.decodeWeightBytes)),
             "stateBytesPerToken": .number(Double(2 * batch * layout.bytesPerSequence)),
             "config": config.json,
-        ])
-        info = strdup(infoJSON.text)!
+        ]
+        fields.merge(backend.extraInfo) { a, _ in a }
+        info = strdup(JSON.object(fields).text)!
     }
 
     deinit { free(info) }
