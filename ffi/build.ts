@@ -3,7 +3,7 @@
  *
  * Order: the `libraryPath` option, the `MAMBA_METAL_LIB` environment variable, the package's own
  * `swift/.build/release` output (when the module is on disk), a per-user cache keyed by the module
- * version, platform and a hash of the native sources; otherwise build: fetch `swift/` and `metal/`
+ * version and platform; otherwise build: fetch `swift/` and `metal/`
  * (listed in ./sources.ts) from beside the module URL into the cache, run `swift build -c release`
  * there, check the result's ABI and version, and move it into place with an atomic rename.
  *
@@ -12,7 +12,7 @@
 import denoJson from "../deno.json" with { type: "json" };
 import { ABI_VERSION, symbols } from "./symbols.ts";
 import { findLibrary, LIBRARY_ENV, libraryFileName } from "./library.ts";
-import { SOURCE_FILES, SOURCE_HASH } from "./sources.ts";
+import { SOURCE_FILES } from "./sources.ts";
 import { MambaError, MambaStatus } from "../src/errors.ts";
 
 /** The module's version (deno.json), which the library must report. */
@@ -56,9 +56,9 @@ export function cacheRoot(): string {
   );
 }
 
-/** The cache entry for this module version, platform and source set. */
+/** The cache entry for this module version and platform (a published version's sources never change). */
 export function cacheKey(): string {
-  return `${MODULE_VERSION}-${Deno.build.os}-${Deno.build.arch}-${SOURCE_HASH.slice(0, 16)}`;
+  return `${MODULE_VERSION}-${Deno.build.os}-${Deno.build.arch}`;
 }
 
 function exists(path: string): boolean {
