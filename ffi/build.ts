@@ -9,14 +9,14 @@
  *
  * @module
  */
-import denoJson from "../deno.json" with { type: "json" };
 import { ABI_VERSION, symbols } from "./symbols.ts";
 import { findLibrary, LIBRARY_ENV, libraryFileName } from "./library.ts";
 import { SOURCE_FILES } from "./sources.ts";
 import { MambaError, MambaStatus } from "../src/errors.ts";
+import { VERSION } from "../src/version.ts";
 
-/** The module's version (deno.json), which the library must report. */
-export const MODULE_VERSION: string = denoJson.version;
+/** The module's version, which the library must report. */
+export const MODULE_VERSION: string = VERSION;
 
 /** Options of {@linkcode ensureLibrary}. */
 export interface EnsureLibraryOptions {
@@ -209,10 +209,17 @@ export async function ensureLibrary(options: EnsureLibraryOptions = {}): Promise
 
   const cache = cacheRoot();
   need({ name: "read", path: cache }, "--allow-read", "the library cache");
-  need({ name: "write", path: cache }, "--allow-write", "the library cache");
   const dir = `${cache}/${cacheKey()}`;
   const lib = `${dir}/${libraryFileName()}`;
   if (exists(lib)) return lib;
+
+  // Everything a build needs, checked before any work so the error names what is missing.
+  need({ name: "write", path: cache }, `--allow-write=${cache}`, "building into the library cache");
+  if (root.protocol !== "file:") {
+    need({ name: "net", host: root.host }, `--allow-net=${root.host}`, "fetching the native sources");
+  }
+  need({ name: "run", command: "swift" }, "--allow-run=swift", "building the native library");
+  need({ name: "ffi" }, "--allow-ffi", "loading the native library");
 
   await Deno.mkdir(cache, { recursive: true });
   const lock = await acquireLock(`${dir}.lock`, () => exists(lib));

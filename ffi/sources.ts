@@ -33,6 +33,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MambaMetal/TorchPickle.swift",
   "swift/Sources/MambaMetal/TorchZip.swift",
   "swift/Sources/MambaMetal/Weights.swift",
+  "swift/Tests/MambaMetalTests/TorchCheckpointTests.swift",
   "metal/embedding.metal",
   "metal/matvec.metal",
   "metal/ssm_decode.metal",

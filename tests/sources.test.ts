@@ -6,3 +6,11 @@ Deno.test("ffi/sources.ts lists the current swift/ and metal/ files (deno task g
   const current = Deno.readTextFileSync(new URL("../ffi/sources.ts", import.meta.url));
   assert.equal(current, manifest(), "ffi/sources.ts is stale: run `deno task gen:sources`");
 });
+
+Deno.test("src/version.ts, deno.json and the native library agree on the version", async () => {
+  const { VERSION } = await import("../src/version.ts");
+  const denoJson = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
+  assert.equal(VERSION, denoJson.version);
+  const engine = Deno.readTextFileSync(new URL("../swift/Sources/MambaMetal/Engine.swift", import.meta.url));
+  assert.match(engine, new RegExp(`let mambaVersion = "${VERSION.replaceAll(".", "\\.")}"`));
+});

@@ -1,0 +1,8 @@
+/**
+ * The module's version; the native library must report the same (tests check it against deno.json).
+ *
+ * @module
+ */
+
+/** Version of this module and of the libMambaMetal it loads. */
+export const VERSION = "0.1.0";
