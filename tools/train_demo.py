@@ -59,8 +59,11 @@ def parse_args(argv=None):
     # optimisation
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--epochs", type=float, default=16.0, help="tokens seen / training tokens; sets the step count")
-    ap.add_argument("--max-steps", type=int, default=0, help="overrides --epochs when > 0")
+    ap.add_argument("--epochs", type=float, default=24.0, help="tokens seen / training tokens; sets the step count")
+    ap.add_argument("--max-steps", type=int, default=550, help="length of the LR schedule; overrides --epochs when > 0")
+    ap.add_argument("--stop-after", type=int, default=457,
+                    help="stop after this many steps without changing the schedule (0: run it all); models/demo was "
+                         "stopped by its --time-limit after 457 of 550 steps")
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--min-lr-ratio", type=float, default=0.1)
     ap.add_argument("--warmup-steps", type=int, default=100)
@@ -68,7 +71,7 @@ def parse_args(argv=None):
     ap.add_argument("--beta1", type=float, default=0.9)
     ap.add_argument("--beta2", type=float, default=0.95)
     ap.add_argument("--grad-clip", type=float, default=1.0)
-    ap.add_argument("--dropout", type=float, default=0.1,
+    ap.add_argument("--dropout", type=float, default=0.2,
                     help="training-only dropout on the embedding output and on every mixer output (added with hooks; "
                          "the saved model is a plain Mamba2)")
     ap.add_argument("--eval-every", type=int, default=100)
@@ -226,7 +229,7 @@ def main(argv=None):
     t_mark = None
     eval_time = 0.0
     requested_steps = max_steps
-    while step < max_steps:
+    while step < max_steps and not (args.stop_after > 0 and step >= args.stop_after):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         offs = torch.randint(0, hi, (args.batch_size,), generator=gen)
@@ -238,7 +241,7 @@ def main(argv=None):
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         tok_seen += tokens_per_step
-        last = step == max_steps - 1
+        last = step == max_steps - 1 or step + 1 == args.stop_after
         if step % 10 == 0 or last:
             lv = loss.item()
             el = time.time() - t0
@@ -257,7 +260,7 @@ def main(argv=None):
                 if fit < max_steps:
                     print(f"  time limit {args.time_limit:.0f}s: steps {max_steps} -> {fit}", flush=True)
                     max_steps = fit
-                    last = step == max_steps - 1
+                    last = step == max_steps - 1 or step + 1 == args.stop_after
         over = args.time_limit > 0 and time.time() - t0 > args.time_limit
         if (step + 1) % args.eval_every == 0 or last or over:
             t_eval = time.time()

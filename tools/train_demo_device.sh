@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The run that produced models/demo: four settings of tools/train_demo.py trained on one GPU, two at a
+# The run that produced models/demo (run a2 was selected): four settings of tools/train_demo.py trained on one GPU, two at a
 # time, then the one with the lowest held-out loss (measured on its float16 weights) is kept.
 #
 #   bash tools/train_demo_device.sh DATA_DIR OUT_DIR
@@ -18,7 +18,7 @@ RUNS=${RUNS:-/tmp/demo_runs}
 EXTRA=${EXTRA:-}
 mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-T="python3 tools/train_demo.py --data-dir $DATA --tokenizer models/demo/tokenizer.json"
+T="python3 tools/train_demo.py --data-dir $DATA --tokenizer models/demo/tokenizer.json --max-steps 0 --stop-after 0"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null
 python3 -c "import torch, transformers, tokenizers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'tokenizers', tokenizers.__version__)"
 
