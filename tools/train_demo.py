@@ -293,6 +293,10 @@ def main(argv=None):
         cfg_json = json.load(f)
     lo, hi = model.config.time_step_limit
     cfg_json["time_step_limit"] = [float(lo), {"__float__": "Infinity"} if math.isinf(hi) else float(hi)]
+    # rescale_prenorm_residual only matters at initialisation, but transformers' from_pretrained applies
+    # it again to loaded weights (out_proj /= sqrt(n_layer)), which would load a different model than
+    # the one trained: ship it off.
+    cfg_json["rescale_prenorm_residual"] = False
     with open(cfg_path, "w") as f:
         json.dump(cfg_json, f, indent=2, sort_keys=True)
         f.write("\n")
