@@ -95,6 +95,8 @@ Deno.test("CLI: generates from the bundled model, with or without a leading --",
       "12",
       "--temperature",
       "0",
+      "--repeat-penalty",
+      "1",
       "--backend",
       "cpu",
     );
