@@ -7,12 +7,33 @@ import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/librar
 import { ensureLibrary } from "../ffi/build.ts";
 import { MambaError, MambaStatus } from "./errors.ts";
 
-/** Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU. */
+/**
+ * Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU.
+ *
+ * @example
+ * ```ts
+ * const backend: BackendName = Deno.build.os === "darwin" ? "metal" : "cpu";
+ * ```
+ */
 export type BackendName = "auto" | "cpu" | "metal";
-/** Weight dtype: `"auto"` keeps what the checkpoint stores. */
+/**
+ * Weight dtype: `"auto"` keeps what the checkpoint stores.
+ *
+ * @example
+ * ```ts
+ * const dtype: WeightDType = "f16"; // halve the bytes each decode step reads
+ * ```
+ */
 export type WeightDType = "auto" | "f32" | "f16" | "bf16";
 
-/** Options for {@linkcode MambaEngine.load}. */
+/**
+ * Options for {@linkcode MambaEngine.load}.
+ *
+ * @example
+ * ```ts
+ * const options: LoadOptions = { backend: "cpu", batchSize: 4, dtype: "f16", threads: 2 };
+ * ```
+ */
 export interface LoadOptions {
   /** Compute backend (default `"auto"`). */
   backend?: BackendName;
@@ -37,7 +58,14 @@ export interface LoadOptions {
   onProgress?: (line: string) => void;
 }
 
-/** Metal kernel parameters (see configs/metal_tune.json). */
+/**
+ * Metal kernel parameters (see configs/metal_tune.json).
+ *
+ * @example
+ * ```ts
+ * const tuning: MetalTuningParams = { matvecRowsPerSimdgroup: 4, matmulTile: 32 };
+ * ```
+ */
 export interface MetalTuningParams {
   /** Rows of W per simdgroup in the decode matvec (1…4). */
   matvecRowsPerSimdgroup?: number;
@@ -45,7 +73,16 @@ export interface MetalTuningParams {
   matmulTile?: number;
 }
 
-/** The model's shape. */
+/**
+ * The model's shape.
+ *
+ * @example
+ * ```ts
+ * const engine = await MambaEngine.load("models/demo");
+ * const c: ModelConfig = engine.config;
+ * console.log(`${c.nLayer} layers, ${c.nHeads} heads of ${c.headDim}`);
+ * ```
+ */
 export interface ModelConfig {
   /** Width of the residual stream. */
   dModel: number;
@@ -79,7 +116,17 @@ export interface ModelConfig {
   timeStepMax: number;
 }
 
-/** Cumulative GPU counters (all zero on the CPU backend). */
+/**
+ * Cumulative GPU counters (all zero on the CPU backend).
+ *
+ * @example
+ * ```ts
+ * const engine = await MambaEngine.load("models/demo", { backend: "metal" });
+ * const before: GpuCounters = engine.gpuCounters();
+ * engine.step([1]);
+ * console.log(engine.gpuCounters().dispatches - before.dispatches);
+ * ```
+ */
 export interface GpuCounters {
   /** Command buffers committed. */
   commandBuffers: number;

@@ -4,7 +4,18 @@
  * @module
  */
 
-/** Status codes of the C ABI (`enum mamba_status` in swift/include/mamba.h). */
+/**
+ * Status codes of the C ABI (`enum mamba_status` in swift/include/mamba.h).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   engine.step([-1]);
+ * } catch (e) {
+ *   if (e instanceof MambaError && e.code === MambaStatus.TOKEN) console.error(e.message);
+ * }
+ * ```
+ */
 export const MambaStatus = {
   OK: 0,
   ARGUMENT: 1,
@@ -21,7 +32,14 @@ export const MambaStatus = {
   LIBRARY: 100,
 } as const;
 
-/** The name of a status code, e.g. `"TOKEN"`. */
+/**
+ * The name of a status code, e.g. `"TOKEN"`.
+ *
+ * @example
+ * ```ts
+ * const status: MambaStatusName = "SHAPE";
+ * ```
+ */
 export type MambaStatusName = keyof typeof MambaStatus;
 
 /**

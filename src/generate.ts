@@ -8,7 +8,15 @@ import type { MambaEngine } from "./engine.ts";
 import { Sampler, type SamplingOptions, StopChecker } from "./sampling.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
-/** Options of {@linkcode Generator.generate}: sampling, limits and stop conditions. */
+/**
+ * Options of {@linkcode Generator.generate}: sampling, limits and stop conditions.
+ *
+ * @example
+ * ```ts
+ * const options: GenerateOptions = { maxTokens: 64, temperature: 0.7, stop: ["\n\n"], seed: 1 };
+ * const gen = generator.generate("Emma", options);
+ * ```
+ */
 export interface GenerateOptions extends SamplingOptions {
   /** Most tokens to generate (default 128). */
   maxTokens?: number;
@@ -24,10 +32,29 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
 }
 
-/** Why generation ended. */
+/**
+ * Why generation ended.
+ *
+ * @example
+ * ```ts
+ * const gen = generator.generate("Emma", { maxTokens: 16, stop: ["."] });
+ * for await (const _ of gen);
+ * const why: StopReason | undefined = gen.stats.stopReason; // "stop_string" or "max_tokens"
+ * ```
+ */
 export type StopReason = "eos" | "stop_string" | "max_tokens" | "aborted";
 
-/** Timings and counts of one generation. */
+/**
+ * Timings and counts of one generation.
+ *
+ * @example
+ * ```ts
+ * const gen = generator.generate("Emma", { maxTokens: 16 });
+ * for await (const _ of gen);
+ * const stats: GenerationStats = gen.stats;
+ * console.log(`${stats.decodeTokensPerSecond.toFixed(1)} tokens/s`);
+ * ```
+ */
 export interface GenerationStats {
   /** Tokens in the prompt. */
   promptTokens: number;
@@ -47,7 +74,16 @@ export interface GenerationStats {
   stopReason?: StopReason;
 }
 
-/** One generation in progress: iterate it for text pieces; `stats` and `text` fill in as it runs. */
+/**
+ * One generation in progress: iterate it for text pieces; `stats` and `text` fill in as it runs.
+ *
+ * @example
+ * ```ts
+ * const gen: Generation = generator.generate("Emma", { maxTokens: 16 });
+ * for await (const piece of gen) console.log(piece);
+ * console.log(gen.tokens.length, gen.stats.stopReason);
+ * ```
+ */
 export interface Generation extends AsyncIterable<string> {
   /** Counts and timings, updated as it runs. */
   readonly stats: GenerationStats;

@@ -98,7 +98,15 @@ function rotl(x: number, k: number): number {
   return (x << k) | (x >>> (32 - k));
 }
 
-/** Options of {@link Sampler}. Every filter is off by default; the defaults sample from softmax(logits). */
+/**
+ * Options of {@link Sampler}. Every filter is off by default; the defaults sample from softmax(logits).
+ *
+ * @example
+ * ```ts
+ * const options: SamplingOptions = { temperature: 0.8, topP: 0.95, repetitionPenalty: 1.1, seed: 42 };
+ * const sampler = new Sampler(engine.vocabSize, options);
+ * ```
+ */
 export interface SamplingOptions {
   /** Softmax temperature; 0 (or below) means greedy (argmax). Default 1. */
   temperature?: number;
@@ -118,7 +126,15 @@ export interface SamplingOptions {
   seed?: number;
 }
 
-/** The resolved options of a {@link Sampler}. */
+/**
+ * The resolved options of a {@link Sampler}.
+ *
+ * @example
+ * ```ts
+ * const resolved: ResolvedSamplingOptions = new Sampler(50288, { topK: 40 }).options;
+ * console.log(resolved.temperature); // 1
+ * ```
+ */
 export interface ResolvedSamplingOptions {
   /** See {@link SamplingOptions.temperature}. */
   temperature: number;
@@ -135,6 +151,11 @@ export interface ResolvedSamplingOptions {
 /**
  * Index of the largest logit (the lowest index among equal maxima; NaN entries are ignored).
  * Returns 0 when no entry is a number.
+ *
+ * @example
+ * ```ts
+ * const next = argmax(engine.step([token])); // greedy decoding
+ * ```
  */
 export function argmax(logits: ArrayLike<number>): number {
   let best = -Infinity, at = 0, found = false;

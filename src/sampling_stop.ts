@@ -5,7 +5,15 @@
  * @module
  */
 
-/** Result of {@link checkStopStrings}. */
+/**
+ * Result of {@link checkStopStrings}.
+ *
+ * @example
+ * ```ts
+ * const check: StopStringCheck = checkStopStrings("Yes.\n\nNo", ["\n\n"]);
+ * console.log(check.index); // 4
+ * ```
+ */
 export interface StopStringCheck {
   /** Index in the text of the earliest stop string, or -1 when none occurs. */
   index: number;
@@ -71,7 +79,14 @@ function partialStopSuffix(text: string, stopStrings: readonly string[]): number
   return best;
 }
 
-/** Options of {@link StopChecker}. */
+/**
+ * Options of {@link StopChecker}.
+ *
+ * @example
+ * ```ts
+ * const stop = new StopChecker({ eosTokenIds: [0], stopStrings: ["\n\n"] } satisfies StopCheckerOptions);
+ * ```
+ */
 export interface StopCheckerOptions {
   /** Token ids that end generation (e.g. `<|endoftext|>` = 0 for GPT-NeoX). */
   eosTokenIds?: Iterable<number>;

@@ -17,7 +17,15 @@ import {
 
 export type { AddedTokenJson, NormalizerJson } from "./tokenizer_added.ts";
 
-/** The parts of a Hugging Face `tokenizer.json` that {@link Tokenizer} reads. */
+/**
+ * The parts of a Hugging Face `tokenizer.json` that {@link Tokenizer} reads.
+ *
+ * @example
+ * ```ts
+ * const json: TokenizerJson = JSON.parse(await Deno.readTextFile("tokenizer.json"));
+ * const tokenizer = Tokenizer.fromJSON(json);
+ * ```
+ */
 export interface TokenizerJson {
   /** Added tokens (special tokens and user-added tokens), matched before BPE. */
   added_tokens?: AddedTokenJson[] | null;
@@ -44,7 +52,14 @@ export interface TokenizerJson {
   };
 }
 
-/** Options of {@link Tokenizer.encode}. */
+/**
+ * Options of {@link Tokenizer.encode}.
+ *
+ * @example
+ * ```ts
+ * const ids = tokenizer.encode("<|endoftext|>", { parseSpecialTokens: false } satisfies EncodeOptions);
+ * ```
+ */
 export interface EncodeOptions {
   /**
    * Recognize special tokens (such as `<|endoftext|>`) written in the text. Default true, as in the
@@ -53,7 +68,14 @@ export interface EncodeOptions {
   parseSpecialTokens?: boolean;
 }
 
-/** Options of {@link Tokenizer.decode} and {@link Tokenizer.decodeStream}. */
+/**
+ * Options of {@link Tokenizer.decode} and {@link Tokenizer.decodeStream}.
+ *
+ * @example
+ * ```ts
+ * const text = tokenizer.decode([0, 42], { skipSpecialTokens: false } satisfies DecodeOptions);
+ * ```
+ */
 export interface DecodeOptions {
   /**
    * Leave special tokens (such as `<|endoftext|>`) out of the text. Default true, the default of the

@@ -5,7 +5,14 @@
  * @module
  */
 
-/** A `normalizer` object of a `tokenizer.json` (only the types this module supports are listed). */
+/**
+ * A `normalizer` object of a `tokenizer.json` (only the types this module supports are listed).
+ *
+ * @example
+ * ```ts
+ * const normalizer: NormalizerJson = { type: "NFC" };
+ * ```
+ */
 export type NormalizerJson =
   | { type: "NFC" | "NFD" | "NFKC" | "NFKD" | "Lowercase" }
   | { type: "Sequence"; normalizers: NormalizerJson[] };
@@ -49,7 +56,14 @@ function lowercase(s: string): string {
   return out;
 }
 
-/** An entry of `added_tokens` in a `tokenizer.json`. */
+/**
+ * An entry of `added_tokens` in a `tokenizer.json`.
+ *
+ * @example
+ * ```ts
+ * const token: AddedTokenJson = { id: 0, content: "<|endoftext|>", special: true, single_word: false, lstrip: false, rstrip: false, normalized: false };
+ * ```
+ */
 export interface AddedTokenJson {
   /** Token id. */
   id: number;
