@@ -18,7 +18,13 @@ export interface Fixture {
   logits: Float32Array;
 }
 
-export const FIXTURE_NAMES = ["tiny-g1", "tiny-g2", "tiny-g2-torch", "tiny-f16", "tiny-bf16-sharded"] as const;
+export const FIXTURE_NAMES = [
+  "tiny-g1",
+  "tiny-g2",
+  "tiny-g2-torch",
+  "tiny-f16",
+  "tiny-bf16-sharded",
+] as const;
 
 export function loadFixture(name: string): Fixture {
   const dir = FIXTURES + name;
