@@ -9,7 +9,10 @@
 //   MambaMetal       Swift the engine, backends and the C ABI (product: libMambaMetal.so / .dylib)
 import PackageDescription
 
-let linuxOnly: TargetDependencyCondition = .when(platforms: [.linux])
+let linuxOnly: TargetDependencyCondition? = .when(platforms: [.linux])
+// MetalCompat checking mode: clang calls __sanitizer_cov_{load,store}N before every load and store of
+// the instrumented kernel copies (CMetalCompat/checking.c defines the hooks).
+let metalCompatCoverage = ["-fsanitize-coverage=func,trace-loads,trace-stores"]
 
 let package = Package(
     name: "MambaMetal",
@@ -32,11 +35,24 @@ let package = Package(
             cxxSettings: [
                 .headerSearchPath("msl"),
                 .unsafeFlags(["-O2", "-std=c++17", "-Wno-unknown-attributes"]),
+                // Checking mode: the generated files compile each kernel twice, once with these hooks.
+                .unsafeFlags(metalCompatCoverage, .when(platforms: [.linux])),
             ]
         ),
         .target(
             name: "MetalCompat",
             dependencies: ["CMetalCompat", "MetalKernelsCPU"]
+        ),
+        // The MetalCompat test kernels (Tests/MetalCompatTests/Kernels), compiled like MetalKernelsCPU.
+        .target(
+            name: "MetalCompatTestKernels",
+            dependencies: ["CMetalCompat"],
+            path: "Tests/MetalCompatTestKernels",
+            cxxSettings: [
+                .headerSearchPath("../../Sources/MetalKernelsCPU/msl"),
+                .unsafeFlags(["-O2", "-std=c++17", "-Wno-unknown-attributes"]),
+                .unsafeFlags(metalCompatCoverage, .when(platforms: [.linux])),
+            ]
         ),
         .target(
             name: "MambaMetal",
@@ -47,7 +63,11 @@ let package = Package(
         ),
         .testTarget(
             name: "MetalCompatTests",
-            dependencies: ["MetalCompat"]
+            dependencies: [
+                .target(name: "MetalCompat", condition: linuxOnly),
+                .target(name: "MetalCompatTestKernels", condition: linuxOnly),
+            ],
+            exclude: ["Kernels"]
         ),
     ],
     cxxLanguageStandard: .cxx17
