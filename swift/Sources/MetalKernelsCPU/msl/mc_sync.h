@@ -199,32 +199,42 @@ typedef atomic<ulong> atomic_ulong;
 #define MC_ATOMIC __attribute__((noinline))
 template <class T> using mc_atomic_value = std::remove_cv_t<decltype(std::declval<T>().v)>;
 
+// The generic __atomic builtins work for float as well as integers.
 template <class A, class T> MC_ATOMIC void atomic_store_explicit(A *obj, T desired, memory_order) {
-    __atomic_store_n((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A>)desired, __ATOMIC_RELAXED);
+    mc_atomic_value<A> v = (mc_atomic_value<A>)desired;
+    __atomic_store((mc_atomic_value<A> *)&obj->v, &v, __ATOMIC_RELAXED);
 }
 template <class A> MC_ATOMIC mc_atomic_value<A> atomic_load_explicit(A *obj, memory_order) {
-    return __atomic_load_n((mc_atomic_value<A> *)&obj->v, __ATOMIC_RELAXED);
+    mc_atomic_value<A> v;
+    __atomic_load((mc_atomic_value<A> *)&obj->v, &v, __ATOMIC_RELAXED);
+    return v;
 }
 template <class A, class T> MC_ATOMIC mc_atomic_value<A> atomic_exchange_explicit(A *obj, T desired, memory_order) {
-    return __atomic_exchange_n((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A>)desired, __ATOMIC_RELAXED);
+    mc_atomic_value<A> v = (mc_atomic_value<A>)desired, old;
+    __atomic_exchange((mc_atomic_value<A> *)&obj->v, &v, &old, __ATOMIC_RELAXED);
+    return old;
 }
 template <class A, class E, class T>
 MC_ATOMIC bool atomic_compare_exchange_weak_explicit(A *obj, E *expected, T desired, memory_order, memory_order) {
-    return __atomic_compare_exchange_n((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A> *)expected,
-                                       (mc_atomic_value<A>)desired, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    mc_atomic_value<A> v = (mc_atomic_value<A>)desired;
+    return __atomic_compare_exchange((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A> *)expected, &v, true,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 template <class A, class E, class T>
 MC_ATOMIC bool atomic_compare_exchange_strong_explicit(A *obj, E *expected, T desired, memory_order, memory_order) {
-    return __atomic_compare_exchange_n((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A> *)expected,
-                                       (mc_atomic_value<A>)desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    mc_atomic_value<A> v = (mc_atomic_value<A>)desired;
+    return __atomic_compare_exchange((mc_atomic_value<A> *)&obj->v, (mc_atomic_value<A> *)expected, &v, false,
+                                     __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 // Read-modify-write through a compare-exchange loop, so float (and any op) works the same way.
 template <class A, class F> MC_INLINE mc_atomic_value<A> mc_atomic_rmw(A *obj, F op) {
     using V = mc_atomic_value<A>;
     V *p = (V *)&obj->v;
-    V old = __atomic_load_n(p, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(p, &old, (V)op(old), true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-    }
+    V old, next;
+    __atomic_load(p, &old, __ATOMIC_RELAXED);
+    do {
+        next = (V)op(old);
+    } while (!__atomic_compare_exchange(p, &old, &next, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED));
     return old;
 }
 #define MC_ATOMIC_RMW(name, expr)                                                                            \
