@@ -13,6 +13,7 @@
 void mc_threadgroup_release(mc_worker *w) {
     w->bar_arrived = 0;
     w->bar_gen++;
+    if (w->job->checking) mc_check_barrier(w);
 }
 
 void mc_simdgroup_release(mc_simdgroup *sg) {

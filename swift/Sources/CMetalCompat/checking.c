@@ -3,12 +3,15 @@
 // Kernels are compiled a second time with -fsanitize-coverage=func,trace-loads,trace-stores, which makes
 // clang call __sanitizer_cov_loadN(addr) / __sanitizer_cov_storeN(addr) before every load and store.
 // The hooks only look at addresses inside the running threadgroup's threadgroup memory (a thread-local
-// range test, so other accesses cost a compare). A shadow records, per byte, the writing thread and
-// the barrier epoch of the last write. A read is a hazard when
-//   - no thread wrote the byte since the threadgroup started (uninitialized threadgroup memory), or
-//   - another thread wrote it in the current barrier epoch (a missing threadgroup_barrier; a
-//     simdgroup_barrier also orders writes between lanes of one SIMD group), or
-//   - it touches the redzone after an argument (past the length given to setThreadgroupMemoryLength).
+// range test, so other accesses cost a compare). A shadow records, per byte, the last write and the
+// last read: which thread, in which barrier interval ("epoch"). Hazards:
+//   - read after write: a thread reads a byte another thread wrote in the current epoch;
+//   - write after read: a thread writes a byte another thread read in the current epoch;
+//   (both are a missing threadgroup_barrier; a simdgroup_barrier also orders lanes of one SIMD group)
+//   - uninitialized read: a byte no thread wrote since the threadgroup started. Reported at the next
+//     barrier, because with threads run one after another a missing barrier first looks like this
+//     (thread 0 reads what thread 1 writes later): the write, if it comes, reports the real cause;
+//   - out of bounds: the redzone after an argument (past its setThreadgroupMemoryLength length).
 // The first hazard fails the dispatch with a message naming the kernel, thread and byte offset.
 #if defined(__linux__)
 #include <stdio.h>
@@ -28,13 +31,12 @@ void mc_check_begin_threadgroup(mc_worker *w) {
         uint32_t end = job->tg_offsets[i] + job->d->threadgroup_lengths[i];
         for (uint32_t b = end; b < end + MC_REDZONE; b++) w->shadow[b].writer = MC_SHADOW_REDZONE;
     }
+    w->pending_uninit = 0;
     chk_lo = (uintptr_t)w->tg_mem;
     chk_size = n;
 }
 
-void mc_check_end_threadgroup(void) { chk_size = 0; }
-
-/* Names the argument a byte offset of the block belongs to: "threadgroup(i) byte k" or the redzone. */
+/* Names the argument a byte offset of the block belongs to. */
 static void describe_offset(const mc_job *job, uint32_t off, char *out, size_t len) {
     for (int i = 0; i < MC_MAX_THREADGROUP_ARGS; i++) {
         if (!((job->k->threadgroup_mask >> i) & 1)) continue;
@@ -52,56 +54,88 @@ static void describe_offset(const mc_job *job, uint32_t off, char *out, size_t l
     snprintf(out, len, "threadgroup memory byte %u", off);
 }
 
-static void report(mc_worker *w, uint32_t off, uint32_t size, int store, const char *why) {
+static void report(mc_worker *w, uint32_t thread, uint32_t off, uint32_t size, int store, const char *why) {
     char where[128];
     describe_offset(w->job, off, where, sizeof where);
-    mc_fiber *f = w->cur;
     mc_job_fail(w->job, MC_ERR_CHECK,
                 "kernel '%s', threadgroup (%u, %u, %u), thread %u: threadgroup memory hazard: %u-byte %s of "
                 "%s %s",
-                w->job->k->name, w->tg_pos[0], w->tg_pos[1], w->tg_pos[2], f->inv.thread_index_in_threadgroup,
-                size, store ? "write" : "read", where, why);
+                w->job->k->name, w->tg_pos[0], w->tg_pos[1], w->tg_pos[2], thread, size, store ? "write" : "read",
+                where, why);
     chk_size = 0; /* one report per dispatch: the job stops after this threadgroup */
+}
+
+static void report_pending(mc_worker *w) {
+    if (!w->pending_uninit || chk_size == 0) return;
+    w->pending_uninit = 0;
+    report(w, w->pending_thread, w->pending_offset, w->pending_size, 0,
+           "that no thread has written (uninitialized threadgroup memory)");
+}
+
+void mc_check_barrier(mc_worker *w) { report_pending(w); }
+
+void mc_check_end_threadgroup(mc_worker *w) {
+    if (!w->abort) report_pending(w);
+    chk_size = 0;
+}
+
+/* Whether an access by `me` (SIMD group sgid) is ordered after another thread's access recorded as
+ * (thread + 1, epoch, sgen): a threadgroup barrier in between, or a simdgroup_barrier within one group. */
+static int ordered(mc_worker *w, uint32_t me, uint32_t sgid, uint16_t other, uint32_t epoch, uint16_t sgen) {
+    if (other == 0 || other == me || epoch != w->bar_gen) return 1;
+    return (uint32_t)(other - 1) / MC_SIMD_WIDTH == sgid && (uint16_t)w->sgs[sgid].mem_gen != sgen;
 }
 
 static void check(uintptr_t off, uint32_t size, int store) {
     mc_worker *w = mc_tl_worker;
     mc_fiber *f = w->cur;
     if (f == NULL) return;
-    uint32_t me = f->inv.thread_index_in_threadgroup + 1;
+    uint32_t thread = f->inv.thread_index_in_threadgroup, me = thread + 1;
     uint32_t sgid = f->inv.simdgroup_index_in_threadgroup;
-    mc_simdgroup *sg = &w->sgs[sgid];
+    uint16_t sgen = (uint16_t)w->sgs[sgid].mem_gen;
+    char why[192];
     for (uintptr_t b = off; b < off + size; b++) {
         if (b >= chk_size) {
-            report(w, (uint32_t)off, size, store, "(past the end of threadgroup memory)");
+            report(w, thread, (uint32_t)off, size, store, "(past the end of threadgroup memory)");
             return;
         }
         mc_shadow *s = &w->shadow[b];
         if (s->writer == MC_SHADOW_REDZONE) {
-            report(w, (uint32_t)b, size, store, "(out of bounds)");
+            report(w, thread, (uint32_t)b, size, store, "(out of bounds)");
             return;
         }
         if (store) {
+            if (!ordered(w, me, sgid, s->reader, s->r_epoch, s->r_sgen)) {
+                snprintf(why, sizeof why,
+                         "that thread %u read since the last threadgroup_barrier (missing barrier between that "
+                         "read and this write)",
+                         (unsigned)s->reader - 1);
+                report(w, thread, (uint32_t)b, size, store, why);
+                return;
+            }
             s->writer = (uint16_t)me;
-            s->epoch = w->bar_gen;
-            s->sgen = (uint16_t)sg->mem_gen;
+            s->w_epoch = w->bar_gen;
+            s->w_sgen = sgen;
             continue;
         }
         if (s->writer == 0) {
-            report(w, (uint32_t)b, size, store, "that no thread has written (uninitialized threadgroup memory)");
-            return;
-        }
-        if (s->writer != me && s->epoch == w->bar_gen) {
-            uint32_t writer_sg = (uint32_t)(s->writer - 1) / MC_SIMD_WIDTH;
-            if (writer_sg == sgid && (uint16_t)sg->mem_gen != s->sgen) continue; /* simdgroup_barrier */
-            char why[160];
+            if (!w->pending_uninit) {
+                w->pending_uninit = 1;
+                w->pending_offset = (uint32_t)b;
+                w->pending_size = size;
+                w->pending_thread = thread;
+            }
+        } else if (!ordered(w, me, sgid, s->writer, s->w_epoch, s->w_sgen)) {
             snprintf(why, sizeof why,
-                     "that thread %u wrote since the last threadgroup_barrier (missing barrier between the "
-                     "write and this read)",
+                     "that thread %u wrote since the last threadgroup_barrier (missing barrier between that write "
+                     "and this read)",
                      (unsigned)s->writer - 1);
-            report(w, (uint32_t)b, size, store, why);
+            report(w, thread, (uint32_t)b, size, store, why);
             return;
         }
+        s->reader = (uint16_t)me;
+        s->r_epoch = w->bar_gen;
+        s->r_sgen = sgen;
     }
 }
 

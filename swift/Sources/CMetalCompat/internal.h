@@ -66,11 +66,14 @@ typedef struct mc_simdgroup {
     _Alignas(16) unsigned char slots[2][MC_SIMD_WIDTH][MC_SIMD_SLOT_BYTES];
 } mc_simdgroup;
 
-/* Checking-mode shadow of one byte of threadgroup memory. */
+/* Checking-mode shadow of one byte of threadgroup memory: its last write and its last read. */
 typedef struct mc_shadow {
-    uint32_t epoch;   /* threadgroup barriers completed when written */
+    uint32_t w_epoch; /* threadgroup barriers completed when written */
     uint16_t writer;  /* thread index + 1; 0 = never written; MC_SHADOW_REDZONE = guard byte */
-    uint16_t sgen;    /* writer's SIMD group mem_gen when written (truncated) */
+    uint16_t w_sgen;  /* writer's SIMD group mem_gen when written (truncated) */
+    uint32_t r_epoch;
+    uint16_t reader;  /* thread index + 1 of the last read; 0 = none */
+    uint16_t r_sgen;
 } mc_shadow;
 #define MC_SHADOW_REDZONE 0xffff
 
@@ -95,6 +98,10 @@ typedef struct mc_worker {
     uint32_t bar_gen;
     uint32_t n_sg;
     int abort; /* the threadgroup cannot continue (deadlock, divergence): fibers are abandoned */
+    /* Checking mode: the first read of never-written memory, reported at the next barrier unless another
+     * thread's write in the same barrier interval shows it to be a missing barrier instead. */
+    int pending_uninit;
+    uint32_t pending_offset, pending_size, pending_thread;
 } mc_worker;
 
 extern __thread mc_worker *mc_tl_worker;
@@ -120,6 +127,8 @@ void mc_job_fail(mc_job *job, int32_t status, const char *fmt, ...) __attribute_
 /* checking.c */
 /* Arms the load/store hooks for the threadgroup `w` is about to run (or disarms them). */
 void mc_check_begin_threadgroup(mc_worker *w);
-void mc_check_end_threadgroup(void);
+/* A threadgroup barrier completed / the threadgroup finished: reports a pending uninitialized read. */
+void mc_check_barrier(mc_worker *w);
+void mc_check_end_threadgroup(mc_worker *w);
 
 #endif /* MC_INTERNAL_H */

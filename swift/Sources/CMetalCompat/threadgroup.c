@@ -231,7 +231,7 @@ static void run_threadgroup(mc_worker *w, mc_job *job, uint64_t index) {
         }
     }
 out:
-    if (job->checking) mc_check_end_threadgroup();
+    if (job->checking) mc_check_end_threadgroup(w);
     w->cur = NULL;
 }
 

@@ -26,6 +26,17 @@ kernel void neighbour_missing_barrier(device const float* x [[buffer(0)]],
     out[gid] = shared[(tid + 1) % threads];
 }
 
+// Same layout, barrier missing, reading the previous neighbour's element instead of the next one's.
+kernel void previous_missing_barrier(device const float* x [[buffer(0)]],
+                                     device float* out [[buffer(1)]],
+                                     threadgroup float* shared [[threadgroup(0)]],
+                                     uint gid [[thread_position_in_grid]],
+                                     uint tid [[thread_index_in_threadgroup]],
+                                     uint threads [[threads_per_threadgroup]]) {
+    shared[tid] = x[gid];
+    out[gid] = shared[(tid + threads - 1) % threads];
+}
+
 // Same layout; threads read an element nobody wrote (only even threads write).
 kernel void uninitialized_read(device const float* x [[buffer(0)]],
                                device float* out [[buffer(1)]],
