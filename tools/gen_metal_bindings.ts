@@ -32,7 +32,8 @@ export const SOURCE_SETS: SourceSet[] = [
     bindHeader: "../mc_bind.h",
     swiftFile: "swift/Sources/MambaMetal/Generated/MetalSources.swift",
     enumName: "MetalSources",
-    description: "The kernel sources in metal/: compiled by Metal on macOS, found precompiled by MetalCompat on Linux.",
+    description:
+      "The kernel sources in metal/: compiled by Metal on macOS, found precompiled by MetalCompat on Linux.",
   },
   {
     metalDir: "swift/Tests/MetalCompatTests/Kernels",
@@ -68,7 +69,14 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
       out.set(`${set.cppDir}/${name}.h`, emitView(cppView(source, parsed, displayPath), displayPath));
       out.set(
         `${set.cppDir}/${stem}.cpp`,
-        emitCpp({ stem, fileName: name, displayPath, hash: sourceHash(source), parsed, bindHeader: set.bindHeader }),
+        emitCpp({
+          stem,
+          fileName: name,
+          displayPath,
+          hash: sourceHash(source),
+          parsed,
+          bindHeader: set.bindHeader,
+        }),
       );
       files.push({ name, source });
     }

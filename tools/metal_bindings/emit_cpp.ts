@@ -28,7 +28,9 @@ export function dataType(c: FunctionConstant, file: string): number {
   const m = /^([a-z]+?)([234])?$/.exec(type);
   const base = m ? DATA_TYPES[m[1]] : undefined;
   if (!m || base === undefined) {
-    throw new Error(`${file}:${c.line}: function constant '${c.name}' has type '${c.type}', which MetalCompat does not support`);
+    throw new Error(
+      `${file}:${c.line}: function constant '${c.name}' has type '${c.type}', which MetalCompat does not support`,
+    );
   }
   return base + (m[2] ? Number(m[2]) - 1 : 0);
 }
@@ -82,8 +84,9 @@ export function emitCpp(x: CppInputs): string {
   w('#pragma clang diagnostic ignored "-Wvla-cxx-extension"');
   for (const [ns, instrumented] of [[plain, false], [checked, true]] as const) {
     w(`namespace ${ns} {`);
-    if (!instrumented) w("#pragma clang attribute push(__attribute__((no_sanitize(\"coverage\"))), apply_to = function)");
-    else w("// Instrumented: checking mode traces the loads and stores of these copies.");
+    if (!instrumented) {
+      w('#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)');
+    } else w("// Instrumented: checking mode traces the loads and stores of these copies.");
     for (const c of parsed.constants) w(`bool mc_fc_defined_${c.name} = false;`);
     w(`#include "${x.fileName}.h"`);
     parsed.kernels.forEach((k, i) => {
@@ -115,7 +118,7 @@ export function emitCpp(x: CppInputs): string {
   }
   w("#pragma clang diagnostic pop");
   w();
-  w("#pragma clang attribute push(__attribute__((no_sanitize(\"coverage\"))), apply_to = function)");
+  w('#pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)');
   if (parsed.kernels.length) {
     w("static const mc_kernel_desc mc_kernels[] = {");
     parsed.kernels.forEach((k, i) => {
@@ -130,7 +133,9 @@ export function emitCpp(x: CppInputs): string {
   if (parsed.constants.length) {
     w("static const mc_constant_desc mc_constants[] = {");
     for (const c of parsed.constants) {
-      w(`    {"${c.name}", ${c.index}, ${dataType(c, x.displayPath)}, (int32_t)sizeof(${plain}::${c.name})},`);
+      w(`    {"${c.name}", ${c.index}, ${
+        dataType(c, x.displayPath)
+      }, (int32_t)sizeof(${plain}::${c.name})},`);
     }
     w("};");
   }

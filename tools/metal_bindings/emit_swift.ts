@@ -35,7 +35,9 @@ export function emitSwift(x: SwiftInputs): string {
     out.push("    ]");
   }
   out.push("");
-  out.push("    /// The source text of the file with this name (e.g. \"ssm_scan.metal\"), nil when there is none.");
+  out.push(
+    '    /// The source text of the file with this name (e.g. "ssm_scan.metal"), nil when there is none.',
+  );
   out.push("    static func source(named name: String) -> String? {");
   out.push("        files.first { $0.name == name }?.source");
   out.push("    }");

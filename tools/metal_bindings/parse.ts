@@ -218,7 +218,10 @@ class Parser {
           if (!arg) this.fail(item[0].line, `kernel '${kernel}': [[${key}(n)]] needs an index`);
           const index = this.integer(arg);
           if (index < 0 || index > MAX_ARGUMENT_INDEX) {
-            this.fail(arg.line, `kernel '${kernel}': ${key} index ${index} is outside 0...${MAX_ARGUMENT_INDEX}`);
+            this.fail(
+              arg.line,
+              `kernel '${kernel}': ${key} index ${index} is outside 0...${MAX_ARGUMENT_INDEX}`,
+            );
           }
           binding = key === "buffer" ? { kind: "buffer", index } : { kind: "threadgroup", index };
         } else if (key === "function_constant") {
@@ -240,7 +243,10 @@ class Parser {
         );
       }
       if (binding.kind !== "position" && !indirect) {
-        this.fail(t[a].line, `kernel '${kernel}', parameter '${name}': ${binding.kind} arguments must be pointers or references`);
+        this.fail(
+          t[a].line,
+          `kernel '${kernel}', parameter '${name}': ${binding.kind} arguments must be pointers or references`,
+        );
       }
       if (condition !== undefined && binding.kind === "buffer") binding.condition = condition;
       out.push({ name, binding });
@@ -329,7 +335,9 @@ class Parser {
         const params = this.params(decl.open, close, name);
         const maxThreads = this.maxThreads(st.start, headEnd);
         if (isTemplate) templates.set(name, { params, maxThreads });
-        else if (st.body) kernels.push({ name, callee: name, params, maxTotalThreads: maxThreads, line: t[decl.name].line });
+        else if (st.body) {
+          kernels.push({ name, callee: name, params, maxTotalThreads: maxThreads, line: t[decl.name].line });
+        }
         continue;
       }
       // Program-scope `constant` declarations.
@@ -340,10 +348,19 @@ class Parser {
       const fc = items.find((it) => it[0]?.text === "function_constant");
       if (fc) {
         const nameIdx = first - 1;
-        if (t[nameIdx]?.kind !== "id" || !fc[2]) this.fail(t[st.start].line, "cannot read this function constant");
+        if (t[nameIdx]?.kind !== "id" || !fc[2]) {
+          this.fail(t[st.start].line, "cannot read this function constant");
+        }
         const typeTokens = t.slice(st.start + constantAt + 1, nameIdx).map((x) => x.text);
-        const c = { name: t[nameIdx].text, type: typeTokens.join(" "), index: this.integer(fc[2]), line: t[nameIdx].line };
-        if (constants.some((o) => o.index === c.index)) this.fail(c.line, `two function constants with index ${c.index}`);
+        const c = {
+          name: t[nameIdx].text,
+          type: typeTokens.join(" "),
+          index: this.integer(fc[2]),
+          line: t[nameIdx].line,
+        };
+        if (constants.some((o) => o.index === c.index)) {
+          this.fail(c.line, `two function constants with index ${c.index}`);
+        }
         constants.push(c);
         fcNames.add(c.name);
         continue;
@@ -355,9 +372,14 @@ class Parser {
       if (!usesFc) continue;
       const nameIdx = eq - 1;
       if (t[nameIdx].kind !== "id") {
-        this.fail(t[eq].line, "program-scope arrays derived from function constants are not supported by MetalCompat");
+        this.fail(
+          t[eq].line,
+          "program-scope arrays derived from function constants are not supported by MetalCompat",
+        );
       }
-      const type = t.slice(st.start, nameIdx).map((x) => x.text).filter((x) => !["constant", "constexpr", "static"].includes(x));
+      const type = t.slice(st.start, nameIdx).map((x) => x.text).filter((x) =>
+        !["constant", "constexpr", "static"].includes(x)
+      );
       const lineStart = this.src.lastIndexOf("\n", t[st.start].start - 1) + 1;
       if (this.src.slice(lineStart, t[st.start].start).trim() !== "") {
         this.fail(t[st.start].line, "put this constant declaration at the start of its own line");

@@ -18,7 +18,29 @@ export interface Lexed {
 }
 
 const PUNCT3 = ["<<=", ">>=", "...", "->*"];
-const PUNCT2 = ["::", "->", "++", "--", "<<", ">>", "<=", ">=", "==", "!=", "&&", "||", "+=", "-=", "*=", "/=", "%=", "&=", "|=", "^=", "##"];
+const PUNCT2 = [
+  "::",
+  "->",
+  "++",
+  "--",
+  "<<",
+  ">>",
+  "<=",
+  ">=",
+  "==",
+  "!=",
+  "&&",
+  "||",
+  "+=",
+  "-=",
+  "*=",
+  "/=",
+  "%=",
+  "&=",
+  "|=",
+  "^=",
+  "##",
+];
 
 export class MetalSyntaxError extends Error {}
 
@@ -80,7 +102,9 @@ export function tokenize(src: string, file: string): Lexed {
     }
     if (/[0-9]/.test(c) || (c === "." && /[0-9]/.test(src[i + 1] ?? ""))) {
       // pp-number: digits, letters, dots, and exponent signs.
-      while (i < n && (/[\w.]/.test(src[i]) || ((src[i] === "+" || src[i] === "-") && /[eEpP]/.test(src[i - 1])))) i++;
+      while (
+        i < n && (/[\w.]/.test(src[i]) || ((src[i] === "+" || src[i] === "-") && /[eEpP]/.test(src[i - 1])))
+      ) i++;
       tokens.push({ kind: "num", text: src.slice(start, i), start, end: i, line });
       continue;
     }

@@ -22,7 +22,11 @@ export function cppView(src: string, parsed: ParsedMetal, displayPath: string): 
   }
   for (const d of parsed.derived) {
     const newlines = src.slice(d.start, d.end).split("\n").length - 1;
-    edits.push({ start: d.start, end: d.end, text: `#define ${d.name} ((${d.type})(${d.expr}))` + "\n".repeat(newlines) });
+    edits.push({
+      start: d.start,
+      end: d.end,
+      text: `#define ${d.name} ((${d.type})(${d.expr}))` + "\n".repeat(newlines),
+    });
   }
   edits.sort((a, b) => a.start - b.start);
   let out = "";
