@@ -27,7 +27,7 @@ final class CompatCommandBuffer: MTLCommandBuffer {
     private(set) var gpuStartTime: Double = 0
     private(set) var gpuEndTime: Double = 0
     private var commands: [EncodedCommand] = []
-    private var openEncoder: CompatComputeCommandEncoder?
+    private var openEncoder: AnyObject? // the compute or blit encoder still encoding
     private var scheduledHandlers: [MTLCommandBufferHandler] = []
     private var completedHandlers: [MTLCommandBufferHandler] = []
     private var committed = false
@@ -43,7 +43,7 @@ final class CompatCommandBuffer: MTLCommandBuffer {
 
     func record(_ command: EncodedCommand) { commands.append(command) }
 
-    func encoderEnded(_ encoder: CompatComputeCommandEncoder) {
+    func encoderEnded(_ encoder: AnyObject) {
         if openEncoder === encoder { openEncoder = nil }
     }
 
@@ -55,10 +55,22 @@ final class CompatCommandBuffer: MTLCommandBuffer {
         if committed { return nil }
         if openEncoder != nil {
             record(.failure(MTLCommandBufferError(
-                .notPermitted, "MetalCompat: a compute encoder was made while another one of the \(name) was still "
-                    + "encoding (call endEncoding() first)")))
+                .notPermitted, "MetalCompat: a compute encoder was made while another encoder of the \(name) was "
+                    + "still encoding (call endEncoding() first)")))
         }
         let encoder = CompatComputeCommandEncoder(commandBuffer: self, dispatchType: dispatchType)
+        openEncoder = encoder
+        return encoder
+    }
+
+    func makeBlitCommandEncoder() -> (any MTLBlitCommandEncoder)? {
+        if committed { return nil }
+        if openEncoder != nil {
+            record(.failure(MTLCommandBufferError(
+                .notPermitted, "MetalCompat: a blit encoder was made while another encoder of the \(name) was "
+                    + "still encoding (call endEncoding() first)")))
+        }
+        let encoder = CompatBlitCommandEncoder(commandBuffer: self)
         openEncoder = encoder
         return encoder
     }
@@ -78,7 +90,7 @@ final class CompatCommandBuffer: MTLCommandBuffer {
         mc_counter_add(Int32(MC_COUNTER_COMMAND_BUFFERS.rawValue), 1)
         if openEncoder != nil {
             fail(MTLCommandBufferError(
-                .notPermitted, "MetalCompat: \(name) committed while a compute encoder was still encoding "
+                .notPermitted, "MetalCompat: \(name) committed while an encoder was still encoding "
                     + "(call endEncoding() first)"))
             return
         }

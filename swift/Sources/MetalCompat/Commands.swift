@@ -45,6 +45,8 @@ enum EncodedCommand {
     case indirect(
         icb: CompatIndirectCommandBuffer, range: Range<Int>, pipeline: CompatComputePipelineState?,
         arguments: ArgumentTable, residency: Residency, origin: String)
+    /// A blit operation, done on the CPU when the command buffer runs.
+    case blit(() -> Void)
     /// API misuse found while encoding: the command buffer fails when it reaches this point.
     case failure(MTLCommandBufferError)
 }

@@ -13,6 +13,9 @@ struct CommandExecutor {
             switch command {
             case .failure(let f):
                 failure = f
+            case .blit(let operation):
+                operation()
+                failure = nil
             case .dispatch(let d):
                 failure = dispatch(d)
             case .indirect(let icb, let range, let pipeline, let arguments, let residency, let origin):

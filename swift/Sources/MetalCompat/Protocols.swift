@@ -92,6 +92,7 @@ public protocol MTLCommandBuffer: AnyObject {
     var gpuEndTime: Double { get }
     func makeComputeCommandEncoder() -> (any MTLComputeCommandEncoder)?
     func makeComputeCommandEncoder(dispatchType: MTLDispatchType) -> (any MTLComputeCommandEncoder)?
+    func makeBlitCommandEncoder() -> (any MTLBlitCommandEncoder)?
     func enqueue()
     func commit()
     func waitUntilScheduled()
@@ -128,6 +129,16 @@ public protocol MTLComputeCommandEncoder: MTLCommandEncoder {
     func useHeap(_ heap: any MTLHeap)
     func useHeaps(_ heaps: [any MTLHeap])
     func executeCommandsInBuffer(_ buffer: any MTLIndirectCommandBuffer, range: Range<Int>)
+}
+
+/// Buffer copies and fills (no textures in MetalCompat).
+public protocol MTLBlitCommandEncoder: MTLCommandEncoder {
+    func copy(
+        from sourceBuffer: any MTLBuffer, sourceOffset: Int, to destinationBuffer: any MTLBuffer,
+        destinationOffset: Int, size: Int)
+    func fill(buffer: any MTLBuffer, range: Range<Int>, value: UInt8)
+    func synchronize(resource: any MTLResource)
+    func resetCommandsInBuffer(_ buffer: any MTLIndirectCommandBuffer, range: Range<Int>)
 }
 
 public protocol MTLIndirectCommandBuffer: MTLResource {

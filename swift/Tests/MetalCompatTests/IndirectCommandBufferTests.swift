@@ -72,6 +72,30 @@ final class IndirectCommandBufferTests: XCTestCase {
         XCTAssertClose(gpu.read(x, as: Float.self, count: n), reference, tolerance: 1e-6)
     }
 
+    func testInheritedPipelineAndBuffers() throws {
+        let gpu = GPU.shared
+        let d = MTLIndirectCommandBufferDescriptor()
+        d.commandTypes = .concurrentDispatchThreads
+        d.inheritBuffers = true
+        d.inheritPipelineState = true
+        let icb = try XCTUnwrap(gpu.device.makeIndirectCommandBuffer(descriptor: d, maxCommandCount: 2))
+        for i in 0..<2 {
+            icb.indirectComputeCommandAt(i).concurrentDispatchThreads(
+                MTLSize(width: n, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
+        }
+        let start = randomFloats(n, seed: 74)
+        let x = gpu.buffer(start)
+        let cb = gpu.run { enc in
+            enc.setComputePipelineState(try! gpu.pipeline("indirect.metal", "add_scalar", indirect: true))
+            enc.setBuffer(x, offset: 0, index: 0)
+            var v: Float = 0.75
+            enc.setBytes(&v, length: 4, index: 1)
+            enc.executeCommandsInBuffer(icb, range: 0..<2)
+        }
+        XCTAssertCompleted(cb)
+        XCTAssertClose(gpu.read(x, as: Float.self, count: n), start.map { $0 + 0.75 + 0.75 }, tolerance: 1e-6)
+    }
+
     func testHeapResidencyCoversItsBuffers() throws {
         let gpu = GPU.shared
         let hd = MTLHeapDescriptor()

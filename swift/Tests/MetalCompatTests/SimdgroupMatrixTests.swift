@@ -30,6 +30,22 @@ final class SimdgroupMatrixTests: XCTestCase {
         XCTAssertClose(gpu.read(d, as: Float.self, count: 64), expected, tolerance: 1e-5)
     }
 
+    func testPartialSimdGroupIsReported() throws {
+        #if canImport(Metal)
+        throw XCTSkip("undefined on a GPU; MetalCompat reports it")
+        #else
+        let gpu = GPU.shared
+        let cb = gpu.run { enc in
+            enc.setComputePipelineState(try! gpu.pipeline("simdgroup_matrix.metal", "matmul8x8"))
+            for i in 0..<4 { enc.setBuffer(gpu.buffer(count: 64, fill: Float(1)), offset: 0, index: i) }
+            enc.dispatchThreadgroups(MTLSize(width: 1, height: 1, depth: 1),
+                                     threadsPerThreadgroup: MTLSize(width: 16, height: 1, depth: 1))
+        }
+        XCTAssertEqual(cb.status, .error)
+        XCTAssertTrue(errorMessage(cb).contains("fewer than 32 active lanes"), errorMessage(cb))
+        #endif
+    }
+
     func testTiledHalfProductWithTransposedLoads() throws {
         let gpu = GPU.shared
         let m = 32, nCols = 48, k = 24
