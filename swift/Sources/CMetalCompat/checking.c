@@ -12,6 +12,8 @@
 //     barrier, because with threads run one after another a missing barrier first looks like this
 //     (thread 0 reads what thread 1 writes later): the write, if it comes, reports the real cause;
 //   - out of bounds: the redzone after an argument (past its setThreadgroupMemoryLength length).
+// Device memory: an access to the slack after a bound buffer's end (memory of the buffer's own
+// allocation that is not part of the buffer, see mc_dispatch_desc.buffer_slack) is out of bounds.
 // The first hazard fails the dispatch with a message naming the kernel, thread and byte offset.
 #if defined(__linux__)
 #include <stdio.h>
@@ -21,6 +23,8 @@
 
 static __thread uintptr_t chk_lo;
 static __thread uintptr_t chk_size; /* 0: hooks disarmed */
+/* Device buffers: [slack_min, slack_max) covers the slack after every bound buffer (see dispatch.c). */
+static __thread uintptr_t slack_min, slack_span;
 
 void mc_check_begin_threadgroup(mc_worker *w) {
     mc_job *job = w->job;
@@ -34,6 +38,8 @@ void mc_check_begin_threadgroup(mc_worker *w) {
     w->pending_uninit = 0;
     chk_lo = (uintptr_t)w->tg_mem;
     chk_size = n;
+    slack_min = job->slack_min;
+    slack_span = job->slack_max > job->slack_min ? job->slack_max - job->slack_min : 0;
 }
 
 /* Names the argument a byte offset of the block belongs to. */
@@ -63,6 +69,7 @@ static void report(mc_worker *w, uint32_t thread, uint32_t off, uint32_t size, i
                 w->job->k->name, w->tg_pos[0], w->tg_pos[1], w->tg_pos[2], thread, size, store ? "write" : "read",
                 where, why);
     chk_size = 0; /* one report per dispatch: the job stops after this threadgroup */
+    slack_span = 0;
 }
 
 static void report_pending(mc_worker *w) {
@@ -77,6 +84,27 @@ void mc_check_barrier(mc_worker *w) { report_pending(w); }
 void mc_check_end_threadgroup(mc_worker *w) {
     if (!w->abort) report_pending(w);
     chk_size = 0;
+    slack_span = 0;
+}
+
+/* A device access that landed in the slack after a bound buffer: past its end. */
+static void check_slack(uintptr_t addr, uint32_t size, int store) {
+    mc_worker *w = mc_tl_worker;
+    mc_job *job = w->job;
+    if (w->cur == NULL) return;
+    for (int i = 0; i < MC_MAX_BUFFERS; i++) {
+        if (addr < job->slack_lo[i] || addr >= job->slack_hi[i]) continue;
+        uintptr_t base = (uintptr_t)job->buffers[i];
+        mc_job_fail(job, MC_ERR_CHECK,
+                    "kernel '%s', threadgroup (%u, %u, %u), thread %u: %u-byte %s at byte %llu of [[buffer(%d)]], "
+                    "past the end of the %llu bytes bound there (out of bounds)",
+                    job->k->name, w->tg_pos[0], w->tg_pos[1], w->tg_pos[2],
+                    w->cur->inv.thread_index_in_threadgroup, size, store ? "write" : "read",
+                    (unsigned long long)(addr - base), i, (unsigned long long)(job->slack_lo[i] - base));
+        chk_size = 0;
+        slack_span = 0;
+        return;
+    }
 }
 
 /* Whether an access by `me` (SIMD group sgid) is ordered after another thread's access recorded as
@@ -144,6 +172,8 @@ static void check(uintptr_t off, uint32_t size, int store) {
     void __sanitizer_cov_##kind##n(void *addr) {                                                             \
         uintptr_t off = (uintptr_t)addr - chk_lo;                                                            \
         if (__builtin_expect(off < chk_size, 0)) check(off, n, store);                                       \
+        else if (__builtin_expect((uintptr_t)addr - slack_min < slack_span, 0))                              \
+            check_slack((uintptr_t)addr, n, store);                                                          \
     }
 MC_HOOK(load, 1, 0)
 MC_HOOK(load, 2, 0)

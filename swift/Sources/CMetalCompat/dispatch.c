@@ -119,6 +119,14 @@ int32_t mc_dispatch(const mc_dispatch_desc *d, char *err, size_t errlen) {
     job.checking = d->checking != 0;
     job.entry = job.checking ? k->entry_checked : k->entry;
     memcpy(job.buffers, d->buffers, sizeof job.buffers);
+    job.slack_min = UINTPTR_MAX;
+    for (int i = 0; i < MC_MAX_BUFFERS; i++) {
+        if (d->buffers[i] == NULL || d->buffer_slack[i] == 0) continue;
+        job.slack_lo[i] = (uintptr_t)d->buffers[i] + d->buffer_lengths[i];
+        job.slack_hi[i] = job.slack_lo[i] + d->buffer_slack[i];
+        if (job.slack_lo[i] < job.slack_min) job.slack_min = job.slack_lo[i];
+        if (job.slack_hi[i] > job.slack_max) job.slack_max = job.slack_hi[i];
+    }
 
     if (d->file->n_constants > 0 && d->file->set_constants != NULL) {
         /* No values given: every constant is undefined (is_function_constant_defined is false). */

@@ -36,6 +36,9 @@ typedef struct mc_job {
     uint32_t tg_offsets[MC_MAX_THREADGROUP_ARGS]; /* byte offset of each argument in the block */
     uint32_t tg_block;            /* bytes of threadgroup memory per threadgroup, redzones included */
     void *buffers[MC_MAX_BUFFERS];
+    /* Checking mode: the slack after each bound buffer's end, and the range covering them all. */
+    uintptr_t slack_lo[MC_MAX_BUFFERS], slack_hi[MC_MAX_BUFFERS];
+    uintptr_t slack_min, slack_max;
     _Atomic uint64_t next;        /* next threadgroup to hand out */
     _Atomic int failed;
     pthread_mutex_t error_lock;

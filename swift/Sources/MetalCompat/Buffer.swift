@@ -11,27 +11,33 @@ import Glibc
 final class BufferStorage {
     let base: UnsafeMutableRawPointer
     let length: Int
+    /// Bytes allocated from base (>= length). The slack after length belongs to no other resource:
+    /// overruns land there harmlessly, and checking mode reports them.
+    let capacity: Int
     private let release: (() -> Void)?
 
-    init(base: UnsafeMutableRawPointer, length: Int, release: (() -> Void)?) {
+    init(base: UnsafeMutableRawPointer, length: Int, capacity: Int? = nil, release: (() -> Void)?) {
         self.base = base
         self.length = length
+        self.capacity = capacity ?? length
         self.release = release
     }
 
-    /// Zero-filled, page-aligned memory (mmap: large buffers cost nothing until touched).
+    /// Zero-filled, page-aligned memory plus at least one page of slack (mmap: untouched pages cost
+    /// nothing).
     static func allocate(length: Int) -> BufferStorage? {
-        let size = roundUp(max(length, 1), pageSize)
+        let size = roundUp(max(length, 1), pageSize) + pageSize
         guard let p = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED
         else { return nil }
-        return BufferStorage(base: p, length: length) { munmap(p, size) }
+        return BufferStorage(base: p, length: length, capacity: size) { munmap(p, size) }
     }
 
     /// A copy of setBytes data, 16-byte aligned like any constant buffer.
     static func copy(of bytes: UnsafeRawPointer, length: Int) -> BufferStorage {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: max(length, 16), alignment: 16)
+        let capacity = roundUp(max(length, 16), 16)
+        let p = UnsafeMutableRawPointer.allocate(byteCount: capacity, alignment: 16)
         p.copyMemory(from: bytes, byteCount: length)
-        return BufferStorage(base: p, length: length) { p.deallocate() }
+        return BufferStorage(base: p, length: length, capacity: capacity) { p.deallocate() }
     }
 
     deinit { release?() }

@@ -88,6 +88,10 @@ struct CommandExecutor {
             let slots = raw.bindMemory(to: UInt64.self)
             for (i, b) in d.arguments.buffers.enumerated() { slots[i] = UInt64(b.map { $0.storage.length - $0.offset } ?? 0) }
         }
+        withUnsafeMutableBytes(of: &desc.buffer_slack) { raw in
+            let slots = raw.bindMemory(to: UInt64.self)
+            for (i, b) in d.arguments.buffers.enumerated() { slots[i] = UInt64(b.map { $0.storage.capacity - $0.storage.length } ?? 0) }
+        }
         var lengthsOK = true
         withUnsafeMutableBytes(of: &desc.threadgroup_lengths) { raw in
             let slots = raw.bindMemory(to: UInt32.self)

@@ -73,7 +73,7 @@ final class CompatHeap: MTLHeap {
         let range = offset..<(offset + count)
         used.insert(range, at: slot)
         lock.unlock()
-        let sub = BufferStorage(base: storage.base + offset, length: length) { [self] in
+        let sub = BufferStorage(base: storage.base + offset, length: length, capacity: count) { [self] in
             lock.lock()
             used.removeAll { $0 == range }
             lock.unlock()
@@ -86,6 +86,7 @@ final class CompatHeap: MTLHeap {
         guard descriptorType == .placement, length > 0, offset >= 0, offset % heapAlignment == 0,
               offset + length <= size
         else { return nil }
+        // Placement heaps may alias: no slack is this buffer's alone.
         let sub = BufferStorage(base: storage.base + offset, length: length) { [storage] in _ = storage }
         return CompatBuffer(
             storage: sub, options: options, heap: self, heapOffset: offset, allocatedSize: roundUp(length, heapAlignment))

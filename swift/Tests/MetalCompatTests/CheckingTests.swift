@@ -9,8 +9,12 @@ import XCTest
 
 final class CheckingTests: XCTestCase {
     #if !canImport(Metal)
-    override func setUp() { MetalCompatChecking.isEnabled = true }
-    override func tearDown() { MetalCompatChecking.isEnabled = false }
+    private var wasEnabled = false
+    override func setUp() {
+        wasEnabled = MetalCompatChecking.isEnabled
+        MetalCompatChecking.isEnabled = true
+    }
+    override func tearDown() { MetalCompatChecking.isEnabled = wasEnabled } // METALCOMPAT_CHECK=1 runs stay checked
     #endif
 
     private let threads = 64, groups = 3
@@ -87,6 +91,34 @@ final class CheckingTests: XCTestCase {
         let m = errorMessage(cb)
         XCTAssertTrue(m.contains("out_of_bounds") && m.contains("past its length 256"), m)
         XCTAssertTrue(m.contains("thread 63:") && m.contains("write"), m)
+        #endif
+    }
+
+    func testDeviceBufferOverrunIsFlagged() throws {
+        #if canImport(Metal)
+        throw XCTSkip("checking mode is MetalCompat's")
+        #else
+        // vector_add has no bounds check: a grid rounded up to whole threadgroups runs past the buffers.
+        let gpu = GPU.shared
+        let n = 100
+        let run = {
+            gpu.run { enc in
+                enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+                enc.setBuffer(gpu.buffer(randomFloats(n, seed: 53)), offset: 0, index: 0)
+                enc.setBuffer(gpu.buffer(randomFloats(n, seed: 54)), offset: 0, index: 1)
+                enc.setBuffer(gpu.device.makeBuffer(length: n * 4, options: [])!, offset: 0, index: 2)
+                enc.dispatchThreadgroups(MTLSize(width: ceilDiv(n, 32), height: 1, depth: 1),
+                                         threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
+            }
+        }
+        let cb = run()
+        XCTAssertEqual(cb.status, .error)
+        let m = errorMessage(cb)
+        XCTAssertTrue(m.contains("kernel 'vector_add', threadgroup (3, 0, 0), thread 4: 4-byte read at byte 400 of [[buffer(0)]]"), m)
+        XCTAssertTrue(m.contains("past the end of the 400 bytes bound there"), m)
+        // Unchecked, the overrun lands in the buffers' own slack: nothing else is corrupted.
+        MetalCompatChecking.isEnabled = false
+        XCTAssertCompleted(run())
         #endif
     }
 

@@ -39,7 +39,10 @@ typedef struct mc_dispatch_desc {
     int32_t kernel;                     /* index into file->kernels */
     const void *const *constant_values; /* [file->n_constants], entries NULL when undefined */
     void *buffers[MC_MAX_BUFFERS];      /* base + offset, NULL when unbound */
-    uint64_t buffer_lengths[MC_MAX_BUFFERS];
+    uint64_t buffer_lengths[MC_MAX_BUFFERS]; /* bytes from the bound offset to the buffer's end */
+    /* Bytes after the buffer's end that belong to its allocation (no other resource lives there):
+     * checking mode reports any access to them as out of bounds. */
+    uint64_t buffer_slack[MC_MAX_BUFFERS];
     uint32_t threadgroup_lengths[MC_MAX_THREADGROUP_ARGS];
     uint32_t grid[3];  /* threadgroups per grid, or threads per grid when nonuniform */
     uint32_t group[3]; /* threads per threadgroup */
