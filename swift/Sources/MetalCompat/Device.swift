@@ -84,6 +84,14 @@ final class CompatDevice: MTLDevice {
     }
 
     func makeComputePipelineState(
+        function computeFunction: any MTLFunction, options: MTLPipelineOption,
+        reflection: AutoreleasingUnsafeMutablePointer<MTLAutoreleasedComputePipelineReflection?>?
+    ) throws -> any MTLComputePipelineState {
+        reflection?.pointee = nil
+        return try makeComputePipelineState(function: computeFunction)
+    }
+
+    func makeComputePipelineState(
         descriptor: MTLComputePipelineDescriptor, options: MTLPipelineOption,
         reflection: AutoreleasingUnsafeMutablePointer<MTLAutoreleasedComputePipelineReflection?>?
     ) throws -> any MTLComputePipelineState {

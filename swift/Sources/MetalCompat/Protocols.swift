@@ -181,6 +181,10 @@ public protocol MTLDevice: AnyObject {
     func makeLibrary(source: String, options: MTLCompileOptions?) throws -> any MTLLibrary
     func makeComputePipelineState(function computeFunction: any MTLFunction) throws -> any MTLComputePipelineState
     func makeComputePipelineState(
+        function computeFunction: any MTLFunction, options: MTLPipelineOption,
+        reflection: AutoreleasingUnsafeMutablePointer<MTLAutoreleasedComputePipelineReflection?>?
+    ) throws -> any MTLComputePipelineState
+    func makeComputePipelineState(
         descriptor: MTLComputePipelineDescriptor, options: MTLPipelineOption,
         reflection: AutoreleasingUnsafeMutablePointer<MTLAutoreleasedComputePipelineReflection?>?
     ) throws -> any MTLComputePipelineState

@@ -2,7 +2,8 @@
 #if !canImport(Metal)
 
 /// The dimensions of a grid, threadgroup or region.
-public struct MTLSize: Equatable {
+/// Not Equatable: neither is Apple's (an imported C struct), and code must compile on both.
+public struct MTLSize {
     public var width: Int
     public var height: Int
     public var depth: Int
@@ -19,7 +20,7 @@ public struct MTLSize: Equatable {
 }
 
 /// Size and alignment of a resource in a heap (device.heapBufferSizeAndAlign(length:options:)).
-public struct MTLSizeAndAlign: Equatable {
+public struct MTLSizeAndAlign {
     public var size: Int
     public var align: Int
 

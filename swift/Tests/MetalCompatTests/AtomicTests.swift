@@ -13,8 +13,8 @@ final class AtomicTests: XCTestCase {
         let x = (0..<n).map { Float($0 % 7) } // small integers: the float sum is exact in any order
         let counters = gpu.buffer(count: 2, fill: UInt32(0))
         let total = gpu.buffer(count: 1, fill: Float(0))
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("atomics.metal", "count_threads"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("atomics.metal", "count_threads"))
             enc.setBuffer(counters, offset: 0, index: 0)
             enc.setBuffer(total, offset: 0, index: 1)
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 2)

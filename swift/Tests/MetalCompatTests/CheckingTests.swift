@@ -24,8 +24,8 @@ final class CheckingTests: XCTestCase {
         let n = threads * groups
         let x = randomFloats(n, seed: 51)
         let out = gpu.buffer(count: n, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("hazards.metal", kernel))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("hazards.metal", kernel))
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 0)
             enc.setBuffer(out, offset: 0, index: 1)
             enc.setThreadgroupMemoryLength(threads * 4, index: 0)
@@ -102,8 +102,8 @@ final class CheckingTests: XCTestCase {
         let gpu = GPU.shared
         let n = 100
         let run = {
-            gpu.run { enc in
-                enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+            try gpu.run { enc in
+                enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_add"))
                 enc.setBuffer(gpu.buffer(randomFloats(n, seed: 53)), offset: 0, index: 0)
                 enc.setBuffer(gpu.buffer(randomFloats(n, seed: 54)), offset: 0, index: 1)
                 enc.setBuffer(gpu.device.makeBuffer(length: n * 4, options: [])!, offset: 0, index: 2)
@@ -111,14 +111,14 @@ final class CheckingTests: XCTestCase {
                                          threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
             }
         }
-        let cb = run()
+        let cb = try run()
         XCTAssertEqual(cb.status, .error)
         let m = errorMessage(cb)
         XCTAssertTrue(m.contains("kernel 'vector_add', threadgroup (3, 0, 0), thread 4: 4-byte read at byte 400 of [[buffer(0)]]"), m)
         XCTAssertTrue(m.contains("past the end of the 400 bytes bound there"), m)
         // Unchecked, the overrun lands in the buffers' own slack: nothing else is corrupted.
         MetalCompatChecking.isEnabled = false
-        XCTAssertCompleted(run())
+        XCTAssertCompleted(try run())
         #endif
     }
 

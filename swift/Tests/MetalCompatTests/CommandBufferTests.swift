@@ -8,9 +8,9 @@ import MetalCompat
 import XCTest
 
 final class CommandBufferTests: XCTestCase {
-    private func addKernel(_ enc: any MTLComputeCommandEncoder, n: Int = 40) {
+    private func addKernel(_ enc: any MTLComputeCommandEncoder, n: Int = 40) throws {
         let gpu = GPU.shared
-        enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+        enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_add"))
         enc.setBuffer(gpu.buffer(randomFloats(n, seed: 61)), offset: 0, index: 0)
         enc.setBuffer(gpu.buffer(randomFloats(n, seed: 62)), offset: 0, index: 1)
         enc.setBuffer(gpu.buffer(count: n, fill: Float.nan), offset: 0, index: 2)
@@ -18,13 +18,13 @@ final class CommandBufferTests: XCTestCase {
                             threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
     }
 
-    func testStatusAndCompletionHandler() {
+    func testStatusAndCompletionHandler() throws {
         let cb = GPU.shared.queue.makeCommandBuffer()!
         XCTAssertEqual(cb.status, .notEnqueued)
         var handled = false
         cb.addCompletedHandler { _ in handled = true }
         let enc = cb.makeComputeCommandEncoder()!
-        addKernel(enc)
+        try addKernel(enc)
         enc.endEncoding()
         cb.commit()
         cb.waitUntilCompleted()
@@ -37,7 +37,7 @@ final class CommandBufferTests: XCTestCase {
         #if canImport(Metal)
         throw XCTSkip("Metal's validation layer stops the process instead")
         #else
-        let cb = GPU.shared.run { addKernel($0) }
+        let cb = try GPU.shared.run { try addKernel($0) }
         XCTAssertCompleted(cb)
         cb.commit()
         XCTAssertEqual(cb.status, .error)
@@ -54,26 +54,26 @@ final class CommandBufferTests: XCTestCase {
         let cb = GPU.shared.queue.makeCommandBuffer()!
         let enc = cb.makeComputeCommandEncoder()!
         enc.endEncoding()
-        addKernel(enc)
+        try addKernel(enc)
         cb.commit()
         XCTAssertEqual(cb.status, .error)
         XCTAssertTrue(errorMessage(cb).contains("after endEncoding"), errorMessage(cb))
 
         // Committing while an encoder is still open.
         let cb2 = GPU.shared.queue.makeCommandBuffer()!
-        addKernel(cb2.makeComputeCommandEncoder()!)
+        try addKernel(cb2.makeComputeCommandEncoder()!)
         cb2.commit()
         XCTAssertEqual(cb2.status, .error)
         XCTAssertTrue(errorMessage(cb2).contains("still encoding"), errorMessage(cb2))
 
         // A dispatch without a pipeline; setBytes over 4 KiB.
-        let cb3 = GPU.shared.run { enc in
+        let cb3 = try GPU.shared.run { enc in
             var big = [UInt8](repeating: 0, count: 5000)
             enc.setBytes(&big, length: big.count, index: 0)
         }
         XCTAssertEqual(cb3.status, .error)
         XCTAssertTrue(errorMessage(cb3).contains("4096"), errorMessage(cb3))
-        let cb4 = GPU.shared.run { enc in
+        let cb4 = try GPU.shared.run { enc in
             enc.dispatchThreads(MTLSize(width: 1, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 1, height: 1, depth: 1))
         }
         XCTAssertEqual(cb4.status, .error)
@@ -87,8 +87,8 @@ final class CommandBufferTests: XCTestCase {
         #else
         let gpu = GPU.shared
         // buffer(1) never bound.
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_add"))
             enc.setBuffer(gpu.buffer(count: 8, fill: Float(0)), offset: 0, index: 0)
             enc.setBuffer(gpu.buffer(count: 8, fill: Float(0)), offset: 0, index: 2)
             enc.dispatchThreads(MTLSize(width: 8, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 8, height: 1, depth: 1))
@@ -97,8 +97,8 @@ final class CommandBufferTests: XCTestCase {
         XCTAssertTrue(errorMessage(cb).contains("kernel 'vector_add' uses [[buffer(1)]]"), errorMessage(cb))
 
         // Threadgroup memory length not set.
-        let cb2 = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("reduction.metal", "tree_sum"))
+        let cb2 = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("reduction.metal", "tree_sum"))
             enc.setBuffer(gpu.buffer(count: 64, fill: Float(0)), offset: 0, index: 0)
             enc.setBuffer(gpu.buffer(count: 1, fill: Float(0)), offset: 0, index: 1)
             var n: UInt32 = 64
@@ -109,8 +109,8 @@ final class CommandBufferTests: XCTestCase {
         XCTAssertTrue(errorMessage(cb2).contains("setThreadgroupMemoryLength was not called"), errorMessage(cb2))
 
         // Threadgroup over the limit.
-        let cb3 = gpu.run { enc in
-            addKernel(enc, n: 4096)
+        let cb3 = try gpu.run { enc in
+            try addKernel(enc, n: 4096)
             enc.dispatchThreads(MTLSize(width: 4096, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 2048, height: 1, depth: 1))
         }
         XCTAssertEqual(cb3.status, .error)

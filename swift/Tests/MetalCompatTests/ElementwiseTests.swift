@@ -12,8 +12,8 @@ final class ElementwiseTests: XCTestCase {
         let n = 1000, spare = 37 // n is not a multiple of the 64-thread threadgroups
         let a = randomFloats(n, seed: 1), b = randomFloats(n, seed: 2)
         let out = gpu.buffer(count: n + spare, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_add"))
             enc.setBuffer(gpu.buffer(a), offset: 0, index: 0)
             enc.setBuffer(gpu.buffer(b), offset: 0, index: 1)
             enc.setBuffer(out, offset: 0, index: 2)
@@ -31,8 +31,8 @@ final class ElementwiseTests: XCTestCase {
         let n = 45
         let a = randomFloats(n + 3, seed: 3), b = randomFloats(n, seed: 4)
         let out = gpu.buffer(count: n + 1, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_add"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_add"))
             enc.setBuffer(gpu.buffer(a), offset: 3 * 4, index: 0)
             enc.setBuffer(gpu.buffer(b), offset: 0, index: 1)
             enc.setBuffer(out, offset: 4, index: 2)
@@ -53,8 +53,8 @@ final class ElementwiseTests: XCTestCase {
         let x = (0..<4 * n).map { _ in Float.random(in: 0.25...2, using: &rng) * (Bool.random(using: &rng) ? 1 : -1) }
         let out = gpu.buffer(count: 4 * n, fill: Float.nan)
         var count = UInt32(n)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("vector_add.metal", "vector_math"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("vector_add.metal", "vector_math"))
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 0)
             enc.setBuffer(out, offset: 0, index: 1)
             enc.setBytes(&count, length: 4, index: 2)

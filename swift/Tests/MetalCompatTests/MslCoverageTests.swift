@@ -31,8 +31,8 @@ final class MslCoverageTests: XCTestCase {
         let gpu = GPU.shared
         let x: Float = 0.6180339, y: Float = 1.4142135, i: Int32 = -7, u: UInt32 = 0x00f0_1234
         let out = gpu.buffer(count: 40, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("msl_coverage.metal", "scalar_functions"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("msl_coverage.metal", "scalar_functions"))
             enc.setBuffer(gpu.buffer([x, y, Float(i), Float(u)]), offset: 0, index: 0)
             enc.setBuffer(out, offset: 0, index: 1)
             enc.setBuffer(gpu.buffer(count: 4, fill: Int32(0)), offset: 0, index: 2)
@@ -51,8 +51,8 @@ final class MslCoverageTests: XCTestCase {
         var v = randomFloats(32, seed: 81)
         v[0] = -abs(v[0]) // lane 0 negative: visible in the ballot and broadcast_first
         let out = gpu.buffer(count: 32 * 8, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("msl_coverage.metal", "simd_functions"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("msl_coverage.metal", "simd_functions"))
             enc.setBuffer(gpu.buffer(v), offset: 0, index: 0)
             enc.setBuffer(out, offset: 0, index: 1)
             enc.dispatchThreadgroups(MTLSize(width: 1, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))

@@ -15,8 +15,8 @@ final class PositionTests: XCTestCase {
         let group = MTLSize(width: 8, height: 4, depth: 1)
         let out = gpu.buffer(count: width * height * Self.fields, fill: UInt32(0))
         var w = UInt32(width)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("positions.metal", "record_positions"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("positions.metal", "record_positions"))
             enc.setBuffer(out, offset: 0, index: 0)
             enc.setBytes(&w, length: 4, index: 1)
             if nonuniform {

@@ -19,8 +19,8 @@ final class ReductionTests: XCTestCase {
         let x = randomFloats(n, seed: 11)
         let sums = gpu.buffer(count: groups, fill: Float.nan)
         var count = UInt32(n)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("reduction.metal", "tree_sum"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("reduction.metal", "tree_sum"))
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 0)
             enc.setBuffer(sums, offset: 0, index: 1)
             enc.setBytes(&count, length: 4, index: 2)
@@ -38,8 +38,8 @@ final class ReductionTests: XCTestCase {
         let groups = ceilDiv(n, threads)
         let x = randomFloats(n, seed: 12)
         let sums = gpu.buffer(count: groups, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("reduction.metal", "simd_tree_sum"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("reduction.metal", "simd_tree_sum"))
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 0)
             enc.setBuffer(sums, offset: 0, index: 1)
             enc.setThreadgroupMemoryLength(16, index: 0) // threads / 32 = 3 floats, rounded up to 16 bytes

@@ -15,8 +15,8 @@ final class SimdTests: XCTestCase {
         var x = randomFloats(n, seed: 21)
         for i in 0..<32 { x[i] = abs(x[i]) + 0.01 } // one SIMD group where simd_all(v > 0) holds
         let out = gpu.buffer(count: n * 10, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simd_ops.metal", "simd_ops"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simd_ops.metal", "simd_ops"))
             enc.setBuffer(gpu.buffer(x), offset: 0, index: 0)
             enc.setBuffer(out, offset: 0, index: 1)
             enc.dispatchThreadgroups(MTLSize(width: groups, height: 1, depth: 1),
@@ -55,8 +55,8 @@ final class SimdTests: XCTestCase {
         throw XCTSkip("undefined behaviour on a GPU; MetalCompat reports it")
         #else
         let gpu = GPU.shared
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simd_ops.metal", "divergent_simd"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simd_ops.metal", "divergent_simd"))
             enc.setBuffer(gpu.buffer(count: 64, fill: Float.nan), offset: 0, index: 0)
             enc.dispatchThreadgroups(MTLSize(width: 1, height: 1, depth: 1),
                                      threadsPerThreadgroup: MTLSize(width: 64, height: 1, depth: 1))
@@ -72,8 +72,8 @@ final class SimdTests: XCTestCase {
         throw XCTSkip("would hang a GPU until the watchdog fires")
         #else
         let gpu = GPU.shared
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simd_ops.metal", "divergent_barrier"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simd_ops.metal", "divergent_barrier"))
             enc.setBuffer(gpu.buffer(count: 64, fill: Float.nan), offset: 0, index: 0)
             enc.dispatchThreadgroups(MTLSize(width: 2, height: 1, depth: 1),
                                      threadsPerThreadgroup: MTLSize(width: 64, height: 1, depth: 1))

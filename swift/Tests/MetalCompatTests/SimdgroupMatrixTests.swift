@@ -11,8 +11,8 @@ final class SimdgroupMatrixTests: XCTestCase {
         let gpu = GPU.shared
         let a = randomFloats(64, seed: 41), b = randomFloats(64, seed: 42), c = randomFloats(64, seed: 43)
         let d = gpu.buffer(count: 64, fill: Float.nan)
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simdgroup_matrix.metal", "matmul8x8"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simdgroup_matrix.metal", "matmul8x8"))
             enc.setBuffer(gpu.buffer(a), offset: 0, index: 0)
             enc.setBuffer(gpu.buffer(b), offset: 0, index: 1)
             enc.setBuffer(gpu.buffer(c), offset: 0, index: 2)
@@ -35,8 +35,8 @@ final class SimdgroupMatrixTests: XCTestCase {
         throw XCTSkip("undefined on a GPU; MetalCompat reports it")
         #else
         let gpu = GPU.shared
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simdgroup_matrix.metal", "matmul8x8"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simdgroup_matrix.metal", "matmul8x8"))
             for i in 0..<4 { enc.setBuffer(gpu.buffer(count: 64, fill: Float(1)), offset: 0, index: i) }
             enc.dispatchThreadgroups(MTLSize(width: 1, height: 1, depth: 1),
                                      threadsPerThreadgroup: MTLSize(width: 16, height: 1, depth: 1))
@@ -55,8 +55,8 @@ final class SimdgroupMatrixTests: XCTestCase {
         let bt = (0..<nCols * k).map { _ in Float(Int.random(in: -16...16, using: &rng)) / 8 }
         let out = gpu.buffer(count: m * nCols, fill: Float.nan)
         var mnk = (UInt32(m), UInt32(nCols), UInt32(k), UInt32(0)) // uint3 is 16 bytes
-        let cb = gpu.run { enc in
-            enc.setComputePipelineState(try! gpu.pipeline("simdgroup_matrix.metal", "matmul_tiled"))
+        let cb = try gpu.run { enc in
+            enc.setComputePipelineState(try gpu.pipeline("simdgroup_matrix.metal", "matmul_tiled"))
             enc.setBuffer(gpu.buffer(a.map { halfBits($0) }), offset: 0, index: 0)
             enc.setBuffer(gpu.buffer(bt.map { halfBits($0) }), offset: 0, index: 1)
             enc.setBuffer(out, offset: 0, index: 2)

@@ -63,10 +63,10 @@ final class GPU {
 
     /// Encodes with `encode` into a fresh command buffer, commits and waits; returns the command buffer.
     @discardableResult
-    func run(_ encode: (any MTLComputeCommandEncoder) -> Void) -> any MTLCommandBuffer {
+    func run(_ encode: (any MTLComputeCommandEncoder) throws -> Void) rethrows -> any MTLCommandBuffer {
         let cb = queue.makeCommandBuffer()!
         let enc = cb.makeComputeCommandEncoder()!
-        encode(enc)
+        try encode(enc)
         enc.endEncoding()
         cb.commit()
         cb.waitUntilCompleted()
