@@ -67,13 +67,13 @@ final class CommandBufferTests: XCTestCase {
         XCTAssertTrue(errorMessage(cb2).contains("still encoding"), errorMessage(cb2))
 
         // A dispatch without a pipeline; setBytes over 4 KiB.
-        let cb3 = try GPU.shared.run { enc in
+        let cb3 = GPU.shared.run { enc in
             var big = [UInt8](repeating: 0, count: 5000)
             enc.setBytes(&big, length: big.count, index: 0)
         }
         XCTAssertEqual(cb3.status, .error)
         XCTAssertTrue(errorMessage(cb3).contains("4096"), errorMessage(cb3))
-        let cb4 = try GPU.shared.run { enc in
+        let cb4 = GPU.shared.run { enc in
             enc.dispatchThreads(MTLSize(width: 1, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 1, height: 1, depth: 1))
         }
         XCTAssertEqual(cb4.status, .error)

@@ -20,7 +20,7 @@ final class CountersTests: XCTestCase {
         let heap = gpu.device.makeHeap(descriptor: hd)!
         let b = heap.makeBuffer(length: 4000, options: [])!
         let c = heap.makeBuffer(length: 4000, options: [])!
-        let cb = try gpu.run { enc in
+        let cb = gpu.run { enc in
             enc.setComputePipelineState(pipeline)
             enc.setBuffer(a, offset: 0, index: 0)
             enc.setBuffer(b, offset: 0, index: 1)

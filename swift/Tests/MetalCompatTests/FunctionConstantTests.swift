@@ -19,7 +19,7 @@ final class FunctionConstantTests: XCTestCase {
         if var offset { constants.setConstantValue(&offset, type: .uint, index: 2) }
         let pipeline = try gpu.pipeline("function_constants.metal", "scale_bias", constants: constants)
         let out = gpu.buffer(count: n, fill: Float.nan)
-        let cb = try gpu.run { enc in
+        let cb = gpu.run { enc in
             enc.setComputePipelineState(pipeline)
             enc.setBuffer(gpu.buffer(randomFloats(n, seed: 31)), offset: 0, index: 0)
             if bindBias { enc.setBuffer(gpu.buffer(randomFloats(n, seed: 32)), offset: 0, index: 1) }
