@@ -24,7 +24,7 @@ final class PerformanceTests: XCTestCase {
         for _ in 0..<3 {
             var n = iters
             let start = DispatchTime.now().uptimeNanoseconds
-            let cb = try gpu.run { enc in
+            let cb = gpu.run { enc in
                 enc.setComputePipelineState(pipeline)
                 enc.setBuffer(out, offset: 0, index: 0)
                 enc.setBytes(&n, length: 4, index: 1)
