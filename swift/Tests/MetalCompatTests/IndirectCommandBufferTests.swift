@@ -54,7 +54,7 @@ final class IndirectCommandBufferTests: XCTestCase {
         let x = gpu.buffer(reference)
         let (icb, resources) = try makeICB(x)
         for replay in 0..<3 {
-            let cb = try gpu.run { enc in
+            let cb = gpu.run { enc in
                 enc.useResources(resources, usage: [.read, .write])
                 enc.executeCommandsInBuffer(icb, range: 0..<4)
             }
@@ -63,7 +63,7 @@ final class IndirectCommandBufferTests: XCTestCase {
             XCTAssertClose(gpu.read(x, as: Float.self, count: n), reference, tolerance: 1e-6, "replay \(replay)")
         }
         // A sub-range replays only those commands.
-        let cb = try gpu.run { enc in
+        let cb = gpu.run { enc in
             enc.useResources(resources, usage: [.read, .write])
             enc.executeCommandsInBuffer(icb, range: 3..<4)
         }
@@ -106,7 +106,7 @@ final class IndirectCommandBufferTests: XCTestCase {
         let start = randomFloats(n, seed: 72)
         x.contents().copyMemory(from: start, byteCount: n * 4)
         let (icb, resources) = try makeICB(x)
-        let cb = try gpu.run { enc in
+        let cb = gpu.run { enc in
             enc.useHeap(heap)
             enc.useResources(Array(resources.dropFirst()), usage: .read)
             enc.executeCommandsInBuffer(icb, range: 0..<4)
@@ -122,7 +122,7 @@ final class IndirectCommandBufferTests: XCTestCase {
         let gpu = GPU.shared
         let x = gpu.buffer(randomFloats(n, seed: 73))
         let (icb, resources) = try makeICB(x)
-        let cb = try gpu.run { enc in
+        let cb = gpu.run { enc in
             enc.useResources(Array(resources.dropFirst()), usage: .read) // x is missing
             enc.executeCommandsInBuffer(icb, range: 0..<4)
         }
@@ -144,7 +144,7 @@ final class IndirectCommandBufferTests: XCTestCase {
         let c = icb.indirectComputeCommandAt(0)
         c.setComputePipelineState(try gpu.pipeline("indirect.metal", "add_scalar"))
         c.concurrentDispatchThreads(MTLSize(width: 1, height: 1, depth: 1), threadsPerThreadgroup: MTLSize(width: 1, height: 1, depth: 1))
-        let cb = try gpu.run { $0.executeCommandsInBuffer(icb, range: 0..<1) }
+        let cb = gpu.run { $0.executeCommandsInBuffer(icb, range: 0..<1) }
         XCTAssertEqual(cb.status, .error)
         XCTAssertTrue(errorMessage(cb).contains("supportIndirectCommandBuffers"), errorMessage(cb))
         #endif
