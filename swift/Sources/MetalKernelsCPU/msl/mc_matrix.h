@@ -65,7 +65,7 @@ MC_INLINE void simdgroup_store(const simdgroup_matrix<T, C, R> &a, S *dst, ulong
 
 // d = a * b + c (c may be d).
 template <class TD, class TA, class TB, class TC, int C, int R, int K>
-MC_INLINE void simdgroup_multiply_accumulate(simdgroup_matrix<TD, C, R> &d, const simdgroup_matrix<TA, K, R> &a,
+MC_COLLECTIVE void simdgroup_multiply_accumulate(simdgroup_matrix<TD, C, R> &d, const simdgroup_matrix<TA, K, R> &a,
                                              const simdgroup_matrix<TB, C, K> &b,
                                              const simdgroup_matrix<TC, C, R> &c) {
     struct pair {

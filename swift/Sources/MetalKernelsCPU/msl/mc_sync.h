@@ -29,6 +29,10 @@ MC_INLINE void simdgroup_barrier(mem_flags flags) {
     mc_simd_exchange(nullptr, 0, MC_SIMD_BARRIER, &active);
 }
 
+// The collectives below are kept out of line: they are uninstrumented header code, so checking mode does
+// not trace their reads of the exchange slots (a context switch dominates their cost anyway).
+#define MC_COLLECTIVE inline __attribute__((noinline))
+
 // Publishes v and returns the slots; lane l's value is mc_lane<T>(slots, l).
 template <class T> MC_INLINE const unsigned char *mc_exchange(const T &v, uint32_t op, uint32_t *active) {
     static_assert(sizeof(T) <= MC_SIMD_SLOT_BYTES, "SIMD-group value too large");
@@ -42,7 +46,7 @@ template <class T> MC_INLINE T mc_lane(const unsigned char *slots, uint32_t lane
 MC_INLINE uint32_t mc_my_lane() { return mc_simd_lane(); }
 
 // Reductions over the active lanes, in lane order.
-template <class T, class F> MC_INLINE T mc_reduce(T v, F combine) {
+template <class T, class F> MC_COLLECTIVE T mc_reduce(T v, F combine) {
     uint32_t active;
     const unsigned char *s = mc_exchange(v, MC_SIMD_REDUCE, &active);
     bool first = true;
@@ -74,7 +78,7 @@ struct simd_vote {
     constexpr bool all() const { return v == 0xffffffffull; }
     constexpr bool any() const { return v != 0; }
 };
-MC_INLINE simd_vote simd_ballot(bool b) {
+MC_COLLECTIVE simd_vote simd_ballot(bool b) {
     uint32_t active;
     const unsigned char *s = mc_exchange(b, MC_SIMD_REDUCE, &active);
     uint64_t m = 0;
@@ -82,19 +86,19 @@ MC_INLINE simd_vote simd_ballot(bool b) {
         if (((active >> l) & 1) && mc_lane<bool>(s, l)) m |= 1ull << l;
     return simd_vote(m);
 }
-MC_INLINE simd_vote simd_active_threads_mask() {
+MC_COLLECTIVE simd_vote simd_active_threads_mask() {
     uint32_t active;
     mc_exchange(true, MC_SIMD_REDUCE, &active);
     return simd_vote(active);
 }
-MC_INLINE bool simd_is_first() {
+MC_COLLECTIVE bool simd_is_first() {
     uint32_t active;
     mc_exchange(true, MC_SIMD_REDUCE, &active);
     return (uint32_t)__builtin_ctz(active) == mc_my_lane();
 }
 
 // Prefix scans over the active lanes below the caller.
-template <class T, class F> MC_INLINE T mc_scan(T v, bool inclusive, T identity, F combine) {
+template <class T, class F> MC_COLLECTIVE T mc_scan(T v, bool inclusive, T identity, F combine) {
     uint32_t active;
     const unsigned char *s = mc_exchange(v, MC_SIMD_SCAN, &active);
     uint32_t me = mc_my_lane();
@@ -118,7 +122,7 @@ template <class T> MC_INLINE T simd_prefix_inclusive_product(T v) {
 
 // Shuffles: the value of lane `src(me)`, or the caller's own value when that lane is out of range or
 // inactive.
-template <class T, class F> MC_INLINE T mc_shuffle(T v, F src) {
+template <class T, class F> MC_COLLECTIVE T mc_shuffle(T v, F src) {
     uint32_t active;
     const unsigned char *s = mc_exchange(v, MC_SIMD_SHUFFLE, &active);
     int from = src((int)mc_my_lane());
@@ -144,7 +148,7 @@ template <class T> MC_INLINE T simd_shuffle_rotate_down(T v, ushort delta) {
 template <class T> MC_INLINE T simd_shuffle_rotate_up(T v, ushort delta) {
     return mc_shuffle(v, [=](int me) { return (me - (int)delta % MC_SIMD_WIDTH + MC_SIMD_WIDTH) % MC_SIMD_WIDTH; });
 }
-template <class T> MC_INLINE T simd_broadcast_first(T v) {
+template <class T> MC_COLLECTIVE T simd_broadcast_first(T v) {
     uint32_t active;
     const unsigned char *s = mc_exchange(v, MC_SIMD_SHUFFLE, &active);
     return mc_lane<T>(s, (uint32_t)__builtin_ctz(active));
@@ -164,7 +168,7 @@ template <class T> MC_INLINE T quad_shuffle_down(T v, ushort delta) {
 template <class T> MC_INLINE T quad_shuffle_up(T v, ushort delta) {
     return mc_shuffle(v, [=](int me) { return (me & 3) >= (int)delta ? me - (int)delta : me; });
 }
-template <class T, class F> MC_INLINE T mc_quad_reduce(T v, F combine) {
+template <class T, class F> MC_COLLECTIVE T mc_quad_reduce(T v, F combine) {
     uint32_t active;
     const unsigned char *s = mc_exchange(v, MC_SIMD_REDUCE, &active);
     uint32_t base = mc_my_lane() & ~3u;
