@@ -21,6 +21,8 @@ export const POSITION_ATTRIBUTES = [
   "thread_index_in_quadgroup",
   "quadgroup_index_in_threadgroup",
   "quadgroups_per_threadgroup",
+  "dispatch_simdgroups_per_threadgroup",
+  "dispatch_quadgroups_per_threadgroup",
 ];
 /** Deprecated MSL spellings of position attributes. */
 const POSITION_ALIASES: Record<string, string> = { thread_execution_width: "threads_per_simdgroup" };

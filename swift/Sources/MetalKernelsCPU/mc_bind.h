@@ -34,6 +34,8 @@ enum position_attribute : int {
     thread_index_in_quadgroup,
     quadgroup_index_in_threadgroup,
     quadgroups_per_threadgroup,
+    dispatch_simdgroups_per_threadgroup,
+    dispatch_quadgroups_per_threadgroup,
 };
 
 struct spec {
@@ -66,6 +68,13 @@ template <class T> inline __attribute__((always_inline)) T position_value(const 
     case quadgroups_per_threadgroup:
         scalar[0] = (inv->threads_per_threadgroup[0] * inv->threads_per_threadgroup[1] * inv->threads_per_threadgroup[2] + 3) / 4;
         break;
+    case dispatch_simdgroups_per_threadgroup:
+    case dispatch_quadgroups_per_threadgroup: {
+        const uint32_t *d = inv->dispatch_threads_per_threadgroup;
+        uint32_t width = which == dispatch_simdgroups_per_threadgroup ? MC_SIMD_WIDTH : 4;
+        scalar[0] = (d[0] * d[1] * d[2] + width - 1) / width;
+        break;
+    }
     }
     if constexpr (metal::mc_is_vec<T>) {
         T r;
