@@ -90,7 +90,7 @@ open class MTLComputePipelineDescriptor {
 open class MTLIndirectCommandBufferDescriptor {
     open var commandTypes: MTLIndirectCommandType = []
     open var inheritPipelineState: Bool = false
-    open var inheritBuffers: Bool = true
+    open var inheritBuffers: Bool = true // Apple documents no default ("always set this property explicitly")
     open var maxVertexBufferBindCount: Int = 0
     open var maxFragmentBufferBindCount: Int = 0
     open var maxKernelBufferBindCount: Int = 0

@@ -13,13 +13,9 @@ final class CompatLibrary: MTLLibrary {
     init(file: UnsafePointer<mc_file_desc>) { self.file = file }
 
     static func find(source: String) throws -> CompatLibrary {
-        var utf8 = Array(source.utf8)
+        let text = Array(source.utf8CString) // NUL-terminated, so never empty
         var hash = [CChar](repeating: 0, count: 17)
-        utf8.withUnsafeMutableBufferPointer { bytes in
-            bytes.baseAddress!.withMemoryRebound(to: CChar.self, capacity: max(bytes.count, 1)) {
-                mc_source_hash($0, bytes.count, &hash)
-            }
-        }
+        mc_source_hash(text, text.count - 1, &hash)
         if let file = mc_find_file(hash) { return CompatLibrary(file: file) }
         let known = (0..<mc_file_count()).compactMap { mc_file_at($0) }.map { String(cString: $0.pointee.name) }
         let hashText = String(cString: hash)

@@ -122,6 +122,7 @@ final class CommandBufferTests: XCTestCase {
         #if canImport(Metal)
         throw XCTSkip("Metal compiles any source")
         #else
+        XCTAssertThrowsError(try GPU.shared.device.makeLibrary(source: "", options: nil))
         let source = TestKernelSources.source(named: "vector_add.metal")! + "\n// edited after generation\n"
         XCTAssertThrowsError(try GPU.shared.device.makeLibrary(source: source, options: nil)) { error in
             XCTAssertEqual((error as? MTLLibraryError)?.code, .compileFailure)
