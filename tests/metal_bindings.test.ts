@@ -142,6 +142,10 @@ Deno.test("unsupported kernel code is rejected with a clear message", () => {
     "t.metal:4: threadgroup variable declared inside a function",
   );
   assertThrows(
+    () => parseMetal(head + "namespace n {\nkernel void k(device float* x [[buffer(0)]]) {}\n}\n", "t.metal"),
+    "t.metal:4: kernel functions must be declared at file scope",
+  );
+  assertThrows(
     () => parseMetal(head + "kernel void k(device float* x [[buffer(0)]], float y) {}\n", "t.metal"),
     "parameter 'y' has no [[buffer(n)]]",
   );

@@ -283,10 +283,17 @@ class Parser {
     return undefined;
   }
 
-  /** Reports `threadgroup T name[...]` / `threadgroup T name;` declarations inside a body. */
+  /** Reports `threadgroup T name[...]` / `threadgroup T name;` declarations inside a body, and kernels
+   * inside namespaces (the generator only binds kernels at file scope). */
   checkBody(open: number, close: number) {
     const t = this.tokens;
     for (let k = open + 1; k < close; k++) {
+      if (t[k].text === "kernel") {
+        this.fail(
+          t[k].line,
+          "kernel functions must be declared at file scope (not inside a namespace or struct)",
+        );
+      }
       if (t[k].text !== "threadgroup" || t[k + 1]?.text === "(") continue;
       let indirect = false;
       let j = k + 1;
