@@ -21,8 +21,8 @@ kernel void vector_math(device const float4* x [[buffer(0)]],
     float4 v = x[gid];
     half4 h = half4(v);
     float2 lo = float2(h.xy);
-    float4 w = float4(lo, v.z, 1.0f) * 0.5;
+    float4 w = float4(lo, v.z, 1.0f) * 0.5f;
     float4 s = select(float4(0.0f), float4(1.0f), v > float4(0.0f));
     float r = rsqrt(fabs(v.w) + 1.0f);
-    out[gid] = fma(w.wzyx, float4(r), s) + clamp(v, -1.0f, 1.0f) + fast::exp(float4(v.x * 0.25f));
+    out[gid] = fma(w.wzyx, float4(r), s) + clamp(v, float4(-1.0f), float4(1.0f)) + fast::exp(float4(v.x * 0.25f));
 }
