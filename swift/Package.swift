@@ -3,8 +3,16 @@
 //
 // Targets, bottom up:
 //   CMambaCPU        C   portable CPU kernels (matvec, conv, SSM scan) and the thread pool
+//   CMetalCompat     C   Linux only: fibers, threadgroup scheduling, SIMD-group collectives, counters
+//   MetalKernelsCPU  C++ Linux only: ../metal/*.metal compiled as C++ plus generated binding tables
+//   MetalCompat      Swift Linux only: the subset of Apple's Metal API the backend uses
 //   MambaMetal       Swift the engine, backends and the C ABI (product: libMambaMetal.so / .dylib)
 import PackageDescription
+
+let linuxOnly: TargetDependencyCondition? = .when(platforms: [.linux])
+// MetalCompat checking mode: clang calls __sanitizer_cov_{load,store}N before every load and store of
+// the instrumented kernel copies (CMetalCompat/checking.c defines the hooks).
+let metalCompatCoverage = ["-fsanitize-coverage=func,trace-loads,trace-stores"]
 
 let package = Package(
     name: "MambaMetal",
@@ -18,12 +26,52 @@ let package = Package(
             cSettings: [.unsafeFlags(["-O3", "-fno-math-errno", "-ffp-contract=fast"])]
         ),
         .target(
+            name: "CMetalCompat",
+            cSettings: [.unsafeFlags(["-O2"])]
+        ),
+        .target(
+            name: "MetalKernelsCPU",
+            dependencies: ["CMetalCompat"],
+            cxxSettings: [
+                .headerSearchPath("msl"),
+                .unsafeFlags(["-O2", "-std=c++17", "-Wno-unknown-attributes"]),
+                // Checking mode: the generated files compile each kernel twice, once with these hooks.
+                .unsafeFlags(metalCompatCoverage, .when(platforms: [.linux])),
+            ]
+        ),
+        .target(
+            name: "MetalCompat",
+            dependencies: ["CMetalCompat", "MetalKernelsCPU"]
+        ),
+        // The MetalCompat test kernels (Tests/MetalCompatTests/Kernels), compiled like MetalKernelsCPU.
+        .target(
+            name: "MetalCompatTestKernels",
+            dependencies: ["CMetalCompat"],
+            path: "Tests/MetalCompatTestKernels",
+            cxxSettings: [
+                .headerSearchPath("../../Sources/MetalKernelsCPU/msl"),
+                .unsafeFlags(["-O2", "-std=c++17", "-Wno-unknown-attributes"]),
+                .unsafeFlags(metalCompatCoverage, .when(platforms: [.linux])),
+            ]
+        ),
+        .target(
             name: "MambaMetal",
-            dependencies: ["CMambaCPU"]
+            dependencies: [
+                "CMambaCPU",
+                .target(name: "MetalCompat", condition: linuxOnly),
+            ]
         ),
         .testTarget(
             name: "MambaMetalTests",
             dependencies: ["MambaMetal"]
+        ),
+        .testTarget(
+            name: "MetalCompatTests",
+            dependencies: [
+                .target(name: "MetalCompat", condition: linuxOnly),
+                .target(name: "MetalCompatTestKernels", condition: linuxOnly),
+            ],
+            exclude: ["Kernels"]
         ),
     ],
     cxxLanguageStandard: .cxx17
