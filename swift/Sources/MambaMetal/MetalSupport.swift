@@ -1,7 +1,7 @@
-// Entry to the Metal backend (filled in by the Metal decode work).
+// Entry to the Metal backend from the engine.
 
 enum MetalSupport {
-    /// True where Metal is Apple's real GPU API rather than MetalCompat's CPU emulation.
+    /// True where Metal is Apple's GPU API rather than MetalCompat's CPU execution of it.
     static var isNativeGPU: Bool {
         #if canImport(Metal)
         return true
@@ -11,6 +11,6 @@ enum MetalSupport {
     }
 
     static func makeBackend(weights: ModelWeights, options: EngineOptions) throws -> Backend {
-        throw MambaFailure.backend("the Metal backend is not built yet")
+        try MetalBackend(weights: weights, options: options)
     }
 }

@@ -2,7 +2,268 @@
 /// The kernel sources in metal/: compiled by Metal on macOS, found precompiled by MetalCompat on Linux.
 enum MetalSources {
     /// Each file's name and source text, sorted by name.
-    static let files: [(name: String, source: String)] = []
+    static let files: [(name: String, source: String)] = [
+        (name: "embedding.metal", source: ##"""
+// Embedding gather: the first dispatch of every decode step.
+#include <metal_stdlib>
+using namespace metal;
+
+constant int EMB_D_MODEL [[function_constant(0)]];  // width of the residual stream
+constant int EMB_BATCH   [[function_constant(1)]];  // sequences in this dispatch
+constant bool EMB_HALF   [[function_constant(2)]];  // embedding stored as f16 (else f32)
+constant int EMB_D_CONV  [[function_constant(3)]];  // conv window: conv_pos advances modulo it
+
+// residual[b, :] = embedding[tokens[b], :] (widened to f32), and each sequence's conv ring position
+// advances by one token, so every layer's fused block writes its new conv input into the same slot.
+// Grid: dispatchThreads (EMB_D_MODEL, EMB_BATCH); threadgroup (min(256, EMB_D_MODEL), 1).
+kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model) f16 or f32
+                             device const int *tokens      [[buffer(1)]],  // (batch), validated by the host
+                             device float *residual        [[buffer(2)]],  // (batch, d_model)
+                             device uint *conv_pos         [[buffer(3)]],  // (batch) newest slot of the conv ring
+                             uint2 gid [[thread_position_in_grid]]) {
+    const uint k = gid.x, b = gid.y;
+    if (k >= uint(EMB_D_MODEL) || b >= uint(EMB_BATCH)) return;
+    const ulong row = ulong(tokens[b]) * ulong(EMB_D_MODEL);
+    float v;
+    if (EMB_HALF) {
+        v = float(((device const half *)embedding)[row + k]);
+    } else {
+        v = ((device const float *)embedding)[row + k];
+    }
+    residual[b * uint(EMB_D_MODEL) + k] = v;
+    if (k == 0) conv_pos[b] = (conv_pos[b] + 1) % uint(EMB_D_CONV);
+}
+
+"""##),
+        (name: "matvec.metal", source: ##"""
+// Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
+// group RMSNorm fused in, plus the residual add) and the lm_head (with the final RMSNorm fused in).
+#include <metal_stdlib>
+using namespace metal;
+
+constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
+constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
+constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
+constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
+constant int MV_NORM [[function_constant(4)]];             // 0 none; 1 RMSNorm(x)·norm_w; 2 gated group norm
+constant bool MV_ACCUMULATE [[function_constant(5)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(6)]];           // MV_NORM 2: groups of the gated norm
+constant int MV_HEADS [[function_constant(7)]];            // MV_NORM 2: per-head sums of squares per row
+constant float MV_EPS [[function_constant(8)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
+
+#define MV_SIMDGROUPS 4
+#define MV_MAX_BATCH 8
+#define MV_MAX_ROWS 4
+
+// y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
+//   MV_NORM 0: x;
+//   MV_NORM 1: x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
+//   MV_NORM 2: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
+//              sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+// Every weight row is read once for all batch rows; weights are widened to f32 in registers.
+// Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
+// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
+// stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4).
+// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales.
+kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
+                   device const float *x [[buffer(1)]],        // (batch, K)
+                   device float *y [[buffer(2)]],              // (batch, N)
+                   device const float *norm_w [[buffer(3)]],   // (K), MV_NORM 1 and 2
+                   device const float *sumsq [[buffer(4)]],    // (batch, heads), MV_NORM 2
+                   threadgroup float *scale [[threadgroup(0)]],
+                   uint tg [[threadgroup_position_in_grid]],
+                   uint tid [[thread_index_in_threadgroup]],
+                   uint sg [[simdgroup_index_in_threadgroup]],
+                   uint lane [[thread_index_in_simdgroup]]) {
+    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
+    const int group = MV_NORM == 2 ? K / MV_GROUPS : K;
+
+    if (MV_NORM == 1) {
+        for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
+            float ss = 0.0f;
+            for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
+            ss = simd_sum(ss);
+            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
+        }
+    } else if (MV_NORM == 2) {
+        const int per_group = MV_HEADS / MV_GROUPS;
+        for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
+            const int b = i / MV_GROUPS, g = i % MV_GROUPS;
+            float ss = 0.0f;
+            for (int h = 0; h < per_group; h++) ss += sumsq[b * MV_HEADS + g * per_group + h];
+            scale[i] = rsqrt(ss / float(group) + MV_EPS);
+        }
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    const int row0 = (int(tg) * MV_SIMDGROUPS + int(sg)) * R;
+    float acc[MV_MAX_ROWS][MV_MAX_BATCH];
+    for (int r = 0; r < MV_MAX_ROWS; r++)
+        for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
+
+    if (K % 4 == 0 && group % 4 == 0) {
+        const int K4 = K / 4;
+        for (int k4 = int(lane); k4 < K4; k4 += 32) {
+            const float4 nw = MV_NORM != 0 ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+            float4 xv[MV_MAX_BATCH];
+            for (int b = 0; b < NB; b++) {
+                xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
+                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+            }
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                const ulong at = ulong(row) * ulong(K4) + ulong(k4);
+                const float4 w = MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
+                for (int b = 0; b < NB; b++) acc[r][b] += dot(w, xv[b]);
+            }
+        }
+    } else {
+        for (int k = int(lane); k < K; k += 32) {
+            const float nw = MV_NORM != 0 ? norm_w[k] : 1.0f;
+            float xv[MV_MAX_BATCH];
+            for (int b = 0; b < NB; b++) {
+                xv[b] = x[b * K + k] * nw;
+                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + k / group];
+            }
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                const ulong at = ulong(row) * ulong(K) + ulong(k);
+                const float w = MV_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                for (int b = 0; b < NB; b++) acc[r][b] += w * xv[b];
+            }
+        }
+    }
+
+    for (int r = 0; r < R; r++) {
+        const int row = row0 + r;
+        for (int b = 0; b < NB; b++) {
+            float s = simd_sum(acc[r][b]);
+            if (MV_NORM == 1) s *= scale[b];
+            if (lane == 0 && row < N) {
+                device float *out = y + b * N + row;
+                *out = MV_ACCUMULATE ? *out + s : s;
+            }
+        }
+    }
+}
+
+"""##),
+        (name: "ssm_decode.metal", source: ##"""
+// The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
+#include <metal_stdlib>
+using namespace metal;
+
+constant int SSM_D_INNER [[function_constant(0)]];
+constant int SSM_D_STATE [[function_constant(1)]];  // N
+constant int SSM_HEAD_DIM [[function_constant(2)]]; // P
+constant int SSM_HEADS [[function_constant(3)]];
+constant int SSM_GROUPS [[function_constant(4)]];
+constant int SSM_D_CONV [[function_constant(5)]];
+constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every layer: per-sequence stride
+constant float SSM_DT_MIN [[function_constant(7)]];
+constant float SSM_DT_MAX [[function_constant(8)]];
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+
+// One (head, sequence) per threadgroup:
+//   conv:  x (P channels of this head), B and C (N channels each, of the head's group)
+//          = silu(Σ_j conv_w[c, j] · window[c, j] + conv_b[c]); conv_state is a ring of d_conv inputs
+//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each head
+//          writes its own x channels; only the first head of a group writes the group's B and C, and
+//          the others read only the other slots, so no second dispatch is needed to advance them.
+//   SSM:   dt = clamp(softplus(dt_raw + dt_bias)), dA = exp(dt · A);
+//          state[p, n] = state[p, n] · dA + dt · x[p] · B[n];  y[p] = Σ_n state[p, n] · C[n] + D · x[p]
+//   gate:  gated[p] = y[p] · silu(z[p]), and sumsq = Σ_p gated[p]² for the out_proj kernel's group norm.
+// Grid: dispatchThreadgroups(SSM_HEADS, batch, 1). Threadgroup: 256 threads = 8 simdgroups; simdgroup s
+// updates state rows p = s, s+8, …; its lanes cover n in float4 steps, so each state element is read,
+// updated in registers and written back exactly once. Threadgroup memory: P + 2N + 8 floats.
+kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
+                             device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
+                             device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
+                             device const uint *conv_pos [[buffer(3)]], // (batch)
+                             device const float *conv_w [[buffer(4)]],  // (conv_dim, d_conv)
+                             device const float *conv_b [[buffer(5)]],  // (conv_dim)
+                             device const float *head_p [[buffer(6)]],  // dt_bias (heads) | A (heads) | D (heads)
+                             device float *gated [[buffer(7)]],         // (batch, d_inner)
+                             device float *sumsq [[buffer(8)]],         // (batch, heads)
+                             threadgroup float *shared [[threadgroup(0)]],
+                             uint2 tg [[threadgroup_position_in_grid]],
+                             uint tid [[thread_index_in_threadgroup]],
+                             uint sg [[simdgroup_index_in_threadgroup]],
+                             uint lane [[thread_index_in_simdgroup]],
+                             uint nthreads [[threads_per_threadgroup]]) {
+    const int h = int(tg.x), b = int(tg.y);
+    const int P = SSM_HEAD_DIM, N = SSM_D_STATE, K = SSM_D_CONV, D = SSM_D_INNER, G = SSM_GROUPS;
+    const int conv_dim = D + 2 * G * N;
+    const int heads_per_group = SSM_HEADS / G, g = h / heads_per_group;
+    const bool owns_bc = h % heads_per_group == 0;
+    const int nsg = int(nthreads) / 32;
+    device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
+    device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
+    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + h * P * N;
+    const int pos = int(conv_pos[b]);
+    threadgroup float *xs = shared, *Bs = shared + P, *Cs = shared + P + N, *partial = shared + P + 2 * N;
+
+    for (int i = int(tid); i < P + 2 * N; i += int(nthreads)) {
+        const int c = i < P ? h * P + i : (i < P + N ? D + g * N + (i - P) : D + G * N + g * N + (i - P - N));
+        const float in = zx[D + c];
+        device float *ring = ring_base + c * K;
+        device const float *w = conv_w + c * K;
+        float acc = conv_b[c] + w[K - 1] * in;
+        for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
+        if (i < P || owns_bc) ring[pos] = in;
+        shared[i] = silu(acc);
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
+    const float dA = exp(dt * head_p[SSM_HEADS + h]);
+    const float Dh = head_p[2 * SSM_HEADS + h];
+    float sq = 0.0f;
+    for (int p = int(sg); p < P; p += nsg) {
+        const float xdt = xs[p] * dt;
+        float acc = 0.0f;
+        device float *row = state + p * N;
+        if (N % 4 == 0) {
+            for (int n4 = int(lane); n4 < N / 4; n4 += 32) {
+                const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
+                const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
+                const float4 s = ((device float4 *)row)[n4] * dA + xdt * Bv;
+                ((device float4 *)row)[n4] = s;
+                acc += dot(s, Cv);
+            }
+        } else {
+            for (int n = int(lane); n < N; n += 32) {
+                const float s = row[n] * dA + xdt * Bs[n];
+                row[n] = s;
+                acc += s * Cs[n];
+            }
+        }
+        const float y = simd_sum(acc) + Dh * xs[p];
+        const float gv = y * silu(zx[h * P + p]);
+        if (lane == 0) {
+            gated[b * D + h * P + p] = gv;
+            sq += gv * gv;
+        }
+    }
+    if (lane == 0) partial[sg] = sq;
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    if (tid == 0) {
+        float s = 0.0f;
+        for (int i = 0; i < nsg; i++) s += partial[i];
+        sumsq[b * SSM_HEADS + h] = s;
+    }
+}
+
+"""##),
+    ]
 
     /// The source text of the file with this name (e.g. "ssm_scan.metal"), nil when there is none.
     static func source(named name: String) -> String? {

@@ -1,0 +1,72 @@
+// Kernel parameters of the Metal backend, and their lookup in configs/metal_tune.json (written by
+// `deno task tune`): entries keyed by GPU name, model shape and batch; defaults when none matches.
+//
+// Schema (version 1):
+//   {"schema": "mamba-metal-tune/1",
+//    "entries": [{"gpu": "Apple M2 Pro", "shape": "d768-l24-s128-h64-g1-v50288", "batch": 1,
+//                 "params": {"matvecRowsPerSimdgroup": 2, "matmulTile": 32},
+//                 "measured": {...}}]}            ("measured" is free-form, for people)
+
+struct MetalTuning: Equatable {
+    /// Rows of W each simdgroup of the decode matvec computes (1…4).
+    var matvecRowsPerSimdgroup = 2
+    /// Side of the square output tile of the prefill matmul (16 or 32; 8×8 simdgroup blocks).
+    var matmulTile = 32
+
+    static let defaults = MetalTuning()
+    static let schema = "mamba-metal-tune/1"
+
+    /// The key a model shape is tuned under.
+    static func shapeKey(_ c: MambaConfig) -> String {
+        "d\(c.dModel)-l\(c.nLayer)-s\(c.dState)-h\(c.headDim)-g\(c.nGroups)-v\(c.vocabSize)"
+    }
+
+    /// Reads a params object; unknown keys and out-of-range values are errors naming the key.
+    static func params(_ json: JSON, context: String, base: MetalTuning = .defaults) throws -> MetalTuning {
+        guard let obj = json.object else { throw MambaFailure.format("\(context): params must be an object") }
+        var t = base
+        for (key, v) in obj {
+            guard let n = v.int else { throw MambaFailure.format("\(context): \(key) must be an integer") }
+            switch key {
+            case "matvecRowsPerSimdgroup":
+                guard (1...4).contains(n) else {
+                    throw MambaFailure.format("\(context): matvecRowsPerSimdgroup must be 1…4, got \(n)")
+                }
+                t.matvecRowsPerSimdgroup = n
+            case "matmulTile":
+                guard n == 16 || n == 32 else { throw MambaFailure.format("\(context): matmulTile must be 16 or 32, got \(n)") }
+                t.matmulTile = n
+            default:
+                throw MambaFailure.format("\(context): unknown parameter \"\(key)\"")
+            }
+        }
+        return t
+    }
+
+    /// The parameters for this GPU, shape and batch: explicit `tuning`, else the table's entry, else defaults.
+    static func resolve(table: JSON?, tuning: JSON?, gpu: String, config: MambaConfig, batch: Int) throws -> MetalTuning {
+        var chosen = MetalTuning.defaults
+        if let table {
+            let ctx = "metal_tune.json"
+            guard table["schema"]?.string == schema else {
+                throw MambaFailure.format("\(ctx): \"schema\" must be \"\(schema)\"")
+            }
+            guard let entries = table["entries"]?.array else { throw MambaFailure.format("\(ctx): \"entries\" must be a list") }
+            let key = shapeKey(config)
+            var best: (batchDistance: Int, params: MetalTuning)? = nil
+            for (i, e) in entries.enumerated() {
+                let ectx = "\(ctx): entries[\(i)]"
+                guard let g = e["gpu"]?.string, let s = e["shape"]?.string, let b = e["batch"]?.int, b >= 1,
+                      let p = e["params"]
+                else { throw MambaFailure.format("\(ectx) needs \"gpu\", \"shape\", \"batch\" (≥ 1) and \"params\"") }
+                let params = try MetalTuning.params(p, context: ectx)
+                guard g == gpu, s == key else { continue }
+                let distance = abs(b - batch)
+                if best == nil || distance < best!.batchDistance { best = (distance, params) }
+            }
+            if let best { chosen = best.params }
+        }
+        if let tuning { chosen = try params(tuning, context: "options.tuning", base: chosen) }
+        return chosen
+    }
+}
