@@ -160,7 +160,7 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
     /* Eight tasks per thread balance the load. With many tokens a task's panels are also capped at
      * ~256 KiB, so they stay in L2 while every tile of tokens passes over them. */
     int threads = mcpu_pool_threads(e->pool);
-    int per = (W->panels + threads * 8 - 1) / (threads * 8);
+    int per = (W->panels + threads * 32 - 1) / (threads * 32);
     if (nb > 6) {
         size_t panel_bytes = (size_t)MCPU_PANEL * (size_t)W->cols * mcpu_dtype_size(W->dtype);
         int cap = (int)((256u << 10) / panel_bytes);
