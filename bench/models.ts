@@ -16,7 +16,9 @@ export function benchMatrix(): { shape: BenchShape; dtype: BenchDType }[] {
   const list = (name: string, all: string[]) => {
     const v = Deno.env.get(name);
     const picked = v ? v.split(",").map((s) => s.trim()).filter(Boolean) : all;
-    for (const p of picked) if (!all.includes(p)) throw new Error(`${name}: unknown value ${p} (${all.join(", ")})`);
+    for (const p of picked) {
+      if (!all.includes(p)) throw new Error(`${name}: unknown value ${p} (${all.join(", ")})`);
+    }
     return picked;
   };
   const shapes = list("MAMBA_BENCH_SHAPES", ["130m", "780m"]) as BenchShape[];
@@ -32,7 +34,11 @@ export function benchThreads(): number {
 let current: { key: string; engine: MambaEngine } | undefined;
 
 /** The engine for a benchmark model at a batch size; the previous one is closed when the key changes. */
-export async function benchEngine(shape: BenchShape, dtype: BenchDType, batchSize: number): Promise<MambaEngine> {
+export async function benchEngine(
+  shape: BenchShape,
+  dtype: BenchDType,
+  batchSize: number,
+): Promise<MambaEngine> {
   const key = `${shape}/${dtype}/${batchSize}`;
   if (current?.key === key) return current.engine;
   current?.engine.close();

@@ -209,7 +209,11 @@ export async function writeBenchModel(dir: string, shape: BenchShape, dtype: Ben
   const { specs } = tensorSpecs(s);
   const elemBytes = (t: TensorSpec) => (t.big && dtype !== "f32" ? 2 : 4);
   const header: Record<string, unknown> = {
-    __metadata__: { format: "pt", generator: "mamba-metal tools/make_bench_models.ts", version: `${FORMAT_VERSION}` },
+    __metadata__: {
+      format: "pt",
+      generator: "mamba-metal tools/make_bench_models.ts",
+      version: `${FORMAT_VERSION}`,
+    },
   };
   let offset = 0;
   for (const t of specs) {

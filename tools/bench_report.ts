@@ -1,0 +1,380 @@
+/**
+ * `deno task bench:report`: decode and prefill speed of the CPU backend on the synthetic mamba2-130m
+ * and mamba2-780m models (tools/make_bench_models.ts), against this machine's read bandwidth measured
+ * in the same run, plus the cost of a call through Deno's FFI compared with the same call from C.
+ *
+ * Prints a table and writes `bench/results/latest.json`: machine, FFI figures, and one row per
+ * shape × dtype × batch with `model`, `dtype`, `batch`, `backend`, `decodeTokPerS`, `msPerToken`,
+ * `prefillTokPerS`, `bytesPerToken`, `readBandwidthGBs`, `rooflineFraction` (and more).
+ *
+ * Definitions
+ *   - A decode step reads every weight matrix once and each sequence's conv and SSM state once (and
+ *     writes the state back, not counted): `bytesPerStep`. `bytesPerToken` = bytesPerStep / batch.
+ *   - `readBandwidthGBs`: mamba_read_bandwidth, the best of 5 passes in which all cores sum disjoint
+ *     parts of a 512 MiB buffer with vector loads, measured just before the row's timings.
+ *   - `rooflineFraction` = bytesPerStep / (time per step) / readBandwidthGBs.
+ *   - Timings are the best of several runs (the machine may be shared); medians are kept too.
+ *   - `prefillTokPerS`: one 512-token prompt from an empty state, best of 3; batch rows share the
+ *     batch-1 figure (prefill feeds one sequence whatever the batch size). `prefillSpeedup` compares it
+ *     with feeding the tokens one by one (decode steps at batch 1).
+ *
+ * Options: --shapes=130m,780m --dtypes=f32,f16,bf16 --batches=1,4 --threads=N --out=PATH --no-ffi
+ *
+ * @module
+ */
+import { MambaEngine } from "../mod.ts";
+import { openLibrary } from "../ffi/library.ts";
+import { type BenchDType, type BenchShape, ensureBenchModel } from "./make_bench_models.ts";
+
+const ROOT = new URL("..", import.meta.url).pathname;
+const PROMPT_TOKENS = 512;
+const PROBE_BYTES = 512 * 1024 * 1024;
+const PROBE_PASSES = 5;
+
+/** One measured configuration. */
+export interface ReportRow {
+  model: BenchShape;
+  dtype: BenchDType;
+  batch: number;
+  backend: string;
+  device: string;
+  threads: number;
+  decodeTokPerS: number;
+  msPerToken: number;
+  msPerStep: number;
+  msPerStepMedian: number;
+  prefillTokPerS: number;
+  prefillSpeedup: number;
+  bytesPerStep: number;
+  bytesPerToken: number;
+  achievedGBs: number;
+  readBandwidthGBs: number;
+  rooflineFraction: number;
+  loadAverage: number;
+}
+
+/** FFI cost: the same calls timed from Deno and from C. */
+export interface FfiReport {
+  model: string;
+  options: string;
+  denoEmptyCallNs: number;
+  nativeEmptyCallNs: number | null;
+  denoStepNs: number;
+  nativeStepNs: number | null;
+  stepOverheadNs: number | null;
+  note?: string;
+}
+
+function parseArgs(): {
+  shapes: BenchShape[];
+  dtypes: BenchDType[];
+  batches: number[];
+  threads: number;
+  out: string;
+  ffi: boolean;
+} {
+  const opts = new Map<string, string>();
+  for (const a of Deno.args) {
+    const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
+    if (!m) throw new Error(`unknown argument ${a}`);
+    opts.set(m[1], m[2] ?? "true");
+  }
+  const list = (k: string, d: string) => (opts.get(k) ?? d).split(",").map((s) => s.trim()).filter(Boolean);
+  return {
+    shapes: list("shapes", "130m,780m") as BenchShape[],
+    dtypes: list("dtypes", "f32,f16,bf16") as BenchDType[],
+    batches: list("batches", "1,4").map(Number),
+    threads: Number(opts.get("threads") ?? 0),
+    out: opts.get("out") ?? `${ROOT}bench/results/latest.json`,
+    ffi: opts.get("no-ffi") === undefined,
+  };
+}
+
+function probeBandwidth(): number {
+  const lib = openLibrary();
+  const out = new Float64Array(1);
+  const status = lib.symbols.mamba_read_bandwidth(
+    BigInt(PROBE_BYTES),
+    PROBE_PASSES,
+    0,
+    new Uint8Array(out.buffer),
+  );
+  if (status !== 0) throw new Error(`mamba_read_bandwidth failed with status ${status}`);
+  return out[0];
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Best and median seconds per step over `runs` runs of about `runSeconds` each. */
+function timeSteps(engine: MambaEngine, runs: number, runSeconds: number): { best: number; median: number } {
+  const tokens = new Int32Array(engine.batchSize);
+  const step = (i: number) => {
+    for (let b = 0; b < tokens.length; b++) tokens[b] = (i * 7919 + b * 131 + 17) % 50000;
+    engine.step(tokens);
+  };
+  let t = performance.now();
+  for (let i = 0; i < 3; i++) step(i);
+  const perStep = (performance.now() - t) / 3 / 1000;
+  const n = Math.max(3, Math.round(runSeconds / perStep));
+  const times: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    t = performance.now();
+    for (let i = 0; i < n; i++) step(i);
+    times.push((performance.now() - t) / 1000 / n);
+  }
+  return { best: Math.min(...times), median: median(times) };
+}
+
+function timePrefill(engine: MambaEngine, runs: number): number {
+  const prompt = Int32Array.from({ length: PROMPT_TOKENS }, (_, i) => (i * 7919 + 13) % 50000);
+  const times: number[] = [];
+  for (let r = 0; r < runs; r++) {
+    engine.reset();
+    const t = performance.now();
+    engine.prefill(prompt);
+    times.push((performance.now() - t) / 1000);
+  }
+  engine.reset();
+  return Math.min(...times);
+}
+
+async function measureRows(args: ReturnType<typeof parseArgs>): Promise<ReportRow[]> {
+  const rows: ReportRow[] = [];
+  for (const shape of args.shapes) {
+    for (const dtype of args.dtypes) {
+      const dir = await ensureBenchModel(shape, dtype);
+      let prefillTokPerS = 0;
+      let batch1TokPerS = 0;
+      for (const batch of args.batches) {
+        using engine = MambaEngine.loadSync(dir, { backend: "cpu", batchSize: batch, threads: args.threads });
+        const bw = probeBandwidth();
+        const load = Deno.loadavg()[0];
+        const steps = timeSteps(engine, 5, shape === "130m" ? 0.3 : 0.6);
+        if (batch === 1 || prefillTokPerS === 0) {
+          prefillTokPerS = PROMPT_TOKENS / timePrefill(engine, 3);
+        }
+        const bytesPerStep = engine.weightBytesPerToken + engine.stateBytesPerToken / 2;
+        const tokPerS = batch / steps.best;
+        if (batch === 1) batch1TokPerS = tokPerS;
+        const achieved = bytesPerStep / steps.best / 1e9;
+        const row: ReportRow = {
+          model: shape,
+          dtype,
+          batch,
+          backend: engine.backend,
+          device: engine.device,
+          threads: engine.threads,
+          decodeTokPerS: tokPerS,
+          msPerToken: steps.best * 1000 / batch,
+          msPerStep: steps.best * 1000,
+          msPerStepMedian: steps.median * 1000,
+          prefillTokPerS,
+          prefillSpeedup: batch1TokPerS > 0 ? prefillTokPerS / batch1TokPerS : NaN,
+          bytesPerStep,
+          bytesPerToken: bytesPerStep / batch,
+          achievedGBs: achieved,
+          readBandwidthGBs: bw,
+          rooflineFraction: achieved / bw,
+          loadAverage: load,
+        };
+        rows.push(row);
+        console.error(
+          `  ${shape} ${dtype} batch ${batch}: ${tokPerS.toFixed(1)} tok/s, ${achieved.toFixed(1)} of ${
+            bw.toFixed(1)
+          } GB/s, prefill ${prefillTokPerS.toFixed(0)} tok/s (load ${load.toFixed(2)})`,
+        );
+      }
+    }
+  }
+  return rows;
+}
+
+/** Builds tools/native_step_bench.c against the library; null when no C compiler is found. */
+async function buildNativeBench(): Promise<string | null> {
+  const lib = openLibrary();
+  const libDir = lib.path.slice(0, lib.path.lastIndexOf("/"));
+  const out = await Deno.makeTempFile({ prefix: "native_step_bench-" });
+  for (const cc of [Deno.env.get("CC"), "clang", "cc", "gcc"].filter(Boolean) as string[]) {
+    try {
+      const r = await new Deno.Command(cc, {
+        args: [
+          "-O2",
+          "-I",
+          `${ROOT}swift/include`,
+          `${ROOT}tools/native_step_bench.c`,
+          "-L",
+          libDir,
+          "-lMambaMetal",
+          `-Wl,-rpath,${libDir}`,
+          "-o",
+          out,
+        ],
+        stdout: "null",
+        stderr: "piped",
+      }).output();
+      if (r.success) return out;
+    } catch {
+      // compiler not installed: try the next
+    }
+  }
+  return null;
+}
+
+async function measureFfi(): Promise<FfiReport> {
+  const model = `${ROOT}tests/fixtures/tiny-g1`;
+  const options = { backend: "cpu" as const, threads: 1 };
+  const lib = openLibrary();
+  // Deno: empty call
+  let best = Infinity;
+  for (let r = 0; r < 5; r++) {
+    const t = performance.now();
+    for (let i = 0; i < 1_000_000; i++) lib.symbols.mamba_abi_version();
+    best = Math.min(best, (performance.now() - t) * 1e6 / 1_000_000);
+  }
+  const denoEmptyCallNs = best;
+  // Deno: engine.step on the tiny model, one thread
+  const n = 20_000;
+  let denoStepNs = Infinity;
+  {
+    using engine = MambaEngine.loadSync(model, options);
+    const tokens = new Int32Array(1);
+    for (let i = 0; i < n / 10; i++) engine.step(tokens);
+    for (let r = 0; r < 5; r++) {
+      const t = performance.now();
+      for (let i = 0; i < n; i++) {
+        tokens[0] = (i * 31) % 100;
+        engine.step(tokens);
+      }
+      denoStepNs = Math.min(denoStepNs, (performance.now() - t) * 1e6 / n);
+    }
+  }
+  const exe = await buildNativeBench();
+  if (!exe) {
+    return {
+      model: "tests/fixtures/tiny-g1",
+      options: JSON.stringify(options),
+      denoEmptyCallNs,
+      nativeEmptyCallNs: null,
+      denoStepNs,
+      nativeStepNs: null,
+      stepOverheadNs: null,
+      note: "no C compiler found: native side not measured",
+    };
+  }
+  const r = await new Deno.Command(exe, { args: [model, JSON.stringify(options), String(n)] }).output();
+  await Deno.remove(exe);
+  if (!r.success) throw new Error(`native_step_bench failed: ${new TextDecoder().decode(r.stderr)}`);
+  const native = JSON.parse(new TextDecoder().decode(r.stdout));
+  return {
+    model: "tests/fixtures/tiny-g1",
+    options: JSON.stringify(options),
+    denoEmptyCallNs,
+    nativeEmptyCallNs: native.emptyCallNs,
+    denoStepNs,
+    nativeStepNs: native.stepNs,
+    stepOverheadNs: denoStepNs - native.stepNs,
+  };
+}
+
+function machine(): Record<string, unknown> {
+  let cpu = "unknown";
+  try {
+    const info = Deno.readTextFileSync("/proc/cpuinfo");
+    cpu = /model name\s*:\s*(.*)/.exec(info)?.[1] ?? cpu;
+  } catch {
+    // not Linux
+  }
+  const mem = Deno.systemMemoryInfo();
+  return {
+    cpu,
+    cores: navigator.hardwareConcurrency,
+    memoryGiB: Math.round(mem.total / 2 ** 30),
+    os: `${Deno.build.os} ${Deno.osRelease()} ${Deno.build.arch}`,
+    deno: Deno.version.deno,
+  };
+}
+
+function formatTable(rows: ReportRow[]): string {
+  const head = [
+    "model",
+    "dtype",
+    "batch",
+    "tok/s",
+    "ms/token",
+    "ms/step",
+    "prefill tok/s",
+    "prefill ×",
+    "MB/token",
+    "GB/s",
+    "probe GB/s",
+    "roofline",
+  ];
+  const body = rows.map((r) => [
+    r.model,
+    r.dtype,
+    String(r.batch),
+    r.decodeTokPerS.toFixed(1),
+    r.msPerToken.toFixed(2),
+    r.msPerStep.toFixed(2),
+    r.prefillTokPerS.toFixed(0),
+    r.prefillSpeedup.toFixed(1),
+    (r.bytesPerToken / 1e6).toFixed(1),
+    r.achievedGBs.toFixed(1),
+    r.readBandwidthGBs.toFixed(1),
+    `${(r.rooflineFraction * 100).toFixed(0)}%`,
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i])).join(" | ")} |`;
+  return [line(head), `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`, ...body.map(line)].join("\n");
+}
+
+if (import.meta.main) {
+  const args = parseArgs();
+  const loadBefore = Deno.loadavg();
+  if (loadBefore[0] > 0.5) {
+    console.error(
+      `note: load average ${loadBefore[0].toFixed(2)}: other work is running, figures may be low`,
+    );
+  }
+  const bwStart = probeBandwidth();
+  console.error(`read bandwidth ${bwStart.toFixed(1)} GB/s; measuring …`);
+  const rows = await measureRows(args);
+  const ffi = args.ffi ? await measureFfi() : null;
+  const bwEnd = probeBandwidth();
+  const report = {
+    date: new Date().toISOString(),
+    machine: machine(),
+    loadAverageBefore: loadBefore,
+    loadAverageAfter: Deno.loadavg(),
+    readBandwidthGBs: { start: bwStart, end: bwEnd, bytes: PROBE_BYTES, passes: PROBE_PASSES },
+    promptTokens: PROMPT_TOKENS,
+    rows,
+    ffi,
+  };
+  await Deno.mkdir(args.out.slice(0, args.out.lastIndexOf("/")), { recursive: true });
+  await Deno.writeTextFile(args.out, JSON.stringify(report, null, 2) + "\n");
+  console.log(formatTable(rows));
+  console.log(
+    `\nread bandwidth (best of ${PROBE_PASSES} passes over 512 MiB, all cores): ${
+      bwStart.toFixed(1)
+    } GB/s at start, ${bwEnd.toFixed(1)} at end; each row uses the probe taken just before it`,
+  );
+  if (ffi) {
+    const ns = (x: number | null) => (x === null ? "n/a" : `${x.toFixed(0)} ns`);
+    console.log(
+      `FFI (${ffi.model}, ${ffi.options}): empty call ${ffi.denoEmptyCallNs.toFixed(1)} ns from Deno, ${
+        ffi.nativeEmptyCallNs === null ? "n/a" : ffi.nativeEmptyCallNs.toFixed(1) + " ns"
+      } from C; step ${ns(ffi.denoStepNs)} from Deno, ${ns(ffi.nativeStepNs)} from C: overhead ${
+        ns(ffi.stepOverheadNs)
+      }`,
+    );
+  }
+  console.log(
+    `load average before ${loadBefore.map((x) => x.toFixed(2)).join(" ")}, after ${
+      Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
+    }; wrote ${args.out}`,
+  );
+}
