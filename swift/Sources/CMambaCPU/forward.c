@@ -87,9 +87,7 @@ static int pack_weights(mcpu_engine *e) {
     return 1;
 }
 
-int mcpu_pf_dist = 0;
 mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
-    if (getenv("MCPU_PF")) mcpu_pf_dist = atoi(getenv("MCPU_PF"));
     if (m->d_conv > MCPU_CONV_MAX || m->chunk_size < 1 || m->prefill_block % m->chunk_size != 0) return NULL;
     mcpu_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;

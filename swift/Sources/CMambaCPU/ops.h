@@ -59,7 +59,6 @@ typedef struct {
     double (*sum_bytes)(const void *p, int64_t bytes);
 } mcpu_ops;
 
-extern int mcpu_pf_dist;
 const mcpu_ops *mcpu_ops_avx2(void);
 const mcpu_ops *mcpu_ops_generic(void);
 const mcpu_ops *mcpu_ops_best(void);
