@@ -11,7 +11,7 @@
  *   - A decode step reads every weight matrix once and each sequence's conv and SSM state once (and
  *     writes the state back, not counted): `bytesPerStep`. `bytesPerToken` = bytesPerStep / batch.
  *   - `readBandwidthGBs`: mamba_read_bandwidth, the best of 5 passes in which all cores sum disjoint
- *     parts of a 512 MiB buffer with vector loads; probed before each of the row's timed runs, best kept.
+ *     parts of a 512 MiB buffer with vector loads, measured just before the row's timings.
  *   - `rooflineFraction` = bytesPerStep / (time per step) / readBandwidthGBs.
  *   - Timings are the best of several runs (the machine may be shared); medians are kept too.
  *   - `prefillTokPerS`: one 512-token prompt from an empty state, best of 3; batch rows share the
@@ -108,16 +108,8 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/**
- * Seconds per step, best and median over `rounds` runs of about `runSeconds` each, with the read
- * bandwidth probed before each run: the best of each is taken, so a burst of other work on the machine
- * spoils one run, not the row.
- */
-function timeSteps(
-  engine: MambaEngine,
-  rounds: number,
-  runSeconds: number,
-): { best: number; median: number; bandwidth: number } {
+/** Best and median seconds per step over `runs` runs of about `runSeconds` each. */
+function timeSteps(engine: MambaEngine, runs: number, runSeconds: number): { best: number; median: number } {
   const tokens = new Int32Array(engine.batchSize);
   const step = (i: number) => {
     for (let b = 0; b < tokens.length; b++) tokens[b] = (i * 7919 + b * 131 + 17) % 50000;
@@ -128,14 +120,12 @@ function timeSteps(
   const perStep = (performance.now() - t) / 3 / 1000;
   const n = Math.max(3, Math.round(runSeconds / perStep));
   const times: number[] = [];
-  let bandwidth = 0;
-  for (let r = 0; r < rounds; r++) {
-    bandwidth = Math.max(bandwidth, probeBandwidth());
+  for (let r = 0; r < runs; r++) {
     t = performance.now();
     for (let i = 0; i < n; i++) step(i);
     times.push((performance.now() - t) / 1000 / n);
   }
-  return { best: Math.min(...times), median: median(times), bandwidth };
+  return { best: Math.min(...times), median: median(times) };
 }
 
 function timePrefill(engine: MambaEngine, runs: number): number {
@@ -160,9 +150,9 @@ async function measureRows(args: ReturnType<typeof parseArgs>): Promise<ReportRo
       let batch1TokPerS = 0;
       for (const batch of args.batches) {
         using engine = MambaEngine.loadSync(dir, { backend: "cpu", batchSize: batch, threads: args.threads });
+        const bw = probeBandwidth();
         const load = Deno.loadavg()[0];
         const steps = timeSteps(engine, 5, shape === "130m" ? 0.3 : 0.6);
-        const bw = steps.bandwidth;
         if (batch === 1 || prefillTokPerS === 0) {
           prefillTokPerS = PROMPT_TOKENS / timePrefill(engine, 3);
         }
@@ -246,13 +236,13 @@ async function measureFfi(): Promise<FfiReport> {
   }
   const denoEmptyCallNs = best;
   // Deno: engine.step on the tiny model, one thread
-  const n = 2_000;
+  const n = 20_000;
   let denoStepNs = Infinity;
   {
     using engine = MambaEngine.loadSync(model, options);
     const tokens = new Int32Array(1);
-    for (let i = 0; i < 10 * n; i++) engine.step(tokens);
-    for (let r = 0; r < 30; r++) {
+    for (let i = 0; i < n / 10; i++) engine.step(tokens);
+    for (let r = 0; r < 5; r++) {
       const t = performance.now();
       for (let i = 0; i < n; i++) {
         tokens[0] = (i * 31) % 100;
@@ -274,8 +264,7 @@ async function measureFfi(): Promise<FfiReport> {
       note: "no C compiler found: native side not measured",
     };
   }
-  const r = await new Deno.Command(exe, { args: [model, JSON.stringify(options), String(n), "0", "30"] })
-    .output();
+  const r = await new Deno.Command(exe, { args: [model, JSON.stringify(options), String(n)] }).output();
   await Deno.remove(exe);
   if (!r.success) throw new Error(`native_step_bench failed: ${new TextDecoder().decode(r.stderr)}`);
   const native = JSON.parse(new TextDecoder().decode(r.stdout));

@@ -9,9 +9,6 @@
 #include "ops.h"
 #include "pool.h"
 
-/* Decode steps whose state updates are held back before being written into ssm_state (state.c). */
-#define MCPU_DEFER 16
-
 struct mcpu_engine {
     const mcpu_model *m;
     const mcpu_ops *ops;
@@ -30,11 +27,6 @@ struct mcpu_engine {
     float *xbc;            /* (max_rows, conv_dim)  conv output after silu: x | B | C */
     float *y;              /* (max_rows, d_inner)   SSM output, then gated and normalised */
     float *cb;             /* (n_groups, prefill_block / chunk_size, chunk_size, chunk_size)  C·Bᵀ per chunk */
-    /* decode updates not yet folded into ssm_state (state.c) */
-    int *deferred;         /* (batch, n_layer) steps held back, < MCPU_DEFER */
-    float *defer_u;        /* (batch, n_layer, n_heads, MCPU_DEFER, head_dim)  dt·x of each */
-    float *defer_b;        /* (batch, n_layer, MCPU_DEFER, n_groups, d_state)  B of each */
-    float *defer_l;        /* (batch, n_layer, n_heads, MCPU_DEFER)            cumulative dt·A */
     float *thread_scratch; /* per thread: scratch_floats */
     size_t scratch_floats;
     float *arena;          /* all of the float buffers above */
@@ -75,11 +67,5 @@ void mcpu_rmsnorm_rows(mcpu_engine *e, const float *w, int n);
 void mcpu_conv_rows(mcpu_engine *e, const mcpu_layer *L, int layer, int n, int seq);
 /* y[r] = rmsnorm_per_group(y[r] * silu(z[r])) * gnorm for rows [0, n). */
 void mcpu_gated_norm_rows(mcpu_engine *e, const mcpu_layer *L, int n);
-
-/* Decode's lazily written SSM state (state.c), per sequence and layer: record this step's B (before
- * the heads run), one head's step (y from the state and the held-back updates), then advance. */
-void mcpu_defer_record_b(mcpu_engine *e, int seq, int layer);
-void mcpu_defer_step_head(mcpu_engine *e, const mcpu_layer *L, int seq, int layer, int h);
-void mcpu_defer_advance(mcpu_engine *e, int seq, int layer);
 
 #endif

@@ -107,22 +107,18 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
     /* per thread, for a head's chunk (prefill.c): dt, cumsum, decays (3Q), M (Q×Q), Sᵀ (N×P), weighted B (Q×N) */
     e->scratch_floats = round_up(3 * Q + Q * Q + N * P + Q * N, 16);
     size_t cb = (size_t)m->n_groups * (size_t)m->prefill_block * Q;
-    const size_t BL = (size_t)m->batch * (size_t)m->n_layer, D = MCPU_DEFER, H = (size_t)m->n_heads;
     size_t sizes[] = {R * (size_t)m->d_model, R * (size_t)m->d_model, R * (size_t)e->d_in_proj,
                       R * (size_t)e->conv_dim, R * (size_t)m->d_inner, cb,
-                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats,
-                      BL * H * D * P, BL * D * (size_t)m->n_groups * N, BL * H * D};
+                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += round_up(sizes[i], 16);
     e->arena = aligned_alloc(64, total * sizeof(float));
-    e->deferred = calloc(BL, sizeof(int));
-    if (!e->arena || !e->deferred) {
+    if (!e->arena) {
         mcpu_destroy(e);
         return NULL;
     }
     memset(e->arena, 0, total * sizeof(float));
-    float **slots[] = {&e->residual, &e->hidden,         &e->zxbcdt,  &e->xbc,    &e->y,
-                       &e->cb,       &e->thread_scratch, &e->defer_u, &e->defer_b, &e->defer_l};
+    float **slots[] = {&e->residual, &e->hidden, &e->zxbcdt, &e->xbc, &e->y, &e->cb, &e->thread_scratch};
     float *cursor = e->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = cursor;
@@ -138,7 +134,6 @@ void mcpu_destroy(mcpu_engine *e) {
     free(e->in_proj);
     free(e->out_proj);
     free(e->arena);
-    free(e->deferred);
     free(e);
 }
 
@@ -276,12 +271,21 @@ typedef struct {
     int layer;
 } layer_job;
 
-/* Task (sequence, head): one step of the head's recurrence on the conv outputs (state.c). */
+/* Task (sequence, head): one step of the head's recurrence on the conv outputs. */
 static void step_head_task(void *ctx, int task, int thread) {
     (void)thread;
     layer_job *j = ctx;
-    int n_heads = j->e->m->n_heads;
-    mcpu_defer_step_head(j->e, j->L, task / n_heads, j->layer, task % n_heads);
+    mcpu_engine *e = j->e;
+    const mcpu_model *m = e->m;
+    const mcpu_layer *L = j->L;
+    int seq = task / m->n_heads, h = task % m->n_heads;
+    int P = m->head_dim, N = m->d_state, g = h / (m->n_heads / m->n_groups);
+    const float *xbc = e->xbc + (size_t)seq * e->conv_dim;
+    float dt = mcpu_head_dt(m, L, h, e->zxbcdt[(size_t)seq * e->d_in_proj + m->d_inner + e->conv_dim + h]);
+    float *state = mcpu_ssm_state(e, seq, j->layer) + (size_t)h * P * N;
+    e->ops->ssm_step_head(state, P, N, xbc + h * P, xbc + m->d_inner + g * N,
+                          xbc + m->d_inner + (m->n_groups + g) * N, dt, expf(dt * L->A[h]), L->D[h],
+                          e->y + (size_t)seq * m->d_inner + h * P);
 }
 
 void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
@@ -293,10 +297,8 @@ void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
         mcpu_rmsnorm_rows(e, L->norm, B);
         mcpu_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
         mcpu_conv_rows(e, L, l, B, -1);
-        for (int b = 0; b < B; b++) mcpu_defer_record_b(e, b, l);
         layer_job j = {e, L, l};
         mcpu_pool_run(e->pool, step_head_task, &j, B * m->n_heads);
-        for (int b = 0; b < B; b++) mcpu_defer_advance(e, b, l);
         mcpu_gated_norm_rows(e, L, B);
         mcpu_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
     }

@@ -52,6 +52,9 @@ typedef struct {
      * state (C, K), oldest input first, advances to the channel's K newest inputs. */
     void (*conv_silu)(const float *in, ptrdiff_t ldi, float *out, ptrdiff_t ldo, int n, float *state,
                       const float *w, const float *bias, int C, int K);
+    /* One decode step of one head: state (P, N) = state * dA + (dt * x) ⊗ B, y = state · C + D * x. */
+    void (*ssm_step_head)(float *state, int P, int N, const float *x, const float *B, const float *C, float dt,
+                          float dA, float D, float *y);
     /* Sum of `bytes` bytes read as float32 vectors (bandwidth probe). */
     double (*sum_bytes)(const void *p, int64_t bytes);
 } mcpu_ops;

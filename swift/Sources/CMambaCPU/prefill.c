@@ -140,7 +140,6 @@ static void prefill_block(mcpu_engine *e, const int32_t *tokens, int T, int seq)
 
 void mcpu_prefill(mcpu_engine *e, const int32_t *tokens, int32_t n, int32_t seq) {
     const mcpu_model *m = e->m;
-    mcpu_sync_state(e, seq); /* the chunks start from the whole state */
     int T = 0;
     for (int32_t done = 0; done < n; done += T) {
         T = n - done < m->prefill_block ? n - done : m->prefill_block;

@@ -110,11 +110,9 @@ final class CPUBackend: Backend {
     func reset(seq: Int) {
         convBlock(seq).update(repeating: 0)
         ssmBlock(seq).update(repeating: 0)
-        mcpu_state_replaced(engine, Int32(seq))
     }
 
     func readState(seq: Int, into out: UnsafeMutableRawBufferPointer) {
-        mcpu_sync_state(engine, Int32(seq)) // decode holds back state updates: fold them in first
         let conv = convBlock(seq), ssm = ssmBlock(seq)
         out.baseAddress!.copyMemory(from: conv.baseAddress!, byteCount: conv.count * 4)
         (out.baseAddress! + conv.count * 4).copyMemory(from: ssm.baseAddress!, byteCount: ssm.count * 4)
@@ -125,7 +123,6 @@ final class CPUBackend: Backend {
         UnsafeMutableRawPointer(conv.baseAddress!).copyMemory(from: data.baseAddress!, byteCount: conv.count * 4)
         UnsafeMutableRawPointer(ssm.baseAddress!).copyMemory(from: data.baseAddress! + conv.count * 4,
                                                              byteCount: ssm.count * 4)
-        mcpu_state_replaced(engine, Int32(seq))
     }
 
     func counters() -> GPUCounters { GPUCounters() }

@@ -46,7 +46,7 @@ typedef struct {
     const float *norm_f;      /* (d_model) */
     const mcpu_layer *layers; /* [n_layer] */
     float *conv_state;        /* (batch, n_layer, conv_dim, d_conv), oldest input first */
-    float *ssm_state;         /* (batch, n_layer, n_heads, head_dim, d_state), see mcpu_sync_state */
+    float *ssm_state;         /* (batch, n_layer, n_heads, head_dim, d_state) */
     float *logits;            /* (batch, vocab) */
 } mcpu_model;
 
@@ -66,12 +66,6 @@ void mcpu_step(mcpu_engine *engine, const int32_t *tokens);
 /* n > 0 tokens for sequence seq, continuing its state, by the chunked (SSD) algorithm. Writes logits
  * row seq for the last token. */
 void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t seq);
-
-/* Decode holds back SSM state updates (ssm_state lags by up to 15 steps). Before the caller reads
- * ssm_state of sequence seq, fold them in; after it rewrites or clears that state (seq -1: every
- * sequence), drop them. */
-void mcpu_sync_state(mcpu_engine *engine, int32_t seq);
-void mcpu_state_replaced(mcpu_engine *engine, int32_t seq);
 
 /* Read bandwidth in GB/s (1e9 bytes/s): the best of `passes` passes in which `threads` threads
  * (<= 0: one per core) each sum a disjoint part of a `bytes`-byte buffer with vector loads. The buffer
