@@ -11,14 +11,19 @@
  *   - A decode step reads every weight matrix once and each sequence's conv and SSM state once (and
  *     writes the state back, not counted): `bytesPerStep`. `bytesPerToken` = bytesPerStep / batch.
  *   - `readBandwidthGBs`: mamba_read_bandwidth, the best of 5 passes in which all cores sum disjoint
- *     parts of a 512 MiB buffer with vector loads, measured just before the row's timings.
+ *     parts of a 512 MiB buffer with vector loads; probed before each of the row's timed runs, best kept.
  *   - `rooflineFraction` = bytesPerStep / (time per step) / readBandwidthGBs.
  *   - Timings are the best of several runs (the machine may be shared); medians are kept too.
  *   - `prefillTokPerS`: one 512-token prompt from an empty state, best of 3; batch rows share the
  *     batch-1 figure (prefill feeds one sequence whatever the batch size). `prefillSpeedup` compares it
  *     with feeding the tokens one by one (decode steps at batch 1).
  *
+ *   - Load: the 1-minute load average and, on Linux, the CPU pressure (share of time some runnable
+ *     task waited for a CPU over the last 10 s, /proc/pressure/cpu) are recorded with every row. With
+ *     --wait-quiet each row first waits (up to 15 minutes) until that pressure is below 2%.
+ *
  * Options: --shapes=130m,780m --dtypes=f32,f16,bf16 --batches=1,4 --threads=N --out=PATH --no-ffi
+ *          --wait-quiet
  *
  * @module
  */
@@ -51,6 +56,7 @@ export interface ReportRow {
   readBandwidthGBs: number;
   rooflineFraction: number;
   loadAverage: number;
+  cpuPressure: number | null;
 }
 
 /** FFI cost: the same calls timed from Deno and from C. */
@@ -72,6 +78,7 @@ function parseArgs(): {
   threads: number;
   out: string;
   ffi: boolean;
+  waitQuiet: boolean;
 } {
   const opts = new Map<string, string>();
   for (const a of Deno.args) {
@@ -87,7 +94,30 @@ function parseArgs(): {
     threads: Number(opts.get("threads") ?? 0),
     out: opts.get("out") ?? `${ROOT}bench/results/latest.json`,
     ffi: opts.get("no-ffi") === undefined,
+    waitQuiet: opts.get("wait-quiet") !== undefined,
   };
+}
+
+/** Percent of the last 10 s in which some runnable task waited for a CPU (Linux PSI), or null. */
+function cpuPressure(): number | null {
+  try {
+    const m = /some avg10=([\d.]+)/.exec(Deno.readTextFileSync("/proc/pressure/cpu"));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Waits until other work leaves the CPUs alone (pressure below 2%), for at most 15 minutes. */
+async function waitQuiet(): Promise<void> {
+  const deadline = Date.now() + 15 * 60_000;
+  let p = cpuPressure();
+  if (p === null || p < 2) return;
+  console.error(`  waiting for a quiet machine (CPU pressure ${p.toFixed(1)}%) …`);
+  while (p !== null && p >= 2 && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 5000));
+    p = cpuPressure();
+  }
 }
 
 function probeBandwidth(): number {
@@ -108,8 +138,16 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/** Best and median seconds per step over `runs` runs of about `runSeconds` each. */
-function timeSteps(engine: MambaEngine, runs: number, runSeconds: number): { best: number; median: number } {
+/**
+ * Seconds per step, best and median over `rounds` runs of about `runSeconds` each, with the read
+ * bandwidth probed before each run: the best of each is taken, so a burst of other work on the machine
+ * spoils one run, not the row.
+ */
+function timeSteps(
+  engine: MambaEngine,
+  rounds: number,
+  runSeconds: number,
+): { best: number; median: number; bandwidth: number } {
   const tokens = new Int32Array(engine.batchSize);
   const step = (i: number) => {
     for (let b = 0; b < tokens.length; b++) tokens[b] = (i * 7919 + b * 131 + 17) % 50000;
@@ -120,12 +158,14 @@ function timeSteps(engine: MambaEngine, runs: number, runSeconds: number): { bes
   const perStep = (performance.now() - t) / 3 / 1000;
   const n = Math.max(3, Math.round(runSeconds / perStep));
   const times: number[] = [];
-  for (let r = 0; r < runs; r++) {
+  let bandwidth = 0;
+  for (let r = 0; r < rounds; r++) {
+    bandwidth = Math.max(bandwidth, probeBandwidth());
     t = performance.now();
     for (let i = 0; i < n; i++) step(i);
     times.push((performance.now() - t) / 1000 / n);
   }
-  return { best: Math.min(...times), median: median(times) };
+  return { best: Math.min(...times), median: median(times), bandwidth };
 }
 
 function timePrefill(engine: MambaEngine, runs: number): number {
@@ -150,9 +190,11 @@ async function measureRows(args: ReturnType<typeof parseArgs>): Promise<ReportRo
       let batch1TokPerS = 0;
       for (const batch of args.batches) {
         using engine = MambaEngine.loadSync(dir, { backend: "cpu", batchSize: batch, threads: args.threads });
-        const bw = probeBandwidth();
+        if (args.waitQuiet) await waitQuiet();
+        const pressure = cpuPressure();
         const load = Deno.loadavg()[0];
         const steps = timeSteps(engine, 5, shape === "130m" ? 0.3 : 0.6);
+        const bw = steps.bandwidth;
         if (batch === 1 || prefillTokPerS === 0) {
           prefillTokPerS = PROMPT_TOKENS / timePrefill(engine, 3);
         }
@@ -179,12 +221,15 @@ async function measureRows(args: ReturnType<typeof parseArgs>): Promise<ReportRo
           readBandwidthGBs: bw,
           rooflineFraction: achieved / bw,
           loadAverage: load,
+          cpuPressure: pressure,
         };
         rows.push(row);
         console.error(
           `  ${shape} ${dtype} batch ${batch}: ${tokPerS.toFixed(1)} tok/s, ${achieved.toFixed(1)} of ${
             bw.toFixed(1)
-          } GB/s, prefill ${prefillTokPerS.toFixed(0)} tok/s (load ${load.toFixed(2)})`,
+          } GB/s, prefill ${prefillTokPerS.toFixed(0)} tok/s (load ${load.toFixed(2)}, CPU pressure ${
+            pressure ?? "n/a"
+          }%)`,
         );
       }
     }
@@ -236,13 +281,13 @@ async function measureFfi(): Promise<FfiReport> {
   }
   const denoEmptyCallNs = best;
   // Deno: engine.step on the tiny model, one thread
-  const n = 20_000;
+  const n = 2_000;
   let denoStepNs = Infinity;
   {
     using engine = MambaEngine.loadSync(model, options);
     const tokens = new Int32Array(1);
-    for (let i = 0; i < n / 10; i++) engine.step(tokens);
-    for (let r = 0; r < 5; r++) {
+    for (let i = 0; i < 10 * n; i++) engine.step(tokens);
+    for (let r = 0; r < 30; r++) {
       const t = performance.now();
       for (let i = 0; i < n; i++) {
         tokens[0] = (i * 31) % 100;
@@ -264,7 +309,8 @@ async function measureFfi(): Promise<FfiReport> {
       note: "no C compiler found: native side not measured",
     };
   }
-  const r = await new Deno.Command(exe, { args: [model, JSON.stringify(options), String(n)] }).output();
+  const r = await new Deno.Command(exe, { args: [model, JSON.stringify(options), String(n), "0", "30"] })
+    .output();
   await Deno.remove(exe);
   if (!r.success) throw new Error(`native_step_bench failed: ${new TextDecoder().decode(r.stderr)}`);
   const native = JSON.parse(new TextDecoder().decode(r.stdout));
@@ -342,6 +388,7 @@ if (import.meta.main) {
   const bwStart = probeBandwidth();
   console.error(`read bandwidth ${bwStart.toFixed(1)} GB/s; measuring …`);
   const rows = await measureRows(args);
+  if (args.ffi && args.waitQuiet) await waitQuiet();
   const ffi = args.ffi ? await measureFfi() : null;
   const bwEnd = probeBandwidth();
   const report = {

@@ -1,10 +1,11 @@
 /*
  * native_step_bench: the C ABI timed from C, the baseline for the FFI overhead of Deno's calls.
  *
- *   native_step_bench MODEL_DIR [OPTIONS_JSON] [STEPS] [PREFILL_TOKENS]
+ *   native_step_bench MODEL_DIR [OPTIONS_JSON] [STEPS] [PREFILL_TOKENS] [RUNS]
  *
- * Prints one JSON line: ns per empty call (mamba_abi_version), ns per mamba_step (best of 5 runs of
- * STEPS steps, after warm-up), and, when PREFILL_TOKENS > 0, ns per prefill of that many tokens.
+ * Prints one JSON line: ns per empty call (mamba_abi_version), ns per mamba_step (best of RUNS runs,
+ * default 5, of STEPS steps, after 10 × STEPS steps of warm-up), and, when PREFILL_TOKENS > 0, ns per
+ * prefill of that many tokens (best of 3).
  *
  * Build (tools/bench_report.ts does this):
  *   clang -O2 -I swift/include tools/native_step_bench.c -L swift/.build/release -lMambaMetal \
@@ -31,13 +32,15 @@ static int fail(const char *what) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s MODEL_DIR [OPTIONS_JSON] [STEPS] [PREFILL_TOKENS]\n", argv[0]);
+        fprintf(stderr, "usage: %s MODEL_DIR [OPTIONS_JSON] [STEPS] [PREFILL_TOKENS] [RUNS]\n", argv[0]);
         return 2;
     }
     const char *options = argc > 2 ? argv[2] : NULL;
     int steps = argc > 3 ? atoi(argv[3]) : 1000;
     int prefill = argc > 4 ? atoi(argv[4]) : 0;
+    int runs = argc > 5 ? atoi(argv[5]) : 5;
     if (steps < 1) steps = 1;
+    if (runs < 1) runs = 1;
 
     /* volatile sink: the empty calls cannot be folded away */
     volatile uint32_t sink = 0;
@@ -59,12 +62,12 @@ int main(int argc, char **argv) {
         if (k) batch = atoi(k + 12);
     }
     int32_t *tokens = calloc((size_t)batch, sizeof(int32_t));
-    for (int i = 0; i < steps / 10 + 10; i++) {
+    for (int i = 0; i < 10 * steps; i++) {
         for (int b = 0; b < batch; b++) tokens[b] = (i * 31 + b * 7) % 100;
         if (mamba_step(e, tokens, batch) != MAMBA_OK) return fail("mamba_step");
     }
     double best_step = 1e30;
-    for (int run = 0; run < 5; run++) {
+    for (int run = 0; run < runs; run++) {
         double t0 = now_ns();
         for (int i = 0; i < steps; i++) {
             tokens[0] = (i * 31) % 100;
