@@ -75,8 +75,8 @@ static int pack_weights(mcpu_engine *e) {
     e->in_proj = calloc((size_t)m->n_layer, sizeof(mcpu_packed));
     e->out_proj = calloc((size_t)m->n_layer, sizeof(mcpu_packed));
     e->packed = mcpu_alloc_huge(bytes);
-    if (!e->in_proj || !e->out_proj || !e->packed) return 0;
     e->packed_bytes = bytes;
+    if (!e->in_proj || !e->out_proj || !e->packed) return 0;
     /* in the order decode reads them */
     char *cursor = e->packed;
     for (int l = 0; l < m->n_layer; l++) {
@@ -157,8 +157,9 @@ static void matmul_task(void *ctx, int task, int thread) {
 
 void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int nb, float *y, int ldy,
                  int accumulate) {
-    /* Eight tasks per thread balance the load. With many tokens a task's panels are also capped at
-     * ~256 KiB, so they stay in L2 while every tile of tokens passes over them. */
+    /* 32 tasks per thread balance the load, even with a thread preempted. With many tokens a task's
+     * panels are also capped at ~256 KiB, so they stay in L2 while every tile of tokens passes over
+     * them. */
     int threads = mcpu_pool_threads(e->pool);
     int per = (W->panels + threads * 32 - 1) / (threads * 32);
     if (nb > 6) {
