@@ -10,17 +10,19 @@
  * Definitions
  *   - A decode step reads every weight matrix once and each sequence's conv and SSM state once (and
  *     writes the state back, not counted): `bytesPerStep`. `bytesPerToken` = bytesPerStep / batch.
- *   - `readBandwidthGBs`: mamba_read_bandwidth, the best of 5 passes in which all cores sum disjoint
- *     parts of a 512 MiB buffer with vector loads; probed before each of the row's timed runs, best kept.
+ *   - Timing: the engines of every batch size are loaded together and timed in turns, 8 rounds of
+ *     ~0.3 s (130m) or ~0.6 s (780m) each; the best turn is kept (the machine may be shared), the median
+ *     too. `readBandwidthGBs` is mamba_read_bandwidth (the best of 5 passes in which all cores sum
+ *     disjoint parts of a 512 MiB buffer with vector loads) probed just before that best turn, and
+ *     `loadAverage` / `cpuPressure` are the ones measured then.
  *   - `rooflineFraction` = bytesPerStep / (time per step) / readBandwidthGBs.
- *   - Timings are the best of several runs (the machine may be shared); medians are kept too.
- *   - `prefillTokPerS`: one 512-token prompt from an empty state, best of 3; batch rows share the
- *     batch-1 figure (prefill feeds one sequence whatever the batch size). `prefillSpeedup` compares it
- *     with feeding the tokens one by one (decode steps at batch 1).
+ *   - `prefillTokPerS`: one 512-token prompt from an empty state, best of 4 (one per round, on the
+ *     batch-1 engine); batch rows share it (prefill feeds one sequence whatever the batch size).
+ *     `prefillSpeedup` compares it with feeding the tokens one by one (decode steps at batch 1).
  *
  *   - Load: the 1-minute load average and, on Linux, the CPU pressure (share of time some runnable
  *     task waited for a CPU over the last 10 s, /proc/pressure/cpu) are recorded with every row. With
- *     --wait-quiet each row first waits (up to 15 minutes) until that pressure is below 2%.
+ *     --wait-quiet each round first waits (up to 15 minutes) until that pressure is below 2%.
  *
  * Options: --shapes=130m,780m --dtypes=f32,f16,bf16 --batches=1,4 --threads=N --out=PATH --no-ffi
  *          --wait-quiet
@@ -138,101 +140,114 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-/**
- * Seconds per step, best and median over `rounds` runs of about `runSeconds` each, with the read
- * bandwidth probed before each run: the best of each is taken, so a burst of other work on the machine
- * spoils one run, not the row.
- */
-function timeSteps(
-  engine: MambaEngine,
-  rounds: number,
-  runSeconds: number,
-): { best: number; median: number; bandwidth: number } {
+/** A timer for one engine's decode steps: each call runs about `seconds` of steps, returns s/step. */
+function stepTimer(engine: MambaEngine, seconds: number): () => number {
   const tokens = new Int32Array(engine.batchSize);
-  const step = (i: number) => {
+  let i = 0;
+  const step = () => {
     for (let b = 0; b < tokens.length; b++) tokens[b] = (i * 7919 + b * 131 + 17) % 50000;
     engine.step(tokens);
+    i++;
   };
   let t = performance.now();
-  for (let i = 0; i < 3; i++) step(i);
-  const perStep = (performance.now() - t) / 3 / 1000;
-  const n = Math.max(3, Math.round(runSeconds / perStep));
-  const times: number[] = [];
-  let bandwidth = 0;
-  for (let r = 0; r < rounds; r++) {
-    bandwidth = Math.max(bandwidth, probeBandwidth());
+  for (let k = 0; k < 3; k++) step();
+  const n = Math.max(3, Math.round(seconds / ((performance.now() - t) / 3 / 1000)));
+  return () => {
     t = performance.now();
-    for (let i = 0; i < n; i++) step(i);
-    times.push((performance.now() - t) / 1000 / n);
-  }
-  return { best: Math.min(...times), median: median(times), bandwidth };
+    for (let k = 0; k < n; k++) step();
+    return (performance.now() - t) / 1000 / n;
+  };
 }
 
-function timePrefill(engine: MambaEngine, runs: number): number {
+function timePrefill(engine: MambaEngine): number {
   const prompt = Int32Array.from({ length: PROMPT_TOKENS }, (_, i) => (i * 7919 + 13) % 50000);
-  const times: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    engine.reset();
-    const t = performance.now();
-    engine.prefill(prompt);
-    times.push((performance.now() - t) / 1000);
-  }
   engine.reset();
-  return Math.min(...times);
+  const t = performance.now();
+  engine.prefill(prompt);
+  const s = (performance.now() - t) / 1000;
+  engine.reset();
+  return s;
+}
+
+const ROUNDS = 8;
+const PREFILL_ROUNDS = 4;
+
+/**
+ * One shape × dtype: an engine per batch size, all loaded at once and timed in turns, round after
+ * round, each turn after a fresh bandwidth probe. The best turn of each engine is kept: a burst of
+ * other work on the machine spoils a turn, not a row, and batch sizes are compared under the same
+ * conditions. Prefill runs once per round (the first rounds) on the batch-1 engine.
+ */
+async function measureConfig(
+  args: ReturnType<typeof parseArgs>,
+  shape: BenchShape,
+  dtype: BenchDType,
+): Promise<ReportRow[]> {
+  const dir = await ensureBenchModel(shape, dtype);
+  const engines = args.batches.map((batchSize) =>
+    MambaEngine.loadSync(dir, { backend: "cpu", batchSize, threads: args.threads })
+  );
+  try {
+    const timers = engines.map((e) => stepTimer(e, shape === "130m" ? 0.3 : 0.6));
+    const turns = engines.map(() => [] as { s: number; bw: number; load: number; pressure: number | null }[]);
+    let prefill = Infinity;
+    for (let r = 0; r < ROUNDS; r++) {
+      if (args.waitQuiet) await waitQuiet();
+      engines.forEach((_, k) => {
+        const pressure = cpuPressure(), load = Deno.loadavg()[0], bw = probeBandwidth();
+        turns[k].push({ s: timers[k](), bw, load, pressure });
+      });
+      if (r < PREFILL_ROUNDS) prefill = Math.min(prefill, timePrefill(engines[0]));
+    }
+    const prefillTokPerS = PROMPT_TOKENS / prefill;
+    const bestOf = (ts: { s: number }[]) => Math.min(...ts.map((t) => t.s));
+    const rows = engines.map((engine, k): ReportRow => {
+      const best = turns[k].reduce((a, b) => (b.s < a.s ? b : a));
+      const batch = engine.batchSize;
+      const bytesPerStep = engine.weightBytesPerToken + engine.stateBytesPerToken / 2;
+      const achieved = bytesPerStep / best.s / 1e9;
+      return {
+        model: shape,
+        dtype,
+        batch,
+        backend: engine.backend,
+        device: engine.device,
+        threads: engine.threads,
+        decodeTokPerS: batch / best.s,
+        msPerToken: best.s * 1000 / batch,
+        msPerStep: best.s * 1000,
+        msPerStepMedian: median(turns[k].map((t) => t.s)) * 1000,
+        prefillTokPerS,
+        // one by one = batch-1 decode steps; NaN when batch 1 was not measured
+        prefillSpeedup: engines[0].batchSize === 1 ? prefillTokPerS * bestOf(turns[0]) : NaN,
+        bytesPerStep,
+        bytesPerToken: bytesPerStep / batch,
+        achievedGBs: achieved,
+        readBandwidthGBs: best.bw,
+        rooflineFraction: achieved / best.bw,
+        loadAverage: best.load,
+        cpuPressure: best.pressure,
+      };
+    });
+    for (const r of rows) {
+      console.error(
+        `  ${shape} ${dtype} batch ${r.batch}: ${r.decodeTokPerS.toFixed(1)} tok/s, ${
+          r.achievedGBs.toFixed(1)
+        } of ${r.readBandwidthGBs.toFixed(1)} GB/s, prefill ${prefillTokPerS.toFixed(0)} tok/s (load ${
+          r.loadAverage.toFixed(2)
+        }, CPU pressure ${r.cpuPressure ?? "n/a"}%)`,
+      );
+    }
+    return rows;
+  } finally {
+    for (const e of engines) e.close();
+  }
 }
 
 async function measureRows(args: ReturnType<typeof parseArgs>): Promise<ReportRow[]> {
   const rows: ReportRow[] = [];
   for (const shape of args.shapes) {
-    for (const dtype of args.dtypes) {
-      const dir = await ensureBenchModel(shape, dtype);
-      let prefillTokPerS = 0;
-      let batch1TokPerS = 0;
-      for (const batch of args.batches) {
-        using engine = MambaEngine.loadSync(dir, { backend: "cpu", batchSize: batch, threads: args.threads });
-        if (args.waitQuiet) await waitQuiet();
-        const pressure = cpuPressure();
-        const load = Deno.loadavg()[0];
-        const steps = timeSteps(engine, 5, shape === "130m" ? 0.3 : 0.6);
-        const bw = steps.bandwidth;
-        if (batch === 1 || prefillTokPerS === 0) {
-          prefillTokPerS = PROMPT_TOKENS / timePrefill(engine, 3);
-        }
-        const bytesPerStep = engine.weightBytesPerToken + engine.stateBytesPerToken / 2;
-        const tokPerS = batch / steps.best;
-        if (batch === 1) batch1TokPerS = tokPerS;
-        const achieved = bytesPerStep / steps.best / 1e9;
-        const row: ReportRow = {
-          model: shape,
-          dtype,
-          batch,
-          backend: engine.backend,
-          device: engine.device,
-          threads: engine.threads,
-          decodeTokPerS: tokPerS,
-          msPerToken: steps.best * 1000 / batch,
-          msPerStep: steps.best * 1000,
-          msPerStepMedian: steps.median * 1000,
-          prefillTokPerS,
-          prefillSpeedup: batch1TokPerS > 0 ? prefillTokPerS / batch1TokPerS : NaN,
-          bytesPerStep,
-          bytesPerToken: bytesPerStep / batch,
-          achievedGBs: achieved,
-          readBandwidthGBs: bw,
-          rooflineFraction: achieved / bw,
-          loadAverage: load,
-          cpuPressure: pressure,
-        };
-        rows.push(row);
-        console.error(
-          `  ${shape} ${dtype} batch ${batch}: ${tokPerS.toFixed(1)} tok/s, ${achieved.toFixed(1)} of ${
-            bw.toFixed(1)
-          } GB/s, prefill ${prefillTokPerS.toFixed(0)} tok/s (load ${load.toFixed(2)}, CPU pressure ${
-            pressure ?? "n/a"
-          }%)`,
-        );
-      }
-    }
+    for (const dtype of args.dtypes) rows.push(...await measureConfig(args, shape, dtype));
   }
   return rows;
 }
