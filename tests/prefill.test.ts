@@ -53,6 +53,7 @@ function randomModel(): string {
 }
 
 const DIR = randomModel();
+globalThis.addEventListener("unload", () => Deno.removeSync(DIR, { recursive: true }));
 const TOKENS = Array.from({ length: 700 }, (_, i) => (i * 7919 + 11) % VOCAB);
 
 function maxAbs(a: ArrayLike<number>): number {
