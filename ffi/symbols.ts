@@ -34,6 +34,8 @@ export const symbols = {
   mamba_state_load: { parameters: ["pointer", "i32", "buffer", "i64"], result: "i32" },
   // int32_t mamba_gpu_counters(mamba_engine *engine, uint64_t *out, int32_t n);
   mamba_gpu_counters: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  // int32_t mamba_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads, double *out_gbs);
+  mamba_read_bandwidth: { parameters: ["i64", "i32", "i32", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI version these bindings were written for (MAMBA_ABI_VERSION). */

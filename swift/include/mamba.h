@@ -90,6 +90,15 @@ int32_t mamba_state_load(mamba_engine *engine, int32_t seq, const uint8_t *data,
  * MetalCompat's process-wide counters. */
 int32_t mamba_gpu_counters(mamba_engine *engine, uint64_t *out, int32_t n);
 
+/*
+ * Memory read bandwidth of this machine in GB/s (1e9 bytes/s), for benchmark reports: the best of
+ * `passes` passes in which `threads` threads (0 = one per core) each sum disjoint parts of a `bytes`-byte
+ * buffer (written first, in the same kind of memory as the CPU backend's packed weights) with vector
+ * loads. A decode step reads every weight once, so this is its ceiling. Takes about
+ * passes × bytes / bandwidth seconds plus the time to fill the buffer.
+ */
+int32_t mamba_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads, double *out_gbs);
+
 #ifdef __cplusplus
 }
 #endif

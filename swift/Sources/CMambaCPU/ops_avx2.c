@@ -1,4 +1,7 @@
 /* AVX2 + FMA + F16C kernels for x86-64, chosen at run time when the CPU has them. */
+#include <stdlib.h>
+#include <string.h>
+
 #if defined(__x86_64__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #define OPS_SUFFIX _avx2
@@ -17,7 +20,11 @@ const mcpu_ops *mcpu_ops_avx2(void) {
 const mcpu_ops *mcpu_ops_avx2(void) { return 0; }
 #endif
 
+/* MAMBA_CPU_KERNELS=generic picks the portable set even where AVX2 is present, so that its
+ * correctness can be tested on any machine. */
 const mcpu_ops *mcpu_ops_best(void) {
+    const char *force = getenv("MAMBA_CPU_KERNELS");
+    if (force && strcmp(force, "generic") == 0) return mcpu_ops_generic();
     const mcpu_ops *o = mcpu_ops_avx2();
     return o ? o : mcpu_ops_generic();
 }

@@ -16,20 +16,31 @@
 #endif
 
 /* How long an idle worker spins before sleeping: long enough to cover the gap between two jobs of
- * one decode step, short enough not to burn a core while the host is busy elsewhere. */
+ * one decode step (and between steps driven from JavaScript), short enough not to burn a core for
+ * long once the engine goes idle. */
 #define SPIN_ITERATIONS 200000
 
+/*
+ * One job at a time. `work` packs the job's generation, its task count and the index of the next
+ * unclaimed task, so a task is claimed by one compare-and-swap on a word that names the job; a claim
+ * that succeeds proves the job is still running, so its fn and ctx can be read safely afterwards. The
+ * caller takes part in every job and waits only for tasks that were claimed, never for a worker that
+ * has not woken up yet: on a busy machine a descheduled worker costs its own tasks, not a time slice
+ * per job.
+ */
+#define TASK_BITS 20
+#define TASK_MASK ((UINT64_C(1) << TASK_BITS) - 1)
+#define MAX_TASKS ((int)TASK_MASK)
 struct mcpu_pool {
     int nthreads; /* including the calling thread */
     pthread_t *threads;
-    _Atomic uint64_t generation; /* bumped once per job */
-    _Atomic int next_task;
-    _Atomic int busy_workers;
+    _Atomic uint64_t work;
+    _Atomic int done; /* tasks of the current job finished */
     _Atomic int sleepers;
     _Atomic int stop;
+    /* the job's function, written before `work` publishes its generation */
     mcpu_task_fn fn;
     void *ctx;
-    int ntasks;
     pthread_mutex_t mutex;
     pthread_cond_t wake;
 };
@@ -39,11 +50,22 @@ typedef struct {
     int index;
 } worker_arg;
 
-static void run_tasks(mcpu_pool *pool, int thread) {
+/* work = generation << 40 | ntasks << 20 | next task */
+static inline uint64_t generation_of(uint64_t w) { return w >> (2 * TASK_BITS); }
+static inline int ntasks_of(uint64_t w) { return (int)((w >> TASK_BITS) & TASK_MASK); }
+static inline int next_of(uint64_t w) { return (int)(w & TASK_MASK); }
+
+/* Runs tasks of the job with generation `gen` until none is left unclaimed. */
+static void run_tasks(mcpu_pool *pool, uint64_t gen, int thread) {
+    uint64_t w = atomic_load_explicit(&pool->work, memory_order_acquire);
     for (;;) {
-        int t = atomic_fetch_add_explicit(&pool->next_task, 1, memory_order_relaxed);
-        if (t >= pool->ntasks) return;
-        pool->fn(pool->ctx, t, thread);
+        if (generation_of(w) != gen || next_of(w) >= ntasks_of(w)) return;
+        if (atomic_compare_exchange_weak_explicit(&pool->work, &w, w + 1, memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            pool->fn(pool->ctx, next_of(w), thread);
+            atomic_fetch_add_explicit(&pool->done, 1, memory_order_release);
+            w = atomic_load_explicit(&pool->work, memory_order_acquire);
+        }
     }
 }
 
@@ -54,22 +76,22 @@ static void *worker_main(void *p) {
     uint64_t seen = 0;
     for (;;) {
         int spins = 0;
-        while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop)) {
+        while (generation_of(atomic_load_explicit(&pool->work, memory_order_acquire)) == seen &&
+               !atomic_load(&pool->stop)) {
             if (++spins < SPIN_ITERATIONS) {
                 CPU_RELAX();
                 continue;
             }
             pthread_mutex_lock(&pool->mutex);
             atomic_fetch_add(&pool->sleepers, 1);
-            while (atomic_load(&pool->generation) == seen && !atomic_load(&pool->stop))
+            while (generation_of(atomic_load(&pool->work)) == seen && !atomic_load(&pool->stop))
                 pthread_cond_wait(&pool->wake, &pool->mutex);
             atomic_fetch_sub(&pool->sleepers, 1);
             pthread_mutex_unlock(&pool->mutex);
         }
         if (atomic_load(&pool->stop)) return NULL;
-        seen = atomic_load(&pool->generation);
-        run_tasks(pool, arg.index);
-        atomic_fetch_sub_explicit(&pool->busy_workers, 1, memory_order_release);
+        seen = generation_of(atomic_load_explicit(&pool->work, memory_order_acquire));
+        run_tasks(pool, seen, arg.index);
     }
 }
 
@@ -117,25 +139,26 @@ int mcpu_pool_threads(const mcpu_pool *pool) { return pool->nthreads; }
 
 void mcpu_pool_run(mcpu_pool *pool, mcpu_task_fn fn, void *ctx, int ntasks) {
     if (ntasks <= 0) return;
-    if (pool->nthreads == 1 || ntasks == 1) {
+    /* (jobs have at most a few thousand tasks; more than the word holds would run here, serially) */
+    if (pool->nthreads == 1 || ntasks == 1 || ntasks > MAX_TASKS) {
         for (int t = 0; t < ntasks; t++) fn(ctx, t, 0);
         return;
     }
     pool->fn = fn;
     pool->ctx = ctx;
-    pool->ntasks = ntasks;
-    atomic_store(&pool->next_task, 0);
-    atomic_store(&pool->busy_workers, pool->nthreads - 1);
-    atomic_fetch_add(&pool->generation, 1);
+    atomic_store_explicit(&pool->done, 0, memory_order_relaxed);
+    uint64_t gen = generation_of(atomic_load(&pool->work)) + 1;
+    atomic_store_explicit(&pool->work, (gen << (2 * TASK_BITS)) | ((uint64_t)ntasks << TASK_BITS),
+                          memory_order_seq_cst);
     if (atomic_load(&pool->sleepers) > 0) {
         pthread_mutex_lock(&pool->mutex);
         pthread_cond_broadcast(&pool->wake);
         pthread_mutex_unlock(&pool->mutex);
     }
-    run_tasks(pool, 0);
-    /* A worker still busy may have been preempted (more runnable threads than cores): after a short
-     * spin, give the core away instead of burning the rest of our time slice. */
-    for (int spins = 0; atomic_load_explicit(&pool->busy_workers, memory_order_acquire) > 0; spins++) {
+    run_tasks(pool, gen, 0);
+    /* Every task is claimed; wait for the ones still running elsewhere. A worker running one may have
+     * been preempted (more runnable threads than cores): after a short spin, give the core away. */
+    for (int spins = 0; atomic_load_explicit(&pool->done, memory_order_acquire) < ntasks; spins++) {
         if (spins < 4000) CPU_RELAX();
         else sched_yield();
     }

@@ -241,3 +241,20 @@ public func mambaGPUCounters(_ handle: OpaquePointer?, _ out: UnsafeMutablePoint
         for (i, v) in e.backend.counters().array.prefix(Int(n)).enumerated() { out[i] = v }
     }
 }
+
+#if compiler(>=6.3.1)
+@c(mamba_read_bandwidth)
+#else
+@_cdecl("mamba_read_bandwidth")
+#endif
+public func mambaReadBandwidth(_ bytes: Int64, _ passes: Int32, _ threads: Int32,
+                               _ out: UnsafeMutablePointer<Double>?) -> Int32 {
+    guard let out else { return fail(.argument("out_gbs is NULL")) }
+    guard bytes >= 1 << 20, bytes <= 1 << 40, (1...1000).contains(passes), (0...1024).contains(threads) else {
+        return fail(.argument("bandwidth probe: bytes must be 1 MiB to 1 TiB, passes 1 to 1000, threads 0 to 1024"))
+    }
+    let gbs = mcpu_read_bandwidth(bytes, passes, threads)
+    guard gbs > 0 else { return fail(.backend("bandwidth probe: cannot allocate \(bytes) bytes")) }
+    out.pointee = gbs
+    return 0
+}

@@ -20,6 +20,9 @@ final class CPUBackend: Backend {
 
     init(weights: ModelWeights, batch: Int, threads requested: Int) throws {
         let c = weights.config
+        guard c.dConv <= 16 else {
+            throw MambaFailure.unsupported("the CPU backend handles d_conv up to 16, this model has \(c.dConv)")
+        }
         self.weights = weights
         self.batch = batch
         layout = StateLayout(config: c)
@@ -56,13 +59,15 @@ final class CPUBackend: Backend {
         ssmState = cursor + convFloats
         logits = cursor + convFloats + ssmFloats
 
-        // Prefill works in blocks of whole chunks (the chunked scan needs them), about 256 tokens.
+        // Prefill works in blocks of whole chunks, about 256 tokens: enough tokens per block for the
+        // matrix products to reuse each weight many times, few enough for the activations to stay in cache.
         let block = c.chunkSize >= 256 ? c.chunkSize : c.chunkSize * (256 / c.chunkSize)
         model = .allocate(capacity: 1)
         model.initialize(to: mcpu_model(
             d_model: Int32(c.dModel), n_layer: Int32(c.nLayer), d_inner: Int32(c.dInner), d_state: Int32(c.dState),
             d_conv: Int32(c.dConv), n_heads: Int32(c.nHeads), head_dim: Int32(c.headDim), n_groups: Int32(c.nGroups),
-            vocab: Int32(c.vocabSize), batch: Int32(batch), prefill_block: Int32(block), eps: Float(c.eps),
+            vocab: Int32(c.vocabSize), batch: Int32(batch), chunk_size: Int32(c.chunkSize),
+            prefill_block: Int32(block), eps: Float(c.eps),
             dt_min: Float(c.timeStepMin), dt_max: Float(c.timeStepMax), embedding: matrix(weights.embedding),
             lm_head: matrix(weights.lmHead), norm_f: normF, layers: UnsafePointer(layers), conv_state: convState,
             ssm_state: ssmState, logits: logits))

@@ -38,7 +38,8 @@ typedef struct {
 
 typedef struct {
     int32_t d_model, n_layer, d_inner, d_state, d_conv, n_heads, head_dim, n_groups, vocab, batch;
-    int32_t prefill_block; /* tokens per prefill block (scratch is sized for it) */
+    int32_t chunk_size;    /* SSD chunk length of the prefill */
+    int32_t prefill_block; /* tokens per prefill block, a multiple of chunk_size (scratch is sized for it) */
     float eps, dt_min, dt_max;
     mcpu_matrix embedding;    /* (vocab, d_model) */
     mcpu_matrix lm_head;      /* (vocab, d_model), the embedding when tied */
@@ -51,8 +52,9 @@ typedef struct {
 
 typedef struct mcpu_engine mcpu_engine;
 
-/* Allocates the thread pool and all scratch memory once. threads <= 0: one per online core.
- * The model descriptor (and the memory it points to) must outlive the engine. NULL on failure. */
+/* Allocates the thread pool and all scratch memory once, and copies the large matrices into the
+ * packed layout decode streams best (ops.h). threads <= 0: one per online core. The model descriptor
+ * (and the memory it points to) must outlive the engine. NULL on failure. */
 mcpu_engine *mcpu_create(const mcpu_model *model, int32_t threads);
 void mcpu_destroy(mcpu_engine *engine);
 int32_t mcpu_threads(const mcpu_engine *engine);
@@ -61,11 +63,15 @@ const char *mcpu_isa(void);
 
 /* One token per sequence: tokens[batch], all in range. Writes logits (batch, vocab). */
 void mcpu_step(mcpu_engine *engine, const int32_t *tokens);
-/* n > 0 tokens for sequence seq, continuing its state. Writes logits row seq for the last token. */
+/* n > 0 tokens for sequence seq, continuing its state, by the chunked (SSD) algorithm. Writes logits
+ * row seq for the last token. */
 void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t seq);
 
-/* Bandwidth probe for reports: sums `bytes` of memory with all threads; returns seconds. */
-double mcpu_read_bandwidth_pass(mcpu_engine *engine, const void *buffer, int64_t bytes, double *checksum);
+/* Read bandwidth in GB/s (1e9 bytes/s): the best of `passes` passes in which `threads` threads
+ * (<= 0: one per core) each sum a disjoint part of a `bytes`-byte buffer with vector loads. The buffer
+ * lives in memory like the packed weights' (huge pages where available) and is written before the
+ * first pass, so every read reaches DRAM rather than a shared zero page. Negative on failure. */
+double mcpu_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads);
 
 /* The calling thread's buffer for mamba_last_error(). */
 char *mcpu_error_buffer(void);
