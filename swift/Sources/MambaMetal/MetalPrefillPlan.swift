@@ -77,8 +77,10 @@ final class MetalPrefillPlan {
         cbSpec.yInner = Q * Q
         cb = try MetalMatmul(kernels: kernels, spec: cbSpec)
 
-        for p in [embed, conv, chunkState, statePassing, chunkScan] where p.maxTotalThreadsPerThreadgroup < 256 {
-            throw MambaFailure.backend("a Metal pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
+        let needs = [(embed, 256), (conv, 256), (statePassing, 256), (cumsum, 32),
+                     (chunkState, MetalPrefillPlan.ssdThreads), (chunkScan, MetalPrefillPlan.ssdThreads)]
+        for (p, threads) in needs where p.maxTotalThreadsPerThreadgroup < threads {
+            throw MambaFailure.backend("a Metal prefill pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }
     }
 

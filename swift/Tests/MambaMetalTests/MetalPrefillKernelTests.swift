@@ -278,7 +278,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         // The recurrence, in Double, from the sequence's current state.
         var state = ssm0.map(Double.init)
         var gated = [Float](repeating: .nan, count: s.capacity * s.D)
-        var identityBranch = false, clamped = false
+        var identityBranch = false, clampedLow = false, clampedHigh = false
         for t in 0..<s.T {
             for h in 0..<s.H {
                 let g = h / (s.H / s.G)
@@ -286,7 +286,8 @@ final class MetalPrefillKernelTests: MetalTestCase {
                 let sp = raw > 20 ? raw : log(1 + exp(raw))
                 let dt = min(max(sp, Double(dtMin)), Double(dtMax))
                 identityBranch = identityBranch || (raw > 20 && raw < Double(dtMax))
-                clamped = clamped || sp != dt
+                clampedLow = clampedLow || sp < dt
+                clampedHigh = clampedHigh || sp > dt
                 let dA = exp(dt * Double(A[h]))
                 for p in 0..<s.P {
                     let x = Double(xbc[t * s.CD + h * s.P + p])
@@ -301,7 +302,8 @@ final class MetalPrefillKernelTests: MetalTestCase {
                 }
             }
         }
-        XCTAssert(identityBranch && clamped, "the test inputs should reach softplus' identity branch and the clamp")
+        XCTAssert(identityBranch && clampedLow && clampedHigh,
+                  "the inputs should reach softplus' identity branch and the clamp at dt_min and dt_max")
         let what = "SSD P=\(s.P) N=\(s.N) H=\(s.H) G=\(s.G) Q=\(s.Q) T=\(s.T)"
         let got = read(gatedB, gated.count)
         XCTAssert(got[(s.T * s.D)...].allSatisfy { $0.isNaN }, what + ": wrote past the block")
