@@ -116,3 +116,13 @@ Deno.test("metal prefill counters: 512 tokens in ceil(512 / block) command buffe
   }
   console.log(`${n}-token prefill, ${nLayer} layers, block ${block}:\n  ${report.join("\n  ")}`);
 });
+
+Deno.test("metal prefill: the matmul tile (tuning.matmulTile 16 or 32) does not change the result", () => {
+  const f = loadFixture("tiny-g2");
+  const rows = [16, 32].map((matmulTile) => {
+    using engine = load(f.dir, { backend: "metal", tuning: { matmulTile } });
+    assert.equal(engine.info.tuning && (engine.info.tuning as { matmulTile: number }).matmulTile, matmulTile);
+    return engine.prefill(f.tokens.slice(0, 40)).slice();
+  });
+  assert.ok(maxAbsDiff(rows[0], rows[1]) <= 1e-5 * maxAbs(rows[1]), `${maxAbsDiff(rows[0], rows[1])}`);
+});
