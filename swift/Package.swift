@@ -59,7 +59,10 @@ let package = Package(
             dependencies: [
                 "CMambaCPU",
                 .target(name: "MetalCompat", condition: linuxOnly),
-            ]
+            ],
+            // Never unmapped by dlclose (a Deno worker that ends closes its handle): the Swift runtime keeps
+            // pointers into a loaded library's metadata, and MetalCompat's helper threads outlive the handle.
+            linkerSettings: [.unsafeFlags(["-Xlinker", "-z", "-Xlinker", "nodelete"], .when(platforms: [.linux]))]
         ),
         .testTarget(
             name: "MambaMetalTests",

@@ -22,6 +22,11 @@ struct EngineOptions {
     var tuneTable: JSON? = nil
     /// Metal: explicit kernel parameters (the tuner's candidates); override the table.
     var tuning: JSON? = nil
+    /// Metal: how a prompt runs. `.chunked` (the default) uses the chunked (SSD) prefill kernels;
+    /// `.tokens` feeds it token by token through the decode kernels, which tests compare against.
+    var prefillMode: PrefillMode = .chunked
+
+    enum PrefillMode: String { case chunked, tokens }
 
     static func parse(_ text: String?) throws -> EngineOptions {
         var o = EngineOptions()
@@ -62,6 +67,11 @@ struct EngineOptions {
             case "tuneTable":
                 guard v.object != nil else { throw MambaFailure.argument("options.tuneTable must be a JSON object") }
                 o.tuneTable = v
+            case "prefillMode":
+                guard let s = v.string, let m = PrefillMode(rawValue: s) else {
+                    throw MambaFailure.argument("options.prefillMode must be \"chunked\" or \"tokens\"")
+                }
+                o.prefillMode = m
             case "tuning":
                 guard v.object != nil else { throw MambaFailure.argument("options.tuning must be a JSON object") }
                 o.tuning = v

@@ -1,6 +1,7 @@
 // The Metal backend: per token one command buffer, one compute encoder, 3 dispatches per layer + 2
-// with buffer barriers between them, one commit and one wait. Logits land in a shared buffer that
-// TypeScript reads in place.
+// with buffer barriers between them, one commit and one wait; a prompt runs in blocks of whole chunks,
+// one command buffer per block (MetalPrefillPlan). Logits land in a shared buffer that TypeScript
+// reads in place.
 #if canImport(Metal)
 import Metal
 #else
@@ -18,6 +19,8 @@ final class MetalBackend: Backend {
     private let model: MetalModel
     private let stepPlan: MetalDecodePlan
     private let sequencePlan: MetalDecodePlan
+    private let prefillPlan: MetalPrefillPlan
+    private let prefillMode: EngineOptions.PrefillMode
     private let batch: Int
     /// The decode step recorded once at load, when options.recorded is set.
     private let recorded: RecordingSink?
@@ -27,7 +30,7 @@ final class MetalBackend: Backend {
     private(set) var own = GPUCounters()
 
     static let maxBatch = 8
-    /// Prompt tokens encoded per command buffer.
+    /// Prompt tokens per command buffer, about (the chunked prefill rounds it to whole chunks).
     static let prefillBlock = 256
 
     init(weights: ModelWeights, options: EngineOptions) throws {
@@ -43,13 +46,16 @@ final class MetalBackend: Backend {
         batch = options.batchSize
         device = "metal (\(gpu.name)\(options.recorded ? ", recorded" : ""))"
         model = try MetalModel(device: gpu, weights: weights, batch: batch,
-                               tokenCapacity: max(batch, MetalBackend.prefillBlock))
+                               prefillCapacity: MetalPrefillBuffers.capacity(config: weights.config,
+                                                                             target: MetalBackend.prefillBlock))
         let kernels = try MetalKernels(device: gpu)
         let tuning = try MetalTuning.resolve(table: options.tuneTable, tuning: options.tuning, gpu: gpu.name,
                                              config: weights.config, batch: batch)
         self.tuning = tuning
         stepPlan = try MetalDecodePlan(kernels: kernels, model: model, rows: batch, tuning: tuning)
         sequencePlan = batch == 1 ? stepPlan : try MetalDecodePlan(kernels: kernels, model: model, rows: 1, tuning: tuning)
+        prefillPlan = try MetalPrefillPlan(kernels: kernels, model: model, tuning: tuning)
+        prefillMode = options.prefillMode
         logits = model.logits.contents().assumingMemoryBound(to: Float.self)
         if options.recorded {
             let recorder = try RecordingSink(device: gpu, maxCommands: stepPlan.dispatchesPerToken)
@@ -98,11 +104,40 @@ final class MetalBackend: Backend {
         }
     }
 
-    /// Token by token through the decode kernels (the chunked prefill kernels replace this).
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
+        switch prefillMode {
+        case .chunked: try prefillChunked(tokens, seq: seq)
+        case .tokens: try prefillTokens(tokens, seq: seq)
+        }
+    }
+
+    /// One command buffer per block of prefillPlan.capacity tokens; each block continues from the state
+    /// the previous one left (or the sequence's state), and the last one also computes the logits.
+    private func prefillChunked(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
+        let pf = model.prefill, c = model.config
         var start = 0
         while start < tokens.count {
-            let n = min(MetalBackend.prefillBlock, tokens.count - start)
+            let n = min(pf.capacity, tokens.count - start)
+            tokenSlots.update(from: tokens.baseAddress! + start, count: n)
+            pf.setCount(n)
+            let last = start + n == tokens.count
+            try run { enc in
+                var dispatches = prefillPlan.encode(enc, seq: seq, tokens: n)
+                if last {
+                    sequencePlan.encodeLogits(enc, residual: pf.residual, offset: 4 * (n - 1) * c.dModel, seq: seq)
+                    dispatches += 1
+                }
+                return dispatches
+            }
+            start += n
+        }
+    }
+
+    /// Token by token through the decode kernels (options.prefillMode "tokens").
+    private func prefillTokens(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
+        var start = 0
+        while start < tokens.count {
+            let n = min(model.prefill.capacity, tokens.count - start)
             tokenSlots.update(from: tokens.baseAddress! + start, count: n)
             let last = start + n == tokens.count
             try run { enc in
@@ -131,6 +166,8 @@ extension MetalBackend {
                 "matvecRowsPerSimdgroup": .number(Double(tuning.matvecRowsPerSimdgroup)),
                 "matmulTile": .number(Double(tuning.matmulTile)),
             ]),
+            "prefillMode": .string(prefillMode.rawValue),
+            "prefillBlock": .number(Double(model.prefill.capacity)),
         ]
     }
 }

@@ -114,9 +114,16 @@ final class MetalDecodePlan {
             enc.barrier()
         }
         guard logits else { return dispatchesPerToken - 1 }
-        matvec(enc, lmHead, lmHeadShape, W: m.lmHead, wOffset: 0, x: m.residual, xOffset: f * seq * c.dModel,
-               y: m.logits, yOffset: f * seq * c.vocabSize, norm: m.normF, normOffset: 0)
+        encodeLogits(enc, residual: m.residual, offset: f * seq * c.dModel, seq: seq)
         return dispatchesPerToken
+    }
+
+    /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual` from `offset`): also how a
+    /// prompt block gets its last token's logits.
+    func encodeLogits(_ enc: MetalCommandSink, residual: any MTLBuffer, offset: Int, seq: Int) {
+        let m = model, c = model.config
+        matvec(enc, lmHead, lmHeadShape, W: m.lmHead, wOffset: 0, x: residual, xOffset: offset,
+               y: m.logits, yOffset: 4 * seq * c.vocabSize, norm: m.normF, normOffset: 0)
     }
 
     private func matvec(_ enc: MetalCommandSink, _ pipeline: any MTLComputePipelineState,

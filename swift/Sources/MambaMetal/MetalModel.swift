@@ -91,12 +91,14 @@ final class MetalModel {
     let convPos: any MTLBuffer      // (batch) u32: newest slot of each sequence's conv ring
     let convState: any MTLBuffer    // (batch, n_layer, conv_dim, d_conv) f32, a ring per channel
     let ssmState: any MTLBuffer     // (batch, n_layer, n_heads, head_dim, d_state) f32
+    let prefill: MetalPrefillBuffers
 
-    init(device: any MTLDevice, weights: ModelWeights, batch: Int, tokenCapacity: Int) throws {
+    /// `prefillCapacity`: prompt tokens per chunked-prefill block (a multiple of the chunk size).
+    init(device: any MTLDevice, weights: ModelWeights, batch: Int, prefillCapacity: Int) throws {
         let c = weights.config
         config = c
         self.batch = batch
-        self.tokenCapacity = tokenCapacity
+        tokenCapacity = max(batch, prefillCapacity)
         inProjFormat = GPUMatrixFormat(weights.layers.map(\.inProj))
         outProjFormat = GPUMatrixFormat(weights.layers.map(\.outProj))
         embeddingFormat = GPUMatrixFormat([weights.embedding])
@@ -124,7 +126,7 @@ final class MetalModel {
             f * B * c.dModel, f * B * c.dInProj, f * B * c.dInner, f * B * c.nHeads, f * B * c.vocabSize,
             4 * tokenCapacity, 4 * B, f * B * c.nLayer * c.convDim * c.dConv,
             f * B * c.nLayer * c.nHeads * c.headDim * c.dState,
-        ].filter { $0 > 0 }
+        ].filter { $0 > 0 } + MetalPrefillBuffers.lengths(config: c, capacity: prefillCapacity)
         arena = try MetalArena(device: device, lengths: lengths)
 
         var metas: [LayerMeta] = []
@@ -163,6 +165,7 @@ final class MetalModel {
         convPos = try arena.buffer(4 * B, label: "conv_pos")
         convState = try arena.buffer(f * B * c.nLayer * c.convDim * c.dConv, label: "conv_state")
         ssmState = try arena.buffer(f * B * c.nLayer * c.nHeads * c.headDim * c.dState, label: "ssm_state")
+        prefill = try MetalPrefillBuffers(arena: arena, config: c, capacity: prefillCapacity)
         for b in [logits, convState, ssmState] { b.contents().initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
         for s in 0..<B { resetConvPosition(seq: s) }
     }

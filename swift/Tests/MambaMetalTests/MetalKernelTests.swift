@@ -11,64 +11,7 @@ import XCTest
 
 @testable import MambaMetal
 
-/// A small deterministic generator, so failures reproduce.
-struct TestRandom {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state = state &* 6364136223846793005 &+ 1442695040888963407
-        return state >> 11
-    }
-    mutating func float(_ lo: Float = -1, _ hi: Float = 1) -> Float {
-        lo + (hi - lo) * Float(next() % 1_000_000) / 1_000_000
-    }
-    mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
-}
-
-final class MetalKernelTests: XCTestCase {
-    var device: (any MTLDevice)!
-    var kernels: MetalKernels!
-    var queue: (any MTLCommandQueue)!
-
-    override func setUpWithError() throws {
-        device = try XCTUnwrap(MTLCreateSystemDefaultDevice())
-        kernels = try MetalKernels(device: device)
-        queue = try XCTUnwrap(device.makeCommandQueue())
-    }
-
-    func buffer(_ values: [Float]) -> any MTLBuffer {
-        device.makeBuffer(bytes: values, length: max(4 * values.count, 16), options: .storageModeShared)!
-    }
-
-    func halfBuffer(_ values: [Float]) -> any MTLBuffer {
-        let bits = values.map(floatToHalf)
-        return device.makeBuffer(bytes: bits, length: max(2 * bits.count, 16), options: .storageModeShared)!
-    }
-
-    func read(_ b: any MTLBuffer, _ n: Int) -> [Float] {
-        Array(UnsafeBufferPointer(start: b.contents().assumingMemoryBound(to: Float.self), count: n))
-    }
-
-    func run(_ encode: (any MTLComputeCommandEncoder) -> Void) throws {
-        let cb = try XCTUnwrap(queue.makeCommandBuffer())
-        let enc = try XCTUnwrap(cb.makeComputeCommandEncoder())
-        encode(enc)
-        enc.endEncoding()
-        cb.commit()
-        cb.waitUntilCompleted()
-        XCTAssertEqual(cb.status, .completed, "\(String(describing: cb.error))")
-    }
-
-    func assertClose(_ got: [Float], _ want: [Float], rel: Float, _ what: String) {
-        XCTAssertEqual(got.count, want.count)
-        let scale = max(want.map(abs).max() ?? 1, 1e-6)
-        var worst: Float = 0, at = -1
-        for i in 0..<got.count {
-            let d = abs(got[i] - want[i])
-            if !(d <= worst) { worst = d.isNaN ? .infinity : d; at = i }
-        }
-        XCTAssertLessThanOrEqual(worst, rel * scale, "\(what): max|Δ| \(worst) at \(at) (got \(at >= 0 ? got[at] : 0), want \(at >= 0 ? want[at] : 0))")
-    }
-
+final class MetalKernelTests: MetalTestCase {
     // MARK: matvec
 
     /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.

@@ -34,6 +34,166 @@ kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (v
     if (k == 0) conv_pos[b] = (conv_pos[b] + 1) % uint(EMB_D_CONV);
 }
 
+// The prompt-block form: residual[t, :] = embedding[tokens[t], :] for the block's count tokens (one
+// sequence), and that sequence's conv ring position advances by count at once; each layer's
+// conv1d_prefill then lays the block's inputs into the ring so that they end at the new slot.
+// Grid: dispatchThreads(EMB_D_MODEL, count); threadgroup (min(256, EMB_D_MODEL), 1).
+kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model)
+                                    device const int *tokens      [[buffer(1)]],  // (count)
+                                    device float *residual        [[buffer(2)]],  // (count, d_model)
+                                    device uint *conv_pos         [[buffer(3)]],  // this sequence's slot
+                                    device const uint *count      [[buffer(4)]],
+                                    uint2 gid [[thread_position_in_grid]]) {
+    const uint k = gid.x, t = gid.y;
+    if (k >= uint(EMB_D_MODEL) || t >= count[0]) return;
+    const ulong row = ulong(tokens[t]) * ulong(EMB_D_MODEL);
+    residual[t * uint(EMB_D_MODEL) + k] = EMB_HALF ? float(((device const half *)embedding)[row + k])
+                                                   : ((device const float *)embedding)[row + k];
+    if (k == 0 && t == 0) conv_pos[0] = (conv_pos[0] + count[0]) % uint(EMB_D_CONV);
+}
+
+"""##),
+        (name: "matmul.metal", source: ##"""
+// Tiled matrix × matrixᵀ for many tokens at once (prefill): in_proj with the pre-mixer RMSNorm fused
+// in, out_proj with the gated group RMSNorm fused in (plus the residual add), and the SSD's C·Bᵀ per
+// (chunk, group) with a causal mask.
+#include <metal_stdlib>
+using namespace metal;
+
+constant int MM_N [[function_constant(0)]];            // columns of Y (rows of W); causal: ignored
+constant int MM_K [[function_constant(1)]];            // reduction length
+constant int MM_M [[function_constant(2)]];            // rows of Y per outer batch index (at most)
+constant int MM_BM [[function_constant(3)]];           // tile rows: 16, 32 or 64
+constant int MM_BN [[function_constant(4)]];           // tile columns: 16, 32 or 64
+constant int MM_BK [[function_constant(5)]];           // reduction step: a multiple of 8, ≤ 64
+constant bool MM_W_HALF [[function_constant(6)]];      // W stored as f16 (else f32)
+constant int MM_NORM_GROUPS [[function_constant(7)]];  // 0: X as is; G ≥ 1: RMSNorm over G groups of K/G
+constant float MM_EPS [[function_constant(8)]];        // RMSNorm epsilon
+constant bool MM_ACCUMULATE [[function_constant(9)]];  // Y += … (the residual add) instead of Y = …
+constant bool MM_CAUSAL [[function_constant(10)]];     // square per batch index; Y[m, n] = 0 for n > m
+constant int MM_LDX [[function_constant(11)]];         // row strides, in elements
+constant int MM_LDW [[function_constant(12)]];
+constant int MM_LDY [[function_constant(13)]];
+constant int MM_Z_INNER [[function_constant(14)]];     // batch index z = outer · MM_Z_INNER + inner
+constant int MM_X_OUTER [[function_constant(15)]];     // element offsets per outer / inner batch step
+constant int MM_X_INNER [[function_constant(16)]];
+constant int MM_W_OUTER [[function_constant(17)]];
+constant int MM_W_INNER [[function_constant(18)]];
+constant int MM_Y_OUTER [[function_constant(19)]];
+constant int MM_Y_INNER [[function_constant(20)]];
+
+#define MM_THREADS 128
+#define MM_MAX_FRAGS 4
+
+// Y[z][m, n] (= or +=) Σ_k X̂[z][m, k] · W[z][n, k], where X̂ = X, or with MM_NORM_GROUPS = G ≥ 1
+// X̂[m, k] = X[m, k] · rsqrt(mean over k's group of X[m, ·]² + eps) · norm_w[k] (G = 1: the plain
+// RMSNorm). The rows of batch index z are min(MM_M, count − outer · MM_M): with MM_M = the block
+// capacity and one batch index that is every token of the block; with MM_M = chunk_size, outer = chunk
+// and inner = group it is C·Bᵀ of each (chunk, group).
+// Grid: dispatchThreadgroups(ceil(cols / MM_BN), ceil(rows / MM_BM), batch indices).
+// Threadgroup: 128 threads = 4 simdgroups in a 2 × 2 arrangement; each owns a (MM_BM/2) × (MM_BN/2)
+// block of the output tile as 8×8 simdgroup matrices, accumulated in f32 over MM_BK-wide slices of X̂
+// and W staged in threadgroup memory (W widened to f32 there).
+// Threadgroup memory: max((MM_BM + MM_BN) · MM_BK, MM_BM · MM_BN) + MM_BM · max(G, 1) floats.
+kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16 or f32
+                   device const float *X [[buffer(1)]],     // (M, K) rows of stride MM_LDX
+                   device float *Y [[buffer(2)]],           // (M, N) rows of stride MM_LDY
+                   device const float *norm_w [[buffer(3)]],// (K), when MM_NORM_GROUPS ≥ 1
+                   device const uint *count [[buffer(4)]],  // tokens in this block
+                   threadgroup float *shared [[threadgroup(0)]],
+                   uint3 tg [[threadgroup_position_in_grid]],
+                   uint tid [[thread_index_in_threadgroup]],
+                   uint sg [[simdgroup_index_in_threadgroup]],
+                   uint lane [[thread_index_in_simdgroup]]) {
+    const int BM = MM_BM, BN = MM_BN, BK = MM_BK, K = MM_K, G = MM_NORM_GROUPS;
+    const int outer = int(tg.z) / MM_Z_INNER, inner = int(tg.z) % MM_Z_INNER;
+    const int rows = min(MM_M, int(count[0]) - outer * MM_M);
+    const int cols = MM_CAUSAL ? rows : MM_N;
+    const int m0 = int(tg.y) * BM, n0 = int(tg.x) * BN;
+    if (m0 >= rows || n0 >= cols) return;
+    device const float *x = X + outer * MM_X_OUTER + inner * MM_X_INNER;
+    device float *y = Y + outer * MM_Y_OUTER + inner * MM_Y_INNER;
+    const ulong w_base = ulong(outer) * ulong(MM_W_OUTER) + ulong(inner) * ulong(MM_W_INNER);
+
+    // A tile wholly above the diagonal is zero: no reduction needed.
+    if (MM_CAUSAL && n0 > m0 + BM - 1) {
+        for (int i = int(tid); i < BM * BN; i += MM_THREADS) {
+            const int m = m0 + i / BN, n = n0 + i % BN;
+            if (!MM_ACCUMULATE && m < rows && n < cols) y[m * MM_LDY + n] = 0.0f;
+        }
+        return;
+    }
+
+    threadgroup float *Xs = shared;                  // [BM][BK]
+    threadgroup float *Ws = shared + BM * BK;        // [BN][BK]
+    threadgroup float *Ys = shared;                  // [BM][BN], after the reduction
+    threadgroup float *scale = shared + max((BM + BN) * BK, BM * BN);  // [BM][G]
+
+    // Row scales first (one simdgroup per (row, group)), so every X̂ slice is normalised as it is staged.
+    if (G > 0) {
+        const int group = K / G;
+        for (int i = int(sg); i < BM * G; i += MM_THREADS / 32) {
+            const int m = m0 + i / G, g = i % G;
+            float ss = 0.0f;
+            if (m < rows) {
+                for (int k = g * group + int(lane); k < (g + 1) * group; k += 32) ss += x[m * MM_LDX + k] * x[m * MM_LDX + k];
+            }
+            ss = simd_sum(ss);
+            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MM_EPS);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    const int FM = BM / 16, FN = BN / 16;               // 8×8 blocks per simdgroup, per side
+    const int sm = (int(sg) / 2) * (BM / 2), sn = (int(sg) % 2) * (BN / 2);
+    simdgroup_float8x8 acc[MM_MAX_FRAGS][MM_MAX_FRAGS];
+    for (int i = 0; i < FM; i++)
+        for (int j = 0; j < FN; j++) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+
+    for (int k0 = 0; k0 < K; k0 += BK) {
+        for (int i = int(tid); i < BM * BK; i += MM_THREADS) {
+            const int m = m0 + i / BK, k = k0 + i % BK;
+            float v = 0.0f;
+            if (m < rows && k < K) {
+                v = x[m * MM_LDX + k];
+                if (G > 0) v *= scale[(i / BK) * G + k / (K / G)] * norm_w[k];
+            }
+            Xs[i] = v;
+        }
+        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+            const int n = n0 + i / BK, k = k0 + i % BK;
+            float v = 0.0f;
+            if (n < cols && k < K) {
+                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+            }
+            Ws[i] = v;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int kk = 0; kk < BK; kk += 8) {
+            simdgroup_float8x8 a[MM_MAX_FRAGS], b[MM_MAX_FRAGS];
+            for (int i = 0; i < FM; i++) simdgroup_load(a[i], Xs + (sm + 8 * i) * BK + kk, BK);
+            // B = Wᵀ: the transposed load of W's rows.
+            for (int j = 0; j < FN; j++) simdgroup_load(b[j], Ws + (sn + 8 * j) * BK + kk, BK, ulong2(0), true);
+            for (int i = 0; i < FM; i++)
+                for (int j = 0; j < FN; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    // Through threadgroup memory, so edges, the causal mask and the accumulate are plain per-element code.
+    for (int i = 0; i < FM; i++)
+        for (int j = 0; j < FN; j++) simdgroup_store(acc[i][j], Ys + (sm + 8 * i) * BN + sn + 8 * j, BN);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    for (int i = int(tid); i < BM * BN; i += MM_THREADS) {
+        const int m = m0 + i / BN, n = n0 + i % BN;
+        if (m >= rows || n >= cols) continue;
+        const float v = MM_CAUSAL && n > m ? 0.0f : Ys[i];
+        device float *out = y + m * MM_LDY + n;
+        *out = MM_ACCUMULATE ? *out + v : v;
+    }
+}
+
 """##),
         (name: "matvec.metal", source: ##"""
 // Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
@@ -147,6 +307,305 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 *out = MV_ACCUMULATE ? *out + s : s;
             }
         }
+    }
+}
+
+"""##),
+        (name: "ssd_prefill.metal", source: ##"""
+// The Mamba2 mixer for a block of prompt tokens, in mamba_ssm's chunked form (SSD): causal conv,
+// dt and its cumulative decay per chunk, each chunk's own state, the state passed from chunk to chunk
+// (starting from the sequence's current state), and each chunk's output. C·Bᵀ per (chunk, group) comes
+// from matmul.metal between chunk_cumsum and chunk_scan.
+//
+// Per head h with A = -exp(A_log) < 0, within a chunk starting from state S0:
+//   dt_t = clamp(softplus(dt_raw_t + dt_bias), dt_min, dt_max),  cs_t = Σ_{s ≤ t} dt_s · A
+//   y_t  = Σ_{s ≤ t} (C_t·B_s) exp(cs_t − cs_s) dt_s x_s + exp(cs_t) C_t·S0 + D x_t
+//   S_end = exp(cs_last) S0 + Σ_s exp(cs_last − cs_s) dt_s x_s ⊗ B_s
+// Every exponent is ≤ 0 (cs only decreases), so nothing overflows however long the chunk.
+//
+// Buffers of a block of T ≤ SSD_CAPACITY tokens (T is read from `count`, so one pipeline serves every
+// block length): zxbcdt (T, d_in_proj) = z | x B C (raw) | dt_raw; xbc (T, conv_dim) = silu(conv);
+// dt and cs (heads, SSD_CAPACITY); states (chunks, heads, P, N); gated (T, d_inner).
+#include <metal_stdlib>
+using namespace metal;
+
+constant int SSD_D_INNER [[function_constant(0)]];
+constant int SSD_D_STATE [[function_constant(1)]];   // N
+constant int SSD_HEAD_DIM [[function_constant(2)]];  // P
+constant int SSD_HEADS [[function_constant(3)]];
+constant int SSD_GROUPS [[function_constant(4)]];
+constant int SSD_D_CONV [[function_constant(5)]];
+constant int SSD_CHUNK [[function_constant(6)]];     // Q: tokens per chunk
+constant int SSD_CAPACITY [[function_constant(7)]];  // tokens per block at most: the stride of dt and cs
+constant float SSD_DT_MIN [[function_constant(8)]];
+constant float SSD_DT_MAX [[function_constant(9)]];
+
+#define SSD_TILE 32
+#define SSD_THREADS 128
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
+// dt does not round to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+
+inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
+inline int d_in_proj() { return SSD_D_INNER + conv_dim() + SSD_HEADS; }
+
+// xbc[t, c] = silu(conv_b[c] + Σ_j conv_w[c, j] · input[t − (K−1) + j, c]), where inputs before the block
+// come from the channel's ring, and the ring is left holding the last K inputs so that decode (or the
+// next block) continues exactly. conv_pos was already advanced by T (embedding_gather_prompt), so the
+// input of time τ (τ < 0: before the block) lives in slot (pos0 + 1 + τ) mod K, pos0 = the slot of τ = −1.
+// Grid: dispatchThreadgroups(ceil(conv_dim / 32), 1, 1). Threadgroup (32, 8): 32 channels, whose 8 rows
+// of threads stride over the tokens. All threads of a channel share the threadgroup, so one barrier
+// separates every read of the old ring from the writes that replace it.
+kernel void conv1d_prefill(device const float *zxbcdt [[buffer(0)]],   // (T, d_in_proj)
+                           device float *conv_state [[buffer(1)]],     // (conv_dim, K) rings, this layer
+                           device const uint *conv_pos [[buffer(2)]],  // this sequence's newest slot
+                           device const float *conv_w [[buffer(3)]],   // (conv_dim, K)
+                           device const float *conv_b [[buffer(4)]],   // (conv_dim)
+                           device float *xbc [[buffer(5)]],            // (T, conv_dim)
+                           device const uint *count [[buffer(6)]],
+                           uint2 tg [[threadgroup_position_in_grid]],
+                           uint2 tid [[thread_position_in_threadgroup]]) {
+    const int K = SSD_D_CONV, CD = conv_dim(), DP = d_in_proj(), T = int(count[0]);
+    const int c = int(tg.x) * 32 + int(tid.x);
+    const int pos0 = (int(conv_pos[0]) + K - T % K) % K;
+    const bool live = c < CD;
+    device float *ring = conv_state + c * K;
+    if (live) {
+        for (int t = int(tid.y); t < T; t += 8) {
+            float acc = conv_b[c];
+            for (int j = 0; j < K; j++) {
+                const int tau = t - (K - 1) + j;
+                const float v = tau >= 0 ? zxbcdt[tau * DP + SSD_D_INNER + c] : ring[(pos0 + 1 + tau + K) % K];
+                acc += conv_w[c * K + j] * v;
+            }
+            xbc[t * CD + c] = silu(acc);
+        }
+    }
+    threadgroup_barrier(mem_flags::mem_device);
+    if (live) {
+        for (int t = int(tid.y); t < T; t += 8) {
+            if (t >= T - K) ring[(pos0 + 1 + t) % K] = zxbcdt[t * DP + SSD_D_INNER + c];
+        }
+    }
+}
+
+// dt[h, t] = clamp(softplus(dt_raw + dt_bias[h]), dt_min, dt_max) and cs[h, t] = the inclusive sum of
+// dt · A[h] from the start of t's chunk.
+// Grid: dispatchThreadgroups(heads, chunks, 1). Threadgroup: 32 threads (one simdgroup), which walks
+// the chunk 32 tokens at a time, carrying the running sum between steps.
+kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj)
+                         device const float *head_p [[buffer(1)]],  // dt_bias | A | D, (3, heads)
+                         device float *dt [[buffer(2)]],            // (heads, SSD_CAPACITY)
+                         device float *cs [[buffer(3)]],            // (heads, SSD_CAPACITY)
+                         device const uint *count [[buffer(4)]],
+                         uint2 tg [[threadgroup_position_in_grid]],
+                         uint lane [[thread_index_in_simdgroup]]) {
+    const int h = int(tg.x), start = int(tg.y) * SSD_CHUNK;
+    const int len = min(SSD_CHUNK, int(count[0]) - start);
+    const float bias = head_p[h], A = head_p[SSD_HEADS + h];
+    const int at = h * SSD_CAPACITY + start;
+    float carry = 0.0f;
+    for (int base = 0; base < len; base += 32) {
+        const int t = base + int(lane);
+        float d = 0.0f;
+        if (t < len) {
+            d = clamp(softplus(zxbcdt[(start + t) * d_in_proj() + SSD_D_INNER + conv_dim() + h] + bias), SSD_DT_MIN,
+                      SSD_DT_MAX);
+        }
+        const float s = simd_prefix_inclusive_sum(d * A) + carry;
+        if (t < len) {
+            dt[at + t] = d;
+            cs[at + t] = s;
+        }
+        carry = simd_broadcast(s, ushort(31));
+    }
+}
+
+// states[c, h, p, n] = Σ_{s in chunk c} exp(cs_last − cs_s) dt_s x_s[p] B_s[n]: chunk c's state when it
+// starts from zero, as a (P × Q)·(Q × N) product.
+// Grid: dispatchThreadgroups(ceil(N / 32), ceil(P / 32), chunks · heads). Threadgroup: 128 threads =
+// 4 simdgroups in 2 × 2, each a 16 × 16 block of the 32 × 32 (p, n) tile as 8×8 simdgroup matrices;
+// Q is walked 32 tokens at a time, the decay-weighted x and B staged in threadgroup memory.
+// Threadgroup memory: 2 · 32 · 32 + 32 floats.
+kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_dim)
+                        device const float *dt [[buffer(1)]],       // (heads, SSD_CAPACITY)
+                        device const float *cs [[buffer(2)]],       // (heads, SSD_CAPACITY)
+                        device float *states [[buffer(3)]],         // (chunks, heads, P, N)
+                        device const uint *count [[buffer(4)]],
+                        threadgroup float *shared [[threadgroup(0)]],
+                        uint3 tg [[threadgroup_position_in_grid]],
+                        uint tid [[thread_index_in_threadgroup]],
+                        uint sg [[simdgroup_index_in_threadgroup]]) {
+    const int P = SSD_HEAD_DIM, N = SSD_D_STATE, H = SSD_HEADS, CD = conv_dim(), S = SSD_TILE;
+    const int n0 = int(tg.x) * S, p0 = int(tg.y) * S, c = int(tg.z) / H, h = int(tg.z) % H;
+    const int g = h / (H / SSD_GROUPS), start = c * SSD_CHUNK;
+    const int len = min(SSD_CHUNK, int(count[0]) - start);
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
+    const float cs_last = csh[len - 1];
+    threadgroup float *Xs = shared, *Bs = shared + S * S, *w = shared + 2 * S * S;  // [s][p], [s][n], [s]
+
+    const int sp = (int(sg) / 2) * 16, sn = (int(sg) % 2) * 16;
+    simdgroup_float8x8 acc[2][2];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+
+    for (int s0 = 0; s0 < len; s0 += S) {
+        if (int(tid) < S) {
+            const int s = s0 + int(tid);
+            w[tid] = s < len ? exp(cs_last - csh[s]) * dth[s] : 0.0f;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int i = int(tid); i < S * S; i += SSD_THREADS) {
+            const int s = i / S, e = i % S, row = (start + s0 + s) * CD;
+            const bool in_chunk = s0 + s < len;
+            Xs[i] = in_chunk && p0 + e < P ? xbc[row + h * P + p0 + e] * w[s] : 0.0f;
+            Bs[i] = in_chunk && n0 + e < N ? xbc[row + SSD_D_INNER + g * N + n0 + e] : 0.0f;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int kk = 0; kk < S; kk += 8) {
+            simdgroup_float8x8 a[2], b[2];
+            // A = (x·w)ᵀ: rows p, columns s.
+            for (int i = 0; i < 2; i++) simdgroup_load(a[i], Xs + kk * S + sp + 8 * i, S, ulong2(0), true);
+            for (int j = 0; j < 2; j++) simdgroup_load(b[j], Bs + kk * S + sn + 8 * j, S);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    threadgroup float *Os = shared;  // [p][n]
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) simdgroup_store(acc[i][j], Os + (sp + 8 * i) * S + sn + 8 * j, S);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    device float *out = states + (c * H + h) * P * N;
+    for (int i = int(tid); i < S * S; i += SSD_THREADS) {
+        const int p = p0 + i / S, n = n0 + i % S;
+        if (p < P && n < N) out[p * N + n] = Os[i];
+    }
+}
+
+// Chunk to chunk, in place: states[c] becomes the state at the START of chunk c (the sequence's
+// current state for c = 0), and the state after the block's last token goes back to ssm_state, where
+// decode (or the next block) continues from it.
+// Grid: dispatchThreads(P · N, heads, 1); threadgroup (256, 1, 1). One thread per state element walks
+// the chunks in order.
+kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, heads, P, N)
+                          device float *ssm_state [[buffer(1)]],    // (heads, P, N), this sequence and layer
+                          device const float *cs [[buffer(2)]],     // (heads, SSD_CAPACITY)
+                          device const uint *count [[buffer(3)]],
+                          uint2 gid [[thread_position_in_grid]]) {
+    const int PN = SSD_HEAD_DIM * SSD_D_STATE, i = int(gid.x), h = int(gid.y);
+    if (i >= PN || h >= SSD_HEADS) return;
+    const int T = int(count[0]), chunks = (T + SSD_CHUNK - 1) / SSD_CHUNK;
+    float state = ssm_state[h * PN + i];
+    for (int c = 0; c < chunks; c++) {
+        const int last = min((c + 1) * SSD_CHUNK, T) - 1;
+        device float *sc = states + (c * SSD_HEADS + h) * PN + i;
+        const float local = *sc;
+        *sc = state;
+        state = exp(cs[h * SSD_CAPACITY + last]) * state + local;
+    }
+    ssm_state[h * PN + i] = state;
+}
+
+// gated[t, h·P + p] = (y_t[p] + D x_t[p]) · silu(z_t[p]) with
+//   y_t = exp(cs_t) C_t·S_start(chunk)                        (the state the chunk started from)
+//       + Σ_{s ≤ t} CB[t, s] exp(cs_t − cs_s) dt_s x_s          (within the chunk; CB = C·Bᵀ, causal)
+// Grid: dispatchThreadgroups(ceil(P / 32), ceil(min(Q, T) / 32), chunks · heads). Threadgroup: 128
+// threads = 4 simdgroups in 2 × 2, each a 16 × 16 block of the 32 × 32 (t, p) tile as 8×8 simdgroup
+// matrices; both terms accumulate into the same matrices, N and then s walked 32 at a time.
+// Threadgroup memory: 2 · 32 · 32 + 2 · 32 floats.
+kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj): z
+                       device const float *xbc [[buffer(1)]],     // (T, conv_dim): x, C
+                       device const float *dt [[buffer(2)]],      // (heads, SSD_CAPACITY)
+                       device const float *cs [[buffer(3)]],      // (heads, SSD_CAPACITY)
+                       device const float *cb [[buffer(4)]],      // (chunks, groups, Q, Q)
+                       device const float *states [[buffer(5)]],  // (chunks, heads, P, N): start states
+                       device const float *head_p [[buffer(6)]],  // dt_bias | A | D
+                       device float *gated [[buffer(7)]],         // (T, d_inner)
+                       device const uint *count [[buffer(8)]],
+                       threadgroup float *shared [[threadgroup(0)]],
+                       uint3 tg [[threadgroup_position_in_grid]],
+                       uint tid [[thread_index_in_threadgroup]],
+                       uint sg [[simdgroup_index_in_threadgroup]]) {
+    const int P = SSD_HEAD_DIM, N = SSD_D_STATE, H = SSD_HEADS, G = SSD_GROUPS, Q = SSD_CHUNK;
+    const int CD = conv_dim(), S = SSD_TILE;
+    const int p0 = int(tg.x) * S, t0 = int(tg.y) * S, c = int(tg.z) / H, h = int(tg.z) % H;
+    const int g = h / (H / G), start = c * Q;
+    const int len = min(Q, int(count[0]) - start);
+    if (t0 >= len) return;
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
+    threadgroup float *As = shared, *Bs = shared + S * S;
+    threadgroup float *cs_t = shared + 2 * S * S, *decay_t = cs_t + S;  // per row t of the tile
+
+    if (int(tid) < S) {
+        const int t = t0 + int(tid);
+        cs_t[tid] = t < len ? csh[t] : 0.0f;
+        decay_t[tid] = t < len ? exp(csh[t]) : 0.0f;
+    }
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+
+    const int st = (int(sg) / 2) * 16, sp = (int(sg) % 2) * 16;
+    simdgroup_float8x8 acc[2][2];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) acc[i][j] = make_filled_simdgroup_matrix<float, 8, 8>(0.0f);
+
+    // The chunk's start state: (exp(cs_t) C_t) · S_startᵀ over n.
+    device const float *state = states + (c * H + h) * P * N;
+    for (int n0 = 0; n0 < N; n0 += S) {
+        for (int i = int(tid); i < S * S; i += SSD_THREADS) {
+            const int r = i / S, e = i % S;
+            As[i] = t0 + r < len && n0 + e < N ? xbc[(start + t0 + r) * CD + SSD_D_INNER + G * N + g * N + n0 + e] * decay_t[r]
+                                               : 0.0f;                                   // [t][n]
+            Bs[i] = p0 + r < P && n0 + e < N ? state[(p0 + r) * N + n0 + e] : 0.0f;     // [p][n]
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int kk = 0; kk < S; kk += 8) {
+            simdgroup_float8x8 a[2], b[2];
+            for (int i = 0; i < 2; i++) simdgroup_load(a[i], As + (st + 8 * i) * S + kk, S);
+            for (int j = 0; j < 2; j++) simdgroup_load(b[j], Bs + (sp + 8 * j) * S + kk, S, ulong2(0), true);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    // Within the chunk: causal, so s only runs up to the tile's last row.
+    device const float *cbg = cb + (c * G + g) * Q * Q;
+    const int s_end = min(t0 + S, len);
+    for (int s0 = 0; s0 < s_end; s0 += S) {
+        for (int i = int(tid); i < S * S; i += SSD_THREADS) {
+            const int r = i / S, e = i % S, t = t0 + r, s = s0 + e;
+            // s ≤ t < len; the mask comes before exp so that no exp(positive) is ever formed.
+            As[i] = t < len && s <= t ? cbg[t * Q + s] * exp(cs_t[r] - csh[s]) * dth[s] : 0.0f;  // [t][s]
+            const int s2 = s0 + r;
+            Bs[i] = s2 < len && p0 + e < P ? xbc[(start + s2) * CD + h * P + p0 + e] : 0.0f;  // [s][p]
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int kk = 0; kk < S; kk += 8) {
+            simdgroup_float8x8 a[2], b[2];
+            for (int i = 0; i < 2; i++) simdgroup_load(a[i], As + (st + 8 * i) * S + kk, S);
+            for (int j = 0; j < 2; j++) simdgroup_load(b[j], Bs + kk * S + sp + 8 * j, S);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+    }
+
+    threadgroup float *Os = shared;  // [t][p]
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) simdgroup_store(acc[i][j], Os + (st + 8 * i) * S + sp + 8 * j, S);
+    threadgroup_barrier(mem_flags::mem_threadgroup);
+    const float Dh = head_p[2 * H + h];
+    for (int i = int(tid); i < S * S; i += SSD_THREADS) {
+        const int t = t0 + i / S, p = p0 + i % S;
+        if (t >= len || p >= P) continue;
+        const int row = start + t;
+        const float y = Os[i] + Dh * xbc[row * CD + h * P + p];
+        gated[row * SSD_D_INNER + h * P + p] = y * silu(zxbcdt[row * d_in_proj() + h * P + p]);
     }
 }
 

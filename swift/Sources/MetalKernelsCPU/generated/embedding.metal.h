@@ -30,3 +30,21 @@ kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (v
     residual[b * uint(EMB_D_MODEL) + k] = v;
     if (k == 0) conv_pos[b] = (conv_pos[b] + 1) % uint(EMB_D_CONV);
 }
+
+// The prompt-block form: residual[t, :] = embedding[tokens[t], :] for the block's count tokens (one
+// sequence), and that sequence's conv ring position advances by count at once; each layer's
+// conv1d_prefill then lays the block's inputs into the ring so that they end at the new slot.
+// Grid: dispatchThreads(EMB_D_MODEL, count); threadgroup (min(256, EMB_D_MODEL), 1).
+kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model)
+                                    device const int *tokens      [[buffer(1)]],  // (count)
+                                    device float *residual        [[buffer(2)]],  // (count, d_model)
+                                    device uint *conv_pos         [[buffer(3)]],  // this sequence's slot
+                                    device const uint *count      [[buffer(4)]],
+                                    uint2 gid [[thread_position_in_grid]]) {
+    const uint k = gid.x, t = gid.y;
+    if (k >= uint(EMB_D_MODEL) || t >= count[0]) return;
+    const ulong row = ulong(tokens[t]) * ulong(EMB_D_MODEL);
+    residual[t * uint(EMB_D_MODEL) + k] = EMB_HALF ? float(((device const half *)embedding)[row + k])
+                                                   : ((device const float *)embedding)[row + k];
+    if (k == 0 && t == 0) conv_pos[0] = (conv_pos[0] + count[0]) % uint(EMB_D_CONV);
+}
