@@ -166,29 +166,42 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
 
 const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
 
-function parseTuneTable(text: string, where: string): unknown {
+/** A tuning table and the file or URL it came from (native errors about it name that). */
+interface TuneTable {
+  table: unknown;
+  source: string;
+}
+
+function parseTuneTable(text: string, where: string): TuneTable {
   try {
-    return JSON.parse(text);
+    return { table: JSON.parse(text), source: where };
   } catch (e) {
     throw new MambaError(MambaStatus.FORMAT, `${where}: ${(e as Error).message}`);
   }
 }
 
-function readTuneTableSync(file: string | URL | false | undefined): unknown {
+function tuneSource(url: string | URL): string {
+  return url instanceof URL && url.protocol === "file:" ? url.pathname : String(url);
+}
+
+function readTuneTableSync(file: string | URL | false | undefined): TuneTable | undefined {
   if (file === false) return undefined;
   const url = file === undefined ? DEFAULT_TUNE_FILE : file;
   if (url instanceof URL && url.protocol !== "file:") return undefined;
+  let text: string;
   try {
-    return parseTuneTable(Deno.readTextFileSync(url), String(url));
+    text = Deno.readTextFileSync(url);
   } catch (e) {
+    // The package's own table is optional (and unreadable without --allow-read on the module).
     if (file === undefined && (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotCapable)) {
       return undefined;
     }
-    throw e;
+    throw new MambaError(MambaStatus.IO, `tuning table ${tuneSource(url)}: ${(e as Error).message}`);
   }
+  return parseTuneTable(text, tuneSource(url));
 }
 
-async function readTuneTable(file: string | URL | false | undefined): Promise<unknown> {
+async function readTuneTable(file: string | URL | false | undefined): Promise<TuneTable | undefined> {
   const url = file === undefined ? DEFAULT_TUNE_FILE : file;
   if (url instanceof URL && url.protocol !== "file:") {
     const response = await fetch(url).catch(() => undefined);
@@ -326,10 +339,12 @@ export class MambaEngine implements Disposable {
     return MambaEngine.#create(modelDir, options, readTuneTableSync(options.tuneFile));
   }
 
-  static #create(modelDir: string, options: LoadOptions, tuneTable: unknown): MambaEngine {
+  static #create(modelDir: string, options: LoadOptions, tune: TuneTable | undefined): MambaEngine {
     const lib = openLibrary(options.libraryPath);
     const { libraryPath: _, onProgress: __, tuneFile: ___, ...rest } = options;
-    const native = tuneTable === undefined ? rest : { ...rest, tuneTable };
+    const native = tune === undefined
+      ? rest
+      : { ...rest, tuneTable: tune.table, tuneTableSource: tune.source };
     const out = new BigUint64Array(1);
     const status = lib.symbols.mamba_engine_create(
       encodeCString(modelDir),

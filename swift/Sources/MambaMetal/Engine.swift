@@ -20,6 +20,8 @@ struct EngineOptions {
     var recorded = false
     /// Metal: the contents of configs/metal_tune.json, searched for this GPU and model shape.
     var tuneTable: JSON? = nil
+    /// Where `tuneTable` came from (a path or URL), so its errors name the file.
+    var tuneTableSource = "metal_tune.json"
     /// Metal: explicit kernel parameters (the tuner's candidates); override the table.
     var tuning: JSON? = nil
     /// Metal: how a prompt runs. `.chunked` (the default) uses the chunked (SSD) prefill kernels;
@@ -65,8 +67,10 @@ struct EngineOptions {
                 guard let b = v.bool else { throw MambaFailure.argument("options.recorded must be true or false") }
                 o.recorded = b
             case "tuneTable":
-                guard v.object != nil else { throw MambaFailure.argument("options.tuneTable must be a JSON object") }
-                o.tuneTable = v
+                o.tuneTable = v // checked by MetalTuning.resolve, whose errors name tuneTableSource
+            case "tuneTableSource":
+                guard let name = v.string else { throw MambaFailure.argument("options.tuneTableSource must be a string") }
+                o.tuneTableSource = name
             case "prefillMode":
                 guard let s = v.string, let m = PrefillMode(rawValue: s) else {
                     throw MambaFailure.argument("options.prefillMode must be \"chunked\" or \"tokens\"")

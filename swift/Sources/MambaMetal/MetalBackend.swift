@@ -49,7 +49,8 @@ final class MetalBackend: Backend {
                                prefillCapacity: MetalPrefillBuffers.capacity(config: weights.config,
                                                                              target: MetalBackend.prefillBlock))
         let kernels = try MetalKernels(device: gpu)
-        let tuning = try MetalTuning.resolve(table: options.tuneTable, tuning: options.tuning, gpu: gpu.name,
+        let tuning = try MetalTuning.resolve(table: options.tuneTable, source: options.tuneTableSource,
+                                             tuning: options.tuning, gpu: gpu.name,
                                              config: weights.config, batch: batch)
         self.tuning = tuning
         stepPlan = try MetalDecodePlan(kernels: kernels, model: model, rows: batch, tuning: tuning)

@@ -44,10 +44,13 @@ struct MetalTuning: Equatable {
     }
 
     /// The parameters for this GPU, shape and batch: explicit `tuning`, else the table's entry, else defaults.
-    static func resolve(table: JSON?, tuning: JSON?, gpu: String, config: MambaConfig, batch: Int) throws -> MetalTuning {
+    /// `source` names the table's file in errors.
+    static func resolve(table: JSON?, source: String = "metal_tune.json", tuning: JSON?, gpu: String,
+                        config: MambaConfig, batch: Int) throws -> MetalTuning {
         var chosen = MetalTuning.defaults
         if let table {
-            let ctx = "metal_tune.json"
+            let ctx = source
+            guard table.object != nil else { throw MambaFailure.format("\(ctx): must be a JSON object") }
             guard table["schema"]?.string == schema else {
                 throw MambaFailure.format("\(ctx): \"schema\" must be \"\(schema)\"")
             }

@@ -1,0 +1,183 @@
+// The Metal tuning table (configs/metal_tune.json): schema errors name the file and the problem, the
+// entry for this GPU, model shape and batch is picked, and `deno task tune` writes an entry the engine
+// then loads. On Linux the GPU is MetalCompat's, so this proves the plumbing, not the timings.
+import assert from "node:assert/strict";
+import { MambaError } from "../mod.ts";
+import { FIXTURES, load, loadFixture, maxAbsDiff, refRow, ROOT } from "./helpers.ts";
+
+const MODEL = `${FIXTURES}tiny-g2`;
+
+/** The GPU name and shape key the engine looks entries up by. */
+function keyOf(): { gpu: string; shape: string } {
+  using engine = load(MODEL, { backend: "metal", tuneFile: false });
+  const c = engine.config;
+  return {
+    gpu: String(engine.info.gpu),
+    shape: `d${c.dModel}-l${c.nLayer}-s${c.dState}-h${c.headDim}-g${c.nGroups}-v${c.vocabSize}`,
+  };
+}
+
+function withTable<T>(table: unknown, fn: (path: string) => T): T {
+  const path = Deno.makeTempFileSync({ suffix: ".json" });
+  try {
+    Deno.writeTextFileSync(path, typeof table === "string" ? table : JSON.stringify(table));
+    return fn(path);
+  } finally {
+    Deno.removeSync(path);
+  }
+}
+
+function tuningOf(tuneFile: string, batchSize = 1): Record<string, unknown> {
+  using engine = load(MODEL, { backend: "metal", tuneFile, batchSize });
+  return engine.info.tuning as Record<string, unknown>;
+}
+
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  throw new Error("expected an error");
+}
+
+const DEFAULTS = { matvecRowsPerSimdgroup: 2, matmulTile: 32 };
+
+Deno.test("tuning table: malformed tables are rejected with the file and the problem named", () => {
+  const { gpu, shape } = keyOf();
+  const cases: [unknown, RegExp][] = [
+    ["{ not json", /JSON/],
+    [[1, 2], /must be a JSON object/],
+    [{ schema: "mamba-metal-tune/0", entries: [] }, /"schema" must be "mamba-metal-tune\/1"/],
+    [{ schema: "mamba-metal-tune/1" }, /"entries" must be a list/],
+    [{ schema: "mamba-metal-tune/1", entries: [{ gpu, shape, params: {} }] }, /entries\[0\] needs .*"batch"/],
+    [
+      { schema: "mamba-metal-tune/1", entries: [{ gpu, shape, batch: 1, params: { matmulTile: 24 } }] },
+      /entries\[0\]: matmulTile must be 16 or 32, got 24/,
+    ],
+    [
+      {
+        schema: "mamba-metal-tune/1",
+        entries: [{ gpu, shape, batch: 1, params: { matvecRowsPerSimdgroup: 9 } }],
+      },
+      /matvecRowsPerSimdgroup must be 1…4, got 9/,
+    ],
+    [
+      // an entry for another GPU is still validated: a broken table is broken for every machine
+      { schema: "mamba-metal-tune/1", entries: [{ gpu: "other", shape, batch: 1, params: { tile: 16 } }] },
+      /entries\[0\]: unknown parameter "tile"/,
+    ],
+  ];
+  for (const [table, message] of cases) {
+    withTable(table, (path) => {
+      const error = thrown(() => load(MODEL, { backend: "metal", tuneFile: path }));
+      assert.ok(error instanceof MambaError, String(error));
+      assert.equal(error.status, "FORMAT");
+      assert.ok(error.message.includes(path), `names the file: ${error.message}`);
+      assert.match(error.message, message);
+    });
+  }
+  const missing = `${Deno.makeTempDirSync()}/absent.json`;
+  const error = thrown(() => load(MODEL, { backend: "metal", tuneFile: missing }));
+  assert.ok(error instanceof MambaError && error.status === "IO" && error.message.includes(missing));
+  Deno.removeSync(missing.slice(0, missing.lastIndexOf("/")));
+});
+
+Deno.test("tuning table: the entry for this GPU, shape and nearest batch is used; others fall back to defaults", () => {
+  const { gpu, shape } = keyOf();
+  const entry = (g: string, s: string, batch: number, params: object) => ({
+    gpu: g,
+    shape: s,
+    batch,
+    params,
+  });
+  const table = {
+    schema: "mamba-metal-tune/1",
+    entries: [
+      entry("Some Other GPU", shape, 1, { matvecRowsPerSimdgroup: 1, matmulTile: 16 }),
+      entry(gpu, "d1-l1-s1-h1-g1-v1", 1, { matvecRowsPerSimdgroup: 1, matmulTile: 16 }),
+      entry(gpu, shape, 1, { matvecRowsPerSimdgroup: 4, matmulTile: 16 }),
+      entry(gpu, shape, 4, { matvecRowsPerSimdgroup: 1 }),
+    ],
+  };
+  withTable(table, (path) => {
+    assert.deepEqual(tuningOf(path, 1), { matvecRowsPerSimdgroup: 4, matmulTile: 16 });
+    assert.deepEqual(tuningOf(path, 3), { matvecRowsPerSimdgroup: 1, matmulTile: 32 }); // batch 4 is nearest
+  });
+  withTable({ schema: "mamba-metal-tune/1", entries: [table.entries[0], table.entries[1]] }, (path) => {
+    assert.deepEqual(tuningOf(path), DEFAULTS);
+  });
+  // explicit options.tuning overrides the table, key by key
+  withTable(table, (path) => {
+    using engine = load(MODEL, { backend: "metal", tuneFile: path, tuning: { matmulTile: 32 } });
+    assert.deepEqual(engine.info.tuning, { matvecRowsPerSimdgroup: 4, matmulTile: 32 });
+  });
+  // the CPU backend has no kernel parameters and does not read the table's entries
+  withTable({ schema: "wrong" }, (path) => {
+    using engine = load(MODEL, { backend: "cpu", tuneFile: path });
+    assert.equal(engine.backend, "cpu");
+  });
+});
+
+Deno.test("tuning: every parameter choice gives the reference logits", () => {
+  const f = loadFixture("tiny-g2");
+  const tol = 1e-4 * f.maxAbsLogit;
+  for (const matvecRowsPerSimdgroup of [1, 2, 3, 4]) {
+    for (const matmulTile of [16, 32]) {
+      using engine = load(f.dir, {
+        backend: "metal",
+        tuneFile: false,
+        tuning: { matvecRowsPerSimdgroup, matmulTile },
+      });
+      const row = engine.prefill(f.tokens.slice(0, f.promptLength));
+      const d = maxAbsDiff(row, refRow(f, f.promptLength - 1));
+      assert.ok(d <= tol, `rows ${matvecRowsPerSimdgroup}, tile ${matmulTile}: ${d} > ${tol}`);
+      engine.step([f.tokens[f.promptLength]]);
+      const d2 = maxAbsDiff(engine.logits, refRow(f, f.promptLength));
+      assert.ok(d2 <= tol, `rows ${matvecRowsPerSimdgroup}, tile ${matmulTile}, step: ${d2} > ${tol}`);
+    }
+  }
+});
+
+Deno.test("deno task tune (against MetalCompat here) writes an entry that the engine then loads", async () => {
+  const dir = Deno.makeTempDirSync();
+  const out = `${dir}/metal_tune.json`;
+  try {
+    // an existing entry for another shape must survive the rewrite
+    const other = { gpu: "Other", shape: "d1-l1-s1-h1-g1-v1", batch: 1, params: { matmulTile: 16 } };
+    Deno.writeTextFileSync(out, JSON.stringify({ schema: "mamba-metal-tune/1", entries: [other] }));
+    const result = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "-A",
+        `${ROOT}tools/tune.ts`,
+        "--model",
+        MODEL,
+        "--steps",
+        "2",
+        "--prompt",
+        "40",
+        "--out",
+        out,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(result.stderr);
+    assert.equal(result.code, 0, stderr);
+    assert.match(stderr, /matvecRowsPerSimdgroup 4: .* ms\/token/);
+    assert.match(stderr, /matmulTile 16: prefill .* tokens\/s/);
+    const table = JSON.parse(Deno.readTextFileSync(out));
+    const { gpu, shape } = keyOf();
+    assert.equal(table.schema, "mamba-metal-tune/1");
+    assert.deepEqual(table.entries[0], other);
+    const mine = table.entries.filter((e: { gpu: string; shape: string }) =>
+      e.gpu === gpu && e.shape === shape
+    );
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0].batch, 1);
+    assert.deepEqual(tuningOf(out), mine[0].params);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
