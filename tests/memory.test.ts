@@ -20,3 +20,31 @@ Deno.test("10,000 decode steps: resident memory grows by less than 1 MB after wa
   const grown = Deno.memoryUsage().rss - before;
   assert.ok(grown < 1 << 20, `resident memory grew by ${(grown / 1024).toFixed(0)} KiB`);
 });
+
+Deno.test("metal (MetalCompat here): 600 steps after warm-up allocate nothing and keep memory flat", () => {
+  // Fewer steps than above: MetalCompat runs each dispatch on CPU fibers (several ms per step here).
+  for (const recorded of [false, true]) {
+    using engine = load(FIXTURES + "tiny-g1", { backend: "metal", batchSize: 2, recorded });
+    const tokens = new Int32Array(2);
+    const run = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        tokens[0] = i % engine.vocabSize;
+        tokens[1] = (i * 7) % engine.vocabSize;
+        engine.step(tokens);
+      }
+    };
+    run(200);
+    const counters = engine.gpuCounters();
+    const before = Deno.memoryUsage().rss;
+    run(600);
+    const grown = Deno.memoryUsage().rss - before;
+    const after = engine.gpuCounters();
+    assert.equal(after.bufferAllocations, counters.bufferAllocations);
+    assert.equal(after.allocatedBytes, counters.allocatedBytes);
+    assert.equal(after.commandBuffers - counters.commandBuffers, 600);
+    assert.ok(
+      grown < 1 << 20,
+      `recorded ${recorded}: resident memory grew by ${(grown / 1024).toFixed(0)} KiB`,
+    );
+  }
+});
