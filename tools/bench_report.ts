@@ -83,10 +83,21 @@ function parseArgs(): {
   ffi: boolean;
   waitQuiet: boolean;
 } {
+  const known = ["shapes", "dtypes", "batches", "threads", "out", "no-ffi", "wait-quiet"];
   const opts = new Map<string, string>();
   for (const a of Deno.args) {
+    if (a === "--") continue;
+    if (a === "--help" || a === "-h") {
+      console.log(
+        "Usage: deno task bench:report [--shapes=130m,780m] [--dtypes=f32,f16,bf16] [--batches=1,4]\n" +
+          "                              [--threads=N] [--out=PATH] [--no-ffi] [--wait-quiet]\n" +
+          "Writes a table to stdout and the rows to --out (default bench/results/latest.json).",
+      );
+      Deno.exit(0);
+    }
     const m = /^--([\w-]+)(?:=(.*))?$/.exec(a);
-    if (!m) throw new Error(`unknown argument ${a}`);
+    // An unknown option must not fall through to a full default run that overwrites the results.
+    if (!m || !known.includes(m[1])) throw new Error(`unknown argument ${a} (see --help)`);
     opts.set(m[1], m[2] ?? "true");
   }
   const list = (k: string, d: string) => (opts.get(k) ?? d).split(",").map((s) => s.trim()).filter(Boolean);
