@@ -194,7 +194,10 @@ def write_torch_copy(src, name):
     print(f"{name}: {src} as pytorch_model.bin")
 
 
-def write_fixture(name, cfg, fmt, dtype, tied, vocab_size, pad_multiple, naming, shards, reference, seed):
+def write_fixture(name, cfg, fmt, dtype, tied, vocab_size, pad_multiple, naming, shards, reference, seed,
+                  agree_tol=1e-5):
+    """`agree_tol`: how close the two references must be. transformers computes its RMSNorms in float32
+    even in a float64 model, so over many layers they drift apart by more than over the tiny ones."""
     rng = np.random.default_rng(seed)
     vocab_rows = vocab_size
     if pad_multiple:
@@ -207,7 +210,7 @@ def write_fixture(name, cfg, fmt, dtype, tied, vocab_size, pad_multiple, naming,
     if reference == "transformers":
         ref = transformers_reference(w, cfg, vocab_rows, tied, tokens)
         rel = np.abs(ref - ref_ssm).max() / np.abs(ref).max()
-        assert rel < 1e-5, f"{name}: independent implementation disagrees with transformers: {rel}"
+        assert rel < agree_tol, f"{name}: independent implementation disagrees with transformers: {rel}"
         source = f"transformers Mamba2ForCausalLM, float64 (independent float64 recurrence agrees to {rel:.1e})"
     else:
         ref = ref_ssm
@@ -266,6 +269,8 @@ def write_fixture(name, cfg, fmt, dtype, tied, vocab_size, pad_multiple, naming,
             json.dump({"metadata": {}, "weight_map": weight_map}, f, indent=2)
 
     ref.astype("<f4").tofile(os.path.join(d, "logits.f32"))
+    if reference == "transformers" and agree_tol > 1e-5:
+        ref_ssm.astype("<f4").tofile(os.path.join(d, "logits_recurrence.f32"))
     with open(os.path.join(d, "reference.json"), "w") as f:
         json.dump({"tokens": tokens, "promptLength": PROMPT_LEN, "vocabRows": vocab_rows,
                    "vocabSize": vocab_size, "dtype": dtype, "nGroups": cfg["ngroups"],
