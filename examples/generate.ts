@@ -9,7 +9,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
-import { Generator, MambaEngine, MambaError, Tokenizer } from "../mod.ts";
+import { type BackendName, Generator, MambaEngine, MambaError, Tokenizer, type WeightDType } from "../mod.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 
 const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
@@ -25,6 +25,8 @@ const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
   --repeat-penalty R     penalise tokens already seen (default 1.1)
   --seed S               PRNG seed, for repeatable samples
   --backend B            auto | cpu | metal (default auto)
+  --dtype D              weights in memory: auto (as stored) | f32 | f16 | bf16 (default auto);
+                         f16 halves what a decode step reads from float32 checkpoints
   --stop TEXT            stop at TEXT (repeatable)
   --help                 this text
 `;
@@ -60,6 +62,7 @@ async function main(): Promise<void> {
         "repeat-penalty": { type: "string" },
         seed: { type: "string" },
         backend: { type: "string" },
+        dtype: { type: "string" },
         stop: { type: "string", multiple: true },
         help: { type: "boolean", short: "h" },
       },
@@ -76,6 +79,10 @@ async function main(): Promise<void> {
   const backend = args.backend ?? "auto";
   if (!["auto", "cpu", "metal"].includes(backend)) {
     fail(`--backend must be auto, cpu or metal, got "${backend}"`);
+  }
+  const dtype = args.dtype ?? "auto";
+  if (!["auto", "f32", "f16", "bf16"].includes(dtype)) {
+    fail(`--dtype must be auto, f32, f16 or bf16, got "${dtype}"`);
   }
 
   const modelDir = args.model ?? new URL("../models/demo", import.meta.url).pathname;
@@ -102,7 +109,11 @@ async function main(): Promise<void> {
   const libraryPath = await ensureLibrary({ progress: (line) => console.error(line) });
   console.error(`loading ${modelDir} …`);
   const t0 = performance.now();
-  using engine = await MambaEngine.load(modelDir, { backend: backend as "auto", libraryPath });
+  using engine = await MambaEngine.load(modelDir, {
+    backend: backend as BackendName,
+    dtype: dtype as WeightDType,
+    libraryPath,
+  });
   console.error(
     `loaded in ${(performance.now() - t0).toFixed(0)} ms: ${engine.config.nLayer} layers, d_model ` +
       `${engine.config.dModel}, ${engine.dtype} weights, ${engine.device}`,

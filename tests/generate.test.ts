@@ -121,4 +121,27 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
   const bad = await cli("--prompt", "x", "--temperature", "hot");
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--temperature expects a number/);
+  const badDtype = await cli("--prompt", "x", "--dtype", "f8");
+  assert.equal(badDtype.code, 1);
+  assert.equal(badDtype.stderr.trim(), 'error: --dtype must be auto, f32, f16 or bf16, got "f8"');
+});
+
+Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as f32 give the same text)", async () => {
+  const r = await cli(
+    "--prompt",
+    fixture.prompt,
+    "--max-tokens",
+    "12",
+    "--temperature",
+    "0",
+    "--repeat-penalty",
+    "1",
+    "--backend",
+    "cpu",
+    "--dtype",
+    "f32",
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /f32 weights/);
+  assert.equal(r.stdout, fixture.prompt + tokenizer.decode(fixture.greedyIds.slice(0, 12)) + "\n");
 });
