@@ -3,6 +3,9 @@
 // one command buffer per block (MetalPrefillPlan). Logits land in a shared buffer that TypeScript
 // reads in place.
 #if canImport(Metal)
+// autoreleasepool (run) is the ObjectiveC overlay's, reached through Foundation: imported explicitly
+// rather than relied on as a re-export of Metal's.
+import Foundation
 import Metal
 #else
 import MetalCompat

@@ -4,7 +4,9 @@
 #if !canImport(Metal)
 import Foundation
 
-public typealias MTLCommandBufferHandler = (any MTLCommandBuffer) -> Void
+// @Sendable as in Apple's SDK; @preconcurrency as the Clang importer treats imported declarations, so
+// Swift 5 code that compiles here diagnoses (or not) as it would against Metal.
+@preconcurrency public typealias MTLCommandBufferHandler = @Sendable (any MTLCommandBuffer) -> Void
 
 public protocol MTLResource: AnyObject {
     var label: String? { get set }
