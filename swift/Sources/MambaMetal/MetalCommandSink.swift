@@ -54,6 +54,8 @@ final class RecordingSink: MetalCommandSink {
 
     /// Largest buffer index any kernel binds, plus one.
     static let maxBufferBindCount = 9
+    /// Largest [[threadgroup(n)]] index any kernel uses, plus one (all use threadgroup(0)).
+    static let maxThreadgroupMemoryBindCount = 1
 
     init(device: any MTLDevice, maxCommands: Int) throws {
         let desc = MTLIndirectCommandBufferDescriptor()
@@ -61,6 +63,8 @@ final class RecordingSink: MetalCommandSink {
         desc.inheritPipelineState = false
         desc.inheritBuffers = false
         desc.maxKernelBufferBindCount = RecordingSink.maxBufferBindCount
+        // macOS 14+ (the package's minimum); its default is undocumented, so reserve the slot explicitly.
+        desc.maxKernelThreadgroupMemoryBindCount = RecordingSink.maxThreadgroupMemoryBindCount
         guard let icb = device.makeIndirectCommandBuffer(descriptor: desc, maxCommandCount: maxCommands, options: []) else {
             throw MambaFailure.backend("cannot create a Metal indirect command buffer of \(maxCommands) commands")
         }

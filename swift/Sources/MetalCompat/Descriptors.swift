@@ -94,6 +94,10 @@ open class MTLIndirectCommandBufferDescriptor {
     open var maxVertexBufferBindCount: Int = 0
     open var maxFragmentBufferBindCount: Int = 0
     open var maxKernelBufferBindCount: Int = 0
+    /// macOS 14+. Apple documents no default; MetalCompat takes 0, so a command that sets threadgroup
+    /// memory fails unless the descriptor reserves room for it, which makes code set it explicitly
+    /// (whatever a real GPU's default is, an explicit count is then right on both).
+    open var maxKernelThreadgroupMemoryBindCount: Int = 0
 
     public init() {}
 }

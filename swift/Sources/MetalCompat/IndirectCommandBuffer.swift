@@ -10,6 +10,7 @@ struct IndirectCommandConfig {
     let inheritPipelineState: Bool
     let inheritBuffers: Bool
     let maxKernelBufferBindCount: Int
+    let maxKernelThreadgroupMemoryBindCount: Int
 }
 
 final class CompatIndirectComputeCommand: MTLIndirectComputeCommand {
@@ -50,7 +51,10 @@ final class CompatIndirectComputeCommand: MTLIndirectComputeCommand {
     }
 
     func setThreadgroupMemoryLength(_ length: Int, index: Int) {
-        guard index >= 0, index < ArgumentTable.slots else { return misuse("threadgroup memory index \(index)") }
+        guard index >= 0, index < icb.maxKernelThreadgroupMemoryBindCount else {
+            return misuse("setThreadgroupMemoryLength at index \(index) >= maxKernelThreadgroupMemoryBindCount " +
+                          "(\(icb.maxKernelThreadgroupMemoryBindCount))")
+        }
         arguments.threadgroupLengths[index] = length
     }
 
@@ -95,7 +99,8 @@ final class CompatIndirectCommandBuffer: MTLIndirectCommandBuffer {
         self.config = IndirectCommandConfig(
             commandTypes: descriptor.commandTypes, inheritPipelineState: descriptor.inheritPipelineState,
             inheritBuffers: descriptor.inheritBuffers,
-            maxKernelBufferBindCount: min(descriptor.maxKernelBufferBindCount, ArgumentTable.slots))
+            maxKernelBufferBindCount: min(descriptor.maxKernelBufferBindCount, ArgumentTable.slots),
+            maxKernelThreadgroupMemoryBindCount: min(descriptor.maxKernelThreadgroupMemoryBindCount, ArgumentTable.slots))
         self.options = options
     }
 

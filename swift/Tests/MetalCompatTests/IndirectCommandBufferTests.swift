@@ -149,4 +149,38 @@ final class IndirectCommandBufferTests: XCTestCase {
         XCTAssertTrue(errorMessage(cb).contains("supportIndirectCommandBuffers"), errorMessage(cb))
         #endif
     }
+
+    func testThreadgroupMemoryNeedsABindCount() throws {
+        #if canImport(Metal)
+        throw XCTSkip("Metal's validation layer stops the process instead")
+        #else
+        let gpu = GPU.shared
+        for (bindCount, fails) in [(0, true), (1, false)] {
+            let d = MTLIndirectCommandBufferDescriptor()
+            d.commandTypes = .concurrentDispatchThreads
+            d.inheritBuffers = false
+            d.maxKernelBufferBindCount = 3
+            d.maxKernelThreadgroupMemoryBindCount = bindCount
+            let icb = try XCTUnwrap(gpu.device.makeIndirectCommandBuffer(descriptor: d, maxCommandCount: 1))
+            let x = gpu.buffer([Float](repeating: 1, count: 4)), one = gpu.buffer([Float(1)])
+            let c = icb.indirectComputeCommandAt(0)
+            c.setComputePipelineState(try gpu.pipeline("indirect.metal", "add_scalar", indirect: true))
+            c.setKernelBuffer(x, offset: 0, at: 0)
+            c.setKernelBuffer(one, offset: 0, at: 1)
+            c.setThreadgroupMemoryLength(16, index: 0)
+            c.concurrentDispatchThreads(MTLSize(width: 4, height: 1, depth: 1),
+                                        threadsPerThreadgroup: MTLSize(width: 4, height: 1, depth: 1))
+            let cb = gpu.run { enc in
+                enc.useResources([x, one], usage: [.read, .write])
+                enc.executeCommandsInBuffer(icb, range: 0..<1)
+            }
+            if fails {
+                XCTAssertEqual(cb.status, .error)
+                XCTAssertTrue(errorMessage(cb).contains("maxKernelThreadgroupMemoryBindCount"), errorMessage(cb))
+            } else {
+                XCTAssertEqual(cb.status, .completed, errorMessage(cb))
+            }
+        }
+        #endif
+    }
 }
