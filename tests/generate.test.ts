@@ -85,21 +85,24 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
   };
 }
 
+/** The CLI generating 12 greedy tokens of the fixture prompt on the CPU backend; `lead`/`extra` around. */
+function greedyCli(lead: string[], ...extra: string[]) {
+  const greedy = [
+    "--prompt",
+    fixture.prompt,
+    "--max-tokens",
+    "12",
+    "--temperature",
+    "0",
+    "--repeat-penalty",
+    "1",
+  ];
+  return cli(...lead, ...greedy, "--backend", "cpu", ...extra);
+}
+
 Deno.test("CLI: generates from the bundled model, with or without a leading --", async () => {
   for (const lead of [[], ["--"]]) {
-    const r = await cli(
-      ...lead,
-      "--prompt",
-      fixture.prompt,
-      "--max-tokens",
-      "12",
-      "--temperature",
-      "0",
-      "--repeat-penalty",
-      "1",
-      "--backend",
-      "cpu",
-    );
+    const r = await greedyCli(lead);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, fixture.prompt + tokenizer.decode(fixture.greedyIds.slice(0, 12)) + "\n");
     assert.match(r.stderr, /prompt 6 tokens, prefill .* tok\/s; generated 12 tokens/);
@@ -127,20 +130,7 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
 });
 
 Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as f32 give the same text)", async () => {
-  const r = await cli(
-    "--prompt",
-    fixture.prompt,
-    "--max-tokens",
-    "12",
-    "--temperature",
-    "0",
-    "--repeat-penalty",
-    "1",
-    "--backend",
-    "cpu",
-    "--dtype",
-    "f32",
-  );
+  const r = await greedyCli([], "--dtype", "f32");
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /f32 weights/);
   assert.equal(r.stdout, fixture.prompt + tokenizer.decode(fixture.greedyIds.slice(0, 12)) + "\n");
