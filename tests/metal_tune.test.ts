@@ -10,11 +10,9 @@ const MODEL = `${FIXTURES}tiny-g2`;
 /** The GPU name and shape key the engine looks entries up by. */
 function keyOf(): { gpu: string; shape: string } {
   using engine = load(MODEL, { backend: "metal", tuneFile: false });
-  const c = engine.config;
-  return {
-    gpu: String(engine.info.gpu),
-    shape: `d${c.dModel}-l${c.nLayer}-s${c.dState}-h${c.headDim}-g${c.nGroups}-v${c.vocabSize}`,
-  };
+  const c = engine.config, shape = String(engine.info.tuneShape);
+  assert.equal(shape, `d${c.dModel}-l${c.nLayer}-s${c.dState}-h${c.headDim}-g${c.nGroups}-v${c.vocabSize}`);
+  return { gpu: String(engine.info.gpu), shape };
 }
 
 function withTable<T>(table: unknown, fn: (path: string) => T): T {

@@ -50,13 +50,12 @@ function measure(params: Required<MetalTuningParams>): Measurement & { gpu: stri
   const t1 = performance.now();
   engine.prefill(prompt);
   const prefillTokPerS = promptTokens / ((performance.now() - t1) / 1000);
-  const c = engine.config;
   return {
     params,
     decodeMsPerToken,
     prefillTokPerS,
     gpu: String(info.gpu),
-    shape: `d${c.dModel}-l${c.nLayer}-s${c.dState}-h${c.headDim}-g${c.nGroups}-v${c.vocabSize}`,
+    shape: String(info.tuneShape),
   };
 }
 

@@ -165,6 +165,8 @@ extension MetalBackend {
     var extraInfo: [String: JSON] {
         [
             "gpu": .string(gpu.name),
+            // The key configs/metal_tune.json entries are looked up by, with gpu and batch.
+            "tuneShape": .string(MetalTuning.shapeKey(model.config)),
             "recorded": .bool(recorded != nil),
             "tuning": .object([
                 "matvecRowsPerSimdgroup": .number(Double(tuning.matvecRowsPerSimdgroup)),
