@@ -14,6 +14,7 @@
  */
 import { parseArgs } from "node:util";
 import { type BackendName, MambaEngine } from "../mod.ts";
+import { maxAbsDiff } from "../tests/helpers.ts";
 
 const cache = Deno.env.get("XDG_CACHE_HOME") ?? `${Deno.env.get("HOME")}/.cache`;
 const { values: args } = parseArgs({
@@ -41,15 +42,6 @@ function readF32(path: string): Float32Array | undefined {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let d = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = Math.abs(a[i] - b[i]);
-    if (!(x <= d)) d = Number.isNaN(x) ? Infinity : x;
-  }
-  return d;
 }
 
 /** Checks one model directory with every backend; true when all are within tolerance. */
