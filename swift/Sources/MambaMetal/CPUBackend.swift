@@ -45,7 +45,8 @@ final class CPUBackend: Backend {
         }
         func matrix(_ m: WeightMatrix) -> mcpu_matrix {
             let dt: Int32 = m.dtype == .f32 ? Int32(MCPU_F32) : m.dtype == .f16 ? Int32(MCPU_F16) : Int32(MCPU_BF16)
-            return mcpu_matrix(data: m.data, dtype: dt, rows: Int32(m.rows), cols: Int32(m.cols))
+            return mcpu_matrix(data: m.data, dtype: dt, rows: Int32(m.rows), cols: Int32(m.cols), group_size: 0,
+                               scale_dtype: 0, scales: nil, biases: nil)
         }
         layers = .allocate(capacity: c.nLayer)
         for (i, l) in weights.layers.enumerated() {

@@ -13,13 +13,28 @@
 extern "C" {
 #endif
 
-enum { MCPU_F32 = 0, MCPU_F16 = 1, MCPU_BF16 = 2 };
+enum { MCPU_F32 = 0, MCPU_F16 = 1, MCPU_BF16 = 2, MCPU_Q8 = 3, MCPU_Q4 = 4 };
 
-/* A row-major weight matrix (rows, cols) in its stored dtype. */
+/* A row-major weight matrix (rows, cols) in its stored dtype.
+ *
+ * F32 / F16 / BF16: data holds rows * cols elements; the quantization fields are 0 / NULL.
+ *
+ * Q8 / Q4, affine group quantization in MLX's layout (docs/quantization.md is the contract):
+ *   data    rows * cols * bits / 8 bytes of unsigned codes q, row-major. Q4 packs two codes per byte,
+ *           column 2j in the low nibble of byte j of its row (MLX's little-endian uint32 packing).
+ *   groups  each row splits into cols / group_size groups of group_size consecutive columns
+ *           (group_size in {16, 32, 64, 128}, cols % group_size == 0).
+ *   scales, biases  (rows, cols / group_size) values of scale_dtype (MCPU_F16 or MCPU_F32).
+ *   value   w[r, c] = fmaf(scale[r, c / G], (float)q[r, c], bias[r, c / G])  (one rounding: exact for
+ *           every GGUF conversion in docs/quantization.md). */
 typedef struct {
     const void *data;
     int32_t dtype;
     int32_t rows, cols;
+    int32_t group_size;  /* Q8/Q4: columns per group; 0 otherwise */
+    int32_t scale_dtype; /* Q8/Q4: MCPU_F16 or MCPU_F32 */
+    const void *scales;  /* Q8/Q4: (rows, cols / group_size) */
+    const void *biases;  /* Q8/Q4: (rows, cols / group_size) */
 } mcpu_matrix;
 
 /* One Mamba2 block. Shapes use the model's sizes: conv_dim = d_inner + 2*n_groups*d_state,
