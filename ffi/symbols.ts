@@ -22,6 +22,8 @@ export const symbols = {
   mamba_engine_logits: { parameters: ["pointer"], result: "pointer" },
   // int32_t mamba_step(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens);
   mamba_step: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
+  // int32_t mamba_step_seqs(mamba_engine *engine, const int32_t *tokens, const int32_t *seqs, int32_t n);
+  mamba_step_seqs: { parameters: ["pointer", "buffer", "buffer", "i32"], result: "i32" },
   // int32_t mamba_prefill(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens, int32_t seq);
   mamba_prefill: { parameters: ["pointer", "buffer", "i32", "i32"], result: "i32" },
   // int32_t mamba_reset(mamba_engine *engine, int32_t seq);
@@ -32,6 +34,13 @@ export const symbols = {
   mamba_state_save: { parameters: ["pointer", "i32", "buffer", "i64"], result: "i32" },
   // int32_t mamba_state_load(mamba_engine *engine, int32_t seq, const uint8_t *data, int64_t size);
   mamba_state_load: { parameters: ["pointer", "i32", "buffer", "i64"], result: "i32" },
+  // int32_t mamba_sampler_set(mamba_engine *engine, int32_t seq, const mamba_sampling *params,
+  //                           const int32_t *history, int32_t n_history);
+  mamba_sampler_set: { parameters: ["pointer", "i32", "buffer", "buffer", "i32"], result: "i32" },
+  // int32_t mamba_sample(mamba_engine *engine, const int32_t *seqs, int32_t n, int32_t *out_tokens);
+  mamba_sample: { parameters: ["pointer", "buffer", "i32", "buffer"], result: "i32" },
+  // int32_t mamba_sampler_rng(mamba_engine *engine, int32_t seq, uint32_t *out_state);
+  mamba_sampler_rng: { parameters: ["pointer", "i32", "buffer"], result: "i32" },
   // int32_t mamba_gpu_counters(mamba_engine *engine, uint64_t *out, int32_t n);
   mamba_gpu_counters: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   // int32_t mamba_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads, double *out_gbs);

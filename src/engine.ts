@@ -6,6 +6,7 @@
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 import { MambaError, MambaStatus } from "./errors.ts";
+import { resolveSamplingOptions, type SamplingOptions, Xoshiro128 } from "./sampling.ts";
 
 /**
  * Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU.
@@ -166,6 +167,9 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
 
 const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
 
+/** sizeof(mamba_sampling) in swift/include/mamba.h. */
+const SAMPLING_BYTES = 56;
+
 /** A tuning table and the file or URL it came from (native errors about it name that). */
 interface TuneTable {
   table: unknown;
@@ -273,6 +277,10 @@ export class MambaEngine implements Disposable {
   #logitsBuffer: ArrayBuffer;
   #rows: Float32Array[];
   #stepTokens: Int32Array<ArrayBuffer>;
+  #stepSeqs: Int32Array<ArrayBuffer>;
+  #sampled: Int32Array<ArrayBuffer>;
+  #samplerParams = new DataView(new ArrayBuffer(SAMPLING_BYTES));
+  #rngOut = new Uint32Array(4);
   #countersOut = new BigUint64Array(6);
 
   private constructor(lib: OpenedLibrary, handle: Deno.PointerValue) {
@@ -307,6 +315,8 @@ export class MambaEngine implements Disposable {
       (_, s) => this.logits.subarray(s * this.vocabSize, (s + 1) * this.vocabSize),
     );
     this.#stepTokens = new Int32Array(this.batchSize);
+    this.#stepSeqs = new Int32Array(this.batchSize);
+    this.#sampled = new Int32Array(this.batchSize);
     finalizer.register(this.#logitsBuffer, { lib, handle }, this);
   }
 
@@ -423,6 +433,135 @@ export class MambaEngine implements Disposable {
     }
     check(this.#lib, this.#lib.symbols.mamba_step(handle, buf, buf.length));
     return this.logits;
+  }
+
+  /**
+   * Advances only the sequences `seqs` by one token each (`tokens[i]` for `seqs[i]`, distinct sequences)
+   * and returns {@linkcode MambaEngine.logits}. Their logits rows are rewritten, bit-identical to what a
+   * full {@linkcode MambaEngine.step} gives them; every other sequence's state and logits row is left
+   * alone, and costs no state traffic.
+   *
+   * @example
+   * ```ts
+   * const engine = await MambaEngine.load("models/demo", { batchSize: 4 });
+   * engine.stepSeqs([42, 7], [0, 2]); // sequences 1 and 3 stay where they are
+   * ```
+   */
+  stepSeqs(tokens: ArrayLike<number>, seqs: ArrayLike<number>): Float32Array {
+    const handle = this.#live();
+    if (tokens.length !== seqs.length || seqs.length > this.batchSize) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `stepSeqs takes one token per listed sequence: got ${tokens.length} tokens for ${seqs.length} ` +
+          `sequences, batch size is ${this.batchSize}`,
+      );
+    }
+    const tok = this.#stepTokens, sq = this.#stepSeqs;
+    for (let i = 0; i < seqs.length; i++) {
+      const t = tokens[i], s = seqs[i];
+      if (!Number.isInteger(t)) {
+        throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${i} is not an integer`);
+      }
+      if (!Number.isInteger(s)) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${s} at position ${i} is not an integer`);
+      }
+      tok[i] = t;
+      sq[i] = s;
+    }
+    check(this.#lib, this.#lib.symbols.mamba_step_seqs(handle, tok, sq, seqs.length));
+    return this.logits;
+  }
+
+  /**
+   * Sets the native sampler of sequence `seq`: the same options, algorithm and PRNG as
+   * {@linkcode Sampler}, so the same seed gives the same tokens. `history` (e.g. the prompt) seeds the
+   * ids the repetition penalty applies to; every sampled id joins it. `vocabLimit` restricts sampling to
+   * ids below it (default: the whole logits row).
+   *
+   * @example
+   * ```ts
+   * engine.setSampler(0, { temperature: 0.8, topP: 0.95, seed: 1 }, promptIds, tokenizer.vocabSize);
+   * const next = engine.sample(0);
+   * ```
+   */
+  setSampler(
+    seq: number,
+    options: SamplingOptions = {},
+    history: ArrayLike<number> = [],
+    vocabLimit = 0,
+  ): void {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    const o = resolveSamplingOptions(options);
+    if (!Number.isInteger(vocabLimit) || vocabLimit < 0 || vocabLimit > this.vocabSize) {
+      throw new RangeError(`vocabLimit must be an integer from 0 to ${this.vocabSize}, got ${vocabLimit}`);
+    }
+    const rng = new Xoshiro128(options.seed ?? Math.floor(Math.random() * 2 ** 52)).state();
+    const p = this.#samplerParams;
+    p.setFloat64(0, o.temperature, true);
+    p.setFloat64(8, o.topP, true);
+    p.setFloat64(16, o.minP, true);
+    p.setFloat64(24, o.repetitionPenalty, true);
+    p.setInt32(32, o.topK, true);
+    p.setInt32(36, vocabLimit, true);
+    for (let i = 0; i < 4; i++) p.setUint32(40 + 4 * i, rng[i], true);
+    const ids = history instanceof Int32Array ? history : Int32Array.from(history);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_sampler_set(
+        handle,
+        seq,
+        new Uint8Array(p.buffer),
+        ids as Int32Array<ArrayBuffer>,
+        ids.length,
+      ),
+    );
+  }
+
+  /** Samples the next token of sequence `seq` from its logits row (see {@linkcode MambaEngine.setSampler}). */
+  sample(seq = 0): number {
+    this.#checkSeq(seq);
+    this.#stepSeqs[0] = seq;
+    this.#sampleInto(1);
+    return this.#sampled[0];
+  }
+
+  /**
+   * Samples one token for each of `seqs` (distinct) in one native call. Returns a view of an internal
+   * buffer, rewritten by the next call: `out[i]` is the token of `seqs[i]`.
+   *
+   * @example
+   * ```ts
+   * const next = engine.sampleSeqs([0, 2]);
+   * engine.stepSeqs(next, [0, 2]);
+   * ```
+   */
+  sampleSeqs(seqs: ArrayLike<number>): Int32Array {
+    if (seqs.length > this.batchSize) {
+      throw new MambaError(MambaStatus.ARGUMENT, `${seqs.length} sequences, batch size is ${this.batchSize}`);
+    }
+    for (let i = 0; i < seqs.length; i++) {
+      if (!Number.isInteger(seqs[i])) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${seqs[i]} is not an integer`);
+      }
+      this.#stepSeqs[i] = seqs[i];
+    }
+    this.#sampleInto(seqs.length);
+    return this.#sampled.subarray(0, seqs.length);
+  }
+
+  #sampleInto(n: number): void {
+    const handle = this.#live();
+    check(this.#lib, this.#lib.symbols.mamba_sample(handle, this.#stepSeqs, n, this.#sampled));
+  }
+
+  /** The xoshiro128** state of sequence `seq`'s native sampler (four unsigned 32-bit words). */
+  samplerState(seq = 0): [number, number, number, number] {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    check(this.#lib, this.#lib.symbols.mamba_sampler_rng(handle, seq, this.#rngOut));
+    const s = this.#rngOut;
+    return [s[0], s[1], s[2], s[3]];
   }
 
   /** Zeroes the state of sequence `seq`, or of all sequences when omitted. */

@@ -27,6 +27,9 @@ protocol Backend: AnyObject {
 
     /// One token per sequence.
     func step(_ tokens: UnsafeBufferPointer<Int32>) throws
+    /// tokens[i] for sequence seqs[i] only (distinct, 1 ≤ count ≤ batch); no other sequence's state or
+    /// logits row is touched, and the listed ones get the same bits as from a full step.
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws
     /// Tokens of one sequence, continuing from its state; writes that sequence's logits row.
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws
     func reset(seq: Int)

@@ -118,6 +118,60 @@ final class MetalDecodePlan {
         return dispatchesPerToken
     }
 
+    /// One token for some sequences only: `runs` lists them as runs of consecutive sequences (sequence
+    /// `seq` ..< seq + count) whose tokens and activations sit at compact rows `row` ..< row + count; this
+    /// plan's `rows` is the number of rows in all. The matrix products run once over every row, so each
+    /// weight is read once; the dispatches that touch state (the embedding's conv ring position and the
+    /// SSM block) run per run at that run's state offsets, so no other sequence's state is read or
+    /// written; the lm_head runs per run (with `plans[count - 1]`, the plan for `count` rows) into those
+    /// sequences' logits rows. Per row the arithmetic is that of `encode`, so the results are the same
+    /// bits. Returns the number of dispatches encoded.
+    func encodeSubset(_ enc: MetalCommandSink, runs: ArraySlice<(seq: Int, row: Int, count: Int)>,
+                      plans: [MetalDecodePlan]) -> Int {
+        let m = model, c = model.config, f = 4
+        var dispatches = 0
+        for r in runs {
+            enc.setPipeline(embed) // EMB_BATCH = rows bounds the grid; the grid has the run's rows
+            enc.setBuffer(m.embedding, offset: 0, index: 0)
+            enc.setBuffer(m.tokens, offset: 4 * r.row, index: 1)
+            enc.setBuffer(m.residual, offset: f * r.row * c.dModel, index: 2)
+            enc.setBuffer(m.convPos, offset: 4 * r.seq, index: 3)
+            enc.dispatchThreads(MTLSize(width: c.dModel, height: r.count, depth: 1),
+                                threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1))
+            dispatches += 1
+        }
+        enc.barrier()
+        for (l, L) in m.layers.enumerated() {
+            matvec(enc, inProj, inProjShape, W: L.buffer, wOffset: L.inProj, x: m.residual, xOffset: 0,
+                   y: m.zxbcdt, yOffset: 0, norm: L.buffer, normOffset: L.norm)
+            enc.barrier()
+            for r in runs {
+                enc.setPipeline(block)
+                enc.setBuffer(m.zxbcdt, offset: f * r.row * c.dInProj, index: 0)
+                enc.setBuffer(m.convState, offset: f * (r.seq * c.nLayer + l) * c.convDim * c.dConv, index: 1)
+                enc.setBuffer(m.ssmState, offset: f * (r.seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState, index: 2)
+                enc.setBuffer(m.convPos, offset: 4 * r.seq, index: 3)
+                enc.setBuffer(L.buffer, offset: L.convWeight, index: 4)
+                enc.setBuffer(L.buffer, offset: L.convBias, index: 5)
+                enc.setBuffer(L.buffer, offset: L.headParams, index: 6)
+                enc.setBuffer(m.gated, offset: f * r.row * c.dInner, index: 7)
+                enc.setBuffer(m.sumsq, offset: f * r.row * c.nHeads, index: 8)
+                enc.setThreadgroupMemory(blockShape.threadgroupMemory, index: 0)
+                enc.dispatchThreadgroups(MTLSize(width: c.nHeads, height: r.count, depth: 1),
+                                         threadsPerThreadgroup: blockShape.threadsPerThreadgroup)
+            }
+            enc.barrier()
+            matvec(enc, outProj, outProjShape, W: L.buffer, wOffset: L.outProj, x: m.gated, xOffset: 0,
+                   y: m.residual, yOffset: 0, norm: L.buffer, normOffset: L.gatedNorm, sumsqOffset: 0)
+            enc.barrier()
+            dispatches += 2 + runs.count
+        }
+        for r in runs {
+            plans[r.count - 1].encodeLogits(enc, residual: m.residual, offset: f * r.row * c.dModel, seq: r.seq)
+        }
+        return dispatches + runs.count
+    }
+
     /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual` from `offset`): also how a
     /// prompt block gets its last token's logits.
     func encodeLogits(_ enc: MetalCommandSink, residual: any MTLBuffer, offset: Int, seq: Int) {

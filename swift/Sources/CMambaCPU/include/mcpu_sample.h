@@ -1,0 +1,45 @@
+/*
+ * mcpu_sample.h: token sampling on a logits row, the native twin of src/sampling.ts's Sampler.
+ *
+ * Same processing order (repetition penalty → temperature → top-k → top-p → min-p → draw), same
+ * xoshiro128** generator and the same candidate order at every step, so a seed gives the same tokens
+ * as the TypeScript Sampler. Weights are float64 as there; exp and the sums are vectorised, so they can
+ * differ from V8's in the last bit, which changes a token only when a draw lands within ~1e-15 of a
+ * boundary between two tokens.
+ */
+#ifndef MCPU_SAMPLE_H
+#define MCPU_SAMPLE_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The parameters of one sequence's sampler (the layout of mamba.h's mamba_sampling). */
+typedef struct {
+    double temperature;        /* <= 0: greedy */
+    double top_p;              /* (0, 1]; 1: off */
+    double min_p;              /* [0, 1]; 0: off */
+    double repetition_penalty; /* > 0; 1: off */
+    int32_t top_k;             /* >= 0; 0: off; 1: greedy */
+    int32_t vocab;             /* entries of the row that may be sampled (a prefix of the row) */
+    uint32_t rng[4];           /* xoshiro128** state, advanced by every draw */
+} mcpu_sampling;
+
+/* Scratch for rows of up to `capacity` entries: a penalised copy of the row, float64 weights and the
+ * candidate arrays. One per thread that samples. */
+typedef struct mcpu_sample_scratch mcpu_sample_scratch;
+
+mcpu_sample_scratch *mcpu_sample_scratch_create(int32_t capacity);
+void mcpu_sample_scratch_destroy(mcpu_sample_scratch *scratch);
+
+/* One token from row[0 .. p->vocab) (p->vocab <= capacity). `penalized` lists the ids the repetition
+ * penalty applies to, each once (ids outside [0, vocab) are ignored). Advances p->rng when it draws. */
+int32_t mcpu_sample(mcpu_sample_scratch *scratch, const float *row, mcpu_sampling *p, const int32_t *penalized,
+                    int32_t n_penalized);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
