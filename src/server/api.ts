@@ -227,11 +227,21 @@ export class OpenAIApi {
     created: number,
   ): Promise<Response> {
     const { promise, resolve } = Promise.withResolvers<Response>();
+    // A client that disconnects aborts its request; nobody reads the answer. The listener goes once the
+    // answer is ready (the signal also fires after a response is sent).
+    const gone = () => {
+      job.abort();
+      resolve(new Response(null, { status: 499 }));
+    };
+    const answer = (r: Response) => {
+      req.signal.removeEventListener("abort", gone);
+      resolve(r);
+    };
     const pieces: string[] = [];
     const job = this.#job(request, ids, {
       text: (t) => pieces.push(t),
       finish: (reason, usage) =>
-        resolve(jsonResponse(200, {
+        answer(jsonResponse(200, {
           id,
           object: "text_completion",
           created,
@@ -239,14 +249,15 @@ export class OpenAIApi {
           choices: [this.#choice(pieces.join(""), reason)],
           usage,
         })),
-      fail: (e) => resolve(this.#failure(e).toResponse()),
+      fail: (e) => answer(this.#failure(e).toResponse()),
     });
-    // A client that disconnects aborts its request; nobody reads the answer.
-    req.signal.addEventListener("abort", () => {
-      job.abort();
-      resolve(new Response(null, { status: 499 }));
-    }, { once: true });
-    this.#scheduler.submit(job);
+    req.signal.addEventListener("abort", gone, { once: true });
+    try {
+      this.#scheduler.submit(job);
+    } catch (e) {
+      req.signal.removeEventListener("abort", gone);
+      throw e;
+    }
     return promise;
   }
 
@@ -272,7 +283,7 @@ export class OpenAIApi {
         sse.close();
       },
     });
-    req.signal.addEventListener("abort", () => job.abort(), { once: true });
+    // A disconnect cancels the body stream (SseStream calls job.abort), also while the job waits.
     this.#scheduler.submit(job); // a full queue throws before any byte is sent: a plain 429
     return new Response(sse.body, { headers: SseStream.headers });
   }
