@@ -228,7 +228,12 @@ async function phase(url: string, specs: Spec[], clients: number, signal: AbortS
 
 function summary(p: PhaseResult) {
   const ok = p.outcomes.filter((o) => o.ok);
-  const ttft = ok.map((o) => o.ttftMs), gaps = ok.flatMap((o) => o.gapsMs);
+  const ttft = ok.map((o) => o.ttftMs);
+  // Per request: the mean time between its streamed tokens (chunks read together show up as 0 gaps,
+  // so single gaps say little), and its longest gap (a prefill block, or the client falling behind).
+  const streaming = ok.filter((o) => o.gapsMs.length > 0);
+  const mean = streaming.map((o) => o.gapsMs.reduce((a, b) => a + b, 0) / o.gapsMs.length);
+  const longest = streaming.map((o) => Math.max(...o.gapsMs));
   return {
     requests: p.outcomes.length,
     errors: p.outcomes.length - ok.length,
@@ -237,8 +242,12 @@ function summary(p: PhaseResult) {
     tokensPerSecond: Number((p.tokens / p.seconds).toFixed(1)),
     ttftMs: { p50: Number(percentile(ttft, 50).toFixed(1)), p95: Number(percentile(ttft, 95).toFixed(1)) },
     interTokenMs: {
-      p50: Number(percentile(gaps, 50).toFixed(1)),
-      p95: Number(percentile(gaps, 95).toFixed(1)),
+      p50: Number(percentile(mean, 50).toFixed(1)),
+      p95: Number(percentile(mean, 95).toFixed(1)),
+    },
+    longestGapMs: {
+      p50: Number(percentile(longest, 50).toFixed(1)),
+      p95: Number(percentile(longest, 95).toFixed(1)),
     },
     cpuPressure: { before: p.pressureBefore, after: p.pressureAfter },
   };
@@ -308,7 +317,7 @@ async function main(): Promise<number> {
       Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
     }`,
     model: model.split("/").pop(),
-    prompts: text ? "Austen text, GPT-NeoX tokenizer" : "token ids",
+    prompts: text ? `Austen text (${tokenizerPath.split("/").pop()})` : "token ids",
     clients,
     requests,
     slots,
