@@ -61,7 +61,10 @@ export function benchPrompt(n: number): Int32Array {
 }
 
 /** GPT-NeoX-20B's tokenizer.json beside the checkout (../shared/data), which the bench models' ids follow. */
-export const NEOX_TOKENIZER: URL = new URL("../../shared/data/tokenizers/gpt-neox-20b.tokenizer.json", import.meta.url);
+export const NEOX_TOKENIZER: URL = new URL(
+  "../../shared/data/tokenizers/gpt-neox-20b.tokenizer.json",
+  import.meta.url,
+);
 
 /**
  * A byte-level BPE tokenizer.json with `vocab` ids and no merges: ids 0…255 are the bytes (id 0 is also
@@ -89,7 +92,10 @@ export function syntheticTokenizerJson(vocab = 50277): TokenizerJson {
   for (let id = 0, k = 0; id < vocab; id++) {
     if (used.has(id)) continue;
     let t: string;
-    do t = alphabet[k % 256] + alphabet[(k >> 8) % 256] + alphabet[(k >> 16) % 256 + 1], k++; while (t in map);
+    do {
+      t = alphabet[k % 256] + alphabet[(k >> 8) % 256] + alphabet[((k >> 16) % 255) + 1];
+      k++;
+    } while (t in map);
     map[t] = id;
   }
   return {

@@ -199,7 +199,7 @@ export class OpenAIApi {
     }
     const id = completionId(), created = Math.floor(Date.now() / 1000);
     return request.stream
-      ? this.#streamed(req, request, ids, id, created)
+      ? this.#streamed(request, ids, id, created)
       : await this.#whole(req, request, ids, id, created);
   }
 
@@ -261,7 +261,7 @@ export class OpenAIApi {
     return promise;
   }
 
-  #streamed(req: Request, request: CompletionRequest, ids: number[], id: string, created: number): Response {
+  #streamed(request: CompletionRequest, ids: number[], id: string, created: number): Response {
     const sse = new SseStream(() => job.abort());
     const chunk = (choices: unknown[], usage?: Usage) => ({
       id,
