@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine.h"
 #include "mcpu_sample.h"
 #include "ops.h"
 
@@ -438,4 +439,20 @@ int32_t mcpu_sample(mcpu_sample_scratch *s, const float *logits, mcpu_sampling *
     int count = candidates(s, row, V, p, &total);
     if (count < 0) return argmax(row, V);
     return draw(s, count, total, p->rng, V);
+}
+
+typedef struct {
+    mcpu_sample_scratch *const *scratch;
+    mcpu_sample_job *jobs;
+} sample_rows_ctx;
+
+static void sample_task(void *ctx, int task, int thread) {
+    sample_rows_ctx *r = ctx;
+    mcpu_sample_job *j = &r->jobs[task];
+    j->token = mcpu_sample(r->scratch[thread], j->row, j->params, j->penalized, j->n_penalized);
+}
+
+void mcpu_sample_rows(mcpu_engine *e, mcpu_sample_scratch *const *scratch, mcpu_sample_job *jobs, int32_t n) {
+    sample_rows_ctx r = {scratch, jobs};
+    mcpu_pool_run(e->pool, sample_task, &r, n);
 }

@@ -39,10 +39,13 @@ protocol Backend: AnyObject {
     func counters() -> GPUCounters
     /// Backend-specific fields for the engine info JSON (e.g. the GPU name and kernel parameters).
     var extraInfo: [String: JSON] { get }
+    /// A CMambaCPU engine whose thread pool samples several sequences at once (nil: one by one).
+    var samplingPool: OpaquePointer? { get }
 }
 
 extension Backend {
     var extraInfo: [String: JSON] { [:] }
+    var samplingPool: OpaquePointer? { nil }
 }
 
 /// One sequence's state as saved: for each layer conv_state (conv_dim, d_conv), oldest input first,

@@ -131,4 +131,6 @@ final class CPUBackend: Backend {
     }
 
     func counters() -> GPUCounters { GPUCounters() }
+
+    var samplingPool: OpaquePointer? { engine }
 }

@@ -134,7 +134,8 @@ final class Engine {
             "config": config.json,
         ]
         fields.merge(backend.extraInfo) { a, _ in a }
-        samplers = try SamplerBank(batch: batch, rowLength: config.vocabSize)
+        samplers = try SamplerBank(batch: batch, rowLength: config.vocabSize, pool: backend.samplingPool,
+                                   threads: backend.threads)
         info = strdup(JSON.object(fields).text)!
     }
 

@@ -6,7 +6,8 @@ import CMambaCPU
 /// One sequence's sampler: parameters, xoshiro128** state, and the ids seen so far (prompt and
 /// samples), each once, for the repetition penalty.
 final class SequenceSampler {
-    var params: mcpu_sampling
+    /// Parameters and PRNG state, at a fixed address (the draws advance the state in place).
+    let params: UnsafeMutablePointer<mcpu_sampling>
     private let vocab: Int
     private let seen: UnsafeMutablePointer<UInt8>   // (vocab) 1 once an id is in `penalized`
     let penalized: UnsafeMutablePointer<Int32>      // (vocab) distinct ids in the order first seen
@@ -14,13 +15,15 @@ final class SequenceSampler {
 
     init(vocab: Int) {
         self.vocab = vocab
-        params = mcpu_sampling()
+        params = .allocate(capacity: 1)
+        params.initialize(to: mcpu_sampling())
         seen = .allocate(capacity: vocab)
         seen.initialize(repeating: 0, count: vocab)
         penalized = .allocate(capacity: vocab)
     }
 
     deinit {
+        params.deallocate()
         seen.deallocate()
         penalized.deallocate()
     }
@@ -29,7 +32,7 @@ final class SequenceSampler {
     func reset(params: mcpu_sampling, history: UnsafeBufferPointer<Int32>) {
         for i in 0..<count { seen[Int(penalized[i])] = 0 }
         count = 0
-        self.params = params
+        self.params.pointee = params
         for id in history { accept(id) }
     }
 
@@ -42,22 +45,40 @@ final class SequenceSampler {
     }
 }
 
-/// The samplers of every sequence and the scratch one draw uses (draws run one after another).
+/// The samplers of every sequence, and scratch for the draws: one per thread of the CPU backend's pool,
+/// which samples the rows of a step in parallel (with the Metal backend they run one after another).
 final class SamplerBank {
     private let rowLength: Int
     private var samplers: [SequenceSampler?]
-    private let scratch: OpaquePointer
+    private let pool: OpaquePointer?
+    private let scratch: UnsafeMutablePointer<OpaquePointer?> // [threads]
+    private let threads: Int
+    private let jobs: UnsafeMutablePointer<mcpu_sample_job>   // [batch]
 
-    init(batch: Int, rowLength: Int) throws {
+    init(batch: Int, rowLength: Int, pool: OpaquePointer?, threads: Int) throws {
         self.rowLength = rowLength
+        self.pool = pool
+        self.threads = pool == nil ? 1 : max(threads, 1)
         samplers = Array(repeating: nil, count: batch)
-        guard let s = mcpu_sample_scratch_create(Int32(rowLength)) else {
-            throw MambaFailure.backend("cannot allocate the sampler's scratch memory")
+        scratch = .allocate(capacity: self.threads)
+        jobs = .allocate(capacity: batch)
+        jobs.initialize(repeating: mcpu_sample_job(), count: batch)
+        for t in 0..<self.threads {
+            guard let s = mcpu_sample_scratch_create(Int32(rowLength)) else {
+                for u in 0..<t { mcpu_sample_scratch_destroy(scratch[u]) }
+                scratch.deallocate()
+                jobs.deallocate()
+                throw MambaFailure.backend("cannot allocate the sampler's scratch memory")
+            }
+            scratch[t] = s
         }
-        scratch = s
     }
 
-    deinit { mcpu_sample_scratch_destroy(scratch) }
+    deinit {
+        for t in 0..<threads { mcpu_sample_scratch_destroy(scratch[t]) }
+        scratch.deallocate()
+        jobs.deallocate()
+    }
 
     /// Checks parameters as the TypeScript Sampler's options are checked; `vocab` 0 means the whole row.
     func set(seq: Int, params raw: mcpu_sampling, history: UnsafeBufferPointer<Int32>) throws {
@@ -90,7 +111,7 @@ final class SamplerBank {
     /// The PRNG state of a sequence's sampler.
     func rngState(seq: Int) throws -> (UInt32, UInt32, UInt32, UInt32) {
         guard let s = samplers[seq] else { throw noSampler(seq) }
-        return s.params.rng
+        return s.params.pointee.rng
     }
 
     private func noSampler(_ seq: Int) -> MambaFailure {
@@ -114,10 +135,20 @@ final class SamplerBank {
     func sample(logits: UnsafePointer<Float>, seqs: UnsafeBufferPointer<Int32>, out: UnsafeMutablePointer<Int32>) {
         for (i, s) in seqs.enumerated() {
             let sampler = samplers[Int(s)]!
-            let id = mcpu_sample(scratch, logits + Int(s) * rowLength, &sampler.params, sampler.penalized,
-                                 Int32(sampler.count))
-            sampler.accept(id)
-            out[i] = id
+            jobs[i] = mcpu_sample_job(row: logits + Int(s) * rowLength, params: sampler.params,
+                                      penalized: sampler.penalized, n_penalized: Int32(sampler.count), token: 0)
+        }
+        if let pool, seqs.count > 1 {
+            mcpu_sample_rows(pool, scratch, jobs, Int32(seqs.count))
+        } else {
+            for i in 0..<seqs.count {
+                let j = jobs[i]
+                jobs[i].token = mcpu_sample(scratch[0], j.row, j.params, j.penalized, j.n_penalized)
+            }
+        }
+        for (i, s) in seqs.enumerated() {
+            samplers[Int(s)]!.accept(jobs[i].token)
+            out[i] = jobs[i].token
         }
     }
 }

@@ -12,6 +12,8 @@
 
 #include <stdint.h>
 
+#include "mamba_cpu.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -38,6 +40,20 @@ void mcpu_sample_scratch_destroy(mcpu_sample_scratch *scratch);
  * penalty applies to, each once (ids outside [0, vocab) are ignored). Advances p->rng when it draws. */
 int32_t mcpu_sample(mcpu_sample_scratch *scratch, const float *row, mcpu_sampling *p, const int32_t *penalized,
                     int32_t n_penalized);
+
+/* One row to sample: mcpu_sample(scratch, row, params, penalized, n_penalized) into token. */
+typedef struct {
+    const float *row;
+    mcpu_sampling *params;
+    const int32_t *penalized;
+    int32_t n_penalized;
+    int32_t token; /* out */
+} mcpu_sample_job;
+
+/* jobs[0..n) on the CPU engine's thread pool, one row per task; pool thread t uses scratch[t]
+ * (mcpu_threads(engine) scratches). The rows are independent, so the tokens are those of
+ * mcpu_sample one job after another. */
+void mcpu_sample_rows(mcpu_engine *engine, mcpu_sample_scratch *const *scratch, mcpu_sample_job *jobs, int32_t n);
 
 #ifdef __cplusplus
 }
