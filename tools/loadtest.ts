@@ -15,7 +15,8 @@
  * Bounded: the request count is fixed and `--timeout` seconds end the run. Exit status 1 on any error
  * or mismatch, or when the concurrent tokens/s is below `--min-ratio` × one client's (2.5).
  *
- * Options: --clients 16 --requests 8 --slots 4 --timeout 1500 --min-ratio 2.5 --out FILE
+ * Options: --clients 16 --requests 8 --slots 4 --threads N (the server's CPU threads; 0: all cores)
+ *          --timeout 1500 --min-ratio 2.5 --out FILE
  *          --model DIR --tokenizer FILE (default: the bench model and GPT-NeoX's tokenizer)
  *
  * @module
@@ -155,7 +156,7 @@ async function run(url: string, spec: Spec, signal: AbortSignal): Promise<Outcom
 }
 
 /** Starts `deno task serve`'s script on a free port; resolves with its URL. */
-async function startServer(model: string, tokenizer: string, slots: number) {
+async function startServer(model: string, tokenizer: string, slots: number, threads: number) {
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -176,6 +177,8 @@ async function startServer(model: string, tokenizer: string, slots: number) {
       "0",
       "--max-queue",
       "256",
+      "--threads",
+      String(threads),
     ],
     stdout: "piped",
     stderr: "inherit",
@@ -266,6 +269,7 @@ async function main(): Promise<number> {
       out: { type: "string" },
       model: { type: "string" },
       tokenizer: { type: "string" },
+      threads: { type: "string", default: "0" },
     },
     strict: true,
   });
@@ -296,11 +300,12 @@ async function main(): Promise<number> {
       `of ${PROMPT_TOKENS.join("/")} tokens, max_tokens ${MAX_TOKENS.join("/")}`,
   );
 
-  let server = await startServer(model, tokenizerPath, slots);
+  const threads = Number(values.threads);
+  let server = await startServer(model, tokenizerPath, slots, threads);
   console.error("loadtest: concurrent phase …");
   const concurrent = await phase(server.url, specs, clients, deadline);
   await server.stop();
-  server = await startServer(model, tokenizerPath, slots);
+  server = await startServer(model, tokenizerPath, slots, threads);
   console.error("loadtest: solo phase (one client, fresh server) …");
   const solo = await phase(server.url, specs, 1, deadline);
   await server.stop();
@@ -321,6 +326,7 @@ async function main(): Promise<number> {
     clients,
     requests,
     slots,
+    threads,
     concurrent: c,
     solo: s,
     aggregateOverOneClient: Number(ratio.toFixed(2)),
