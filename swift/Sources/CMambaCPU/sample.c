@@ -252,6 +252,29 @@ static int nucleus(mcpu_sample_scratch *s, int n, double target) {
         /* order[lo ..< lo + ng): the larger entries as examined; order[hi - nl ..< hi): the smaller
          * ones, the first examined last */
         int i = lo, gt = hi, p = lo, ng = 0, nl = 0, cur = cls[lo];
+        /* Two entries per turn while two are left: the classes of both possible next entries, and of
+         * both possible entries after those, are loaded before either comparison is known. */
+        while (gt - i >= 2) {
+            const int f1 = cls[i + 1], f2 = cls[i + 2], b1 = cls[gt - 1], b2 = cls[gt - 2];
+            const int l1 = cur & 1, s1 = cur >> 1;
+            order[lo + ng] = p;
+            order[hi - 1 - nl] = p;
+            ng += l1;
+            nl += s1;
+            gt -= s1;
+            i += 1 - s1;
+            p = s1 ? gt : i;
+            cur = s1 ? b1 : f1;
+            const int l2 = cur & 1, s2 = cur >> 1;
+            order[lo + ng] = p;
+            order[hi - 1 - nl] = p;
+            ng += l2;
+            nl += s2;
+            gt -= s2;
+            i += 1 - s2;
+            p = s2 ? gt : i;
+            cur = s2 ? (s1 ? b2 : b1) : (s1 ? f1 : f2);
+        }
         while (i < gt) {
             const int back = cls[gt - 1], front = cls[i + 1];
             const int larger = cur & 1, smaller = cur >> 1;
@@ -370,13 +393,13 @@ static int candidates(mcpu_sample_scratch *s, const float *row, int V, const mcp
             if (mass < p->top_p * total) n = 0;
         }
         if (n == 0) {
-            for (int i = 0; i < V; i++)
-                if (weight[i] > 0) {
-                    idx[n] = i;
-                    cv[n] = row[i];
-                    cw[n] = weight[i];
-                    n++;
-                }
+            for (int i = 0; i < V; i++) {
+                /* branch-free: most weights are positive */
+                idx[n] = i;
+                cv[n] = row[i];
+                cw[n] = weight[i];
+                n += weight[i] > 0;
+            }
         }
     }
     if (p->top_p < 1) n = nucleus(s, n, p->top_p * total);
