@@ -6,9 +6,10 @@
  * synthetic tokenizer of the same size and token-id prompts:
  *
  *   1. concurrent: `clients` streaming clients each send `requests` requests one after another (mixed
- *      prompt lengths and max_tokens, temperature 0.8, top-p 0.95, a seed per request) to a server
- *      with `slots` slots: errors, aggregate completion tokens/s, time to first token and the time
- *      between streamed tokens;
+ *      prompt lengths, three in four after a shared preamble as a system prompt would be, mixed
+ *      max_tokens, temperature 0.8, top-p 0.95, a seed per request) to a server with `slots` slots:
+ *      errors, aggregate completion tokens/s, time to first token and the time between streamed
+ *      tokens;
  *   2. solo: a fresh server (empty state cache), one client sending the same requests one at a time:
  *      every response must equal its concurrent twin, and its tokens/s is one client's.
  *
@@ -16,6 +17,7 @@
  * or mismatch, or when the concurrent tokens/s is below `--min-ratio` × one client's (2.5).
  *
  * Options: --clients 16 --requests 8 --slots 4 --threads N (the server's CPU threads; 0: all cores)
+ *          --unique (no shared preambles: every prompt token is prefilled)
  *          --timeout 1500 --min-ratio 2.5 --out FILE
  *          --model DIR --tokenizer FILE (default: the bench model and GPT-NeoX's tokenizer)
  *
@@ -28,8 +30,9 @@ import { cacheRoot, ensureBenchModel } from "./make_bench_models.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const AUSTEN = new URL("../../shared/data/austen/", import.meta.url);
-const PROMPT_TOKENS = [8, 24, 60, 120, 250, 500];
-const MAX_TOKENS = [32, 48, 64, 96];
+const PROMPT_TOKENS = [8, 24, 60, 120, 250];
+const PREAMBLE_TOKENS = 300;
+const MAX_TOKENS = [48, 64, 96, 128];
 
 interface Spec {
   client: number;
@@ -62,12 +65,18 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-/** Prompts of mixed lengths: Austen passages of about n tokens, or n token ids. */
+/**
+ * Prompts of mixed lengths (Austen passages of about n tokens, or n token ids). As in chat and agent
+ * traffic, three requests in four start with one of two shared preambles of about 300 tokens (a system
+ * prompt), which the state cache serves from its chunk boundary; the fourth is a prompt of its own.
+ * `unique`: every prompt is its own (no preamble), so every prompt token is prefilled.
+ */
 async function makeSpecs(
   clients: number,
   requests: number,
   tokenizer: Tokenizer,
   text: boolean,
+  unique: boolean,
 ): Promise<Spec[]> {
   const rng = new Xoshiro128(2024);
   let corpus = "";
@@ -76,18 +85,22 @@ async function makeSpecs(
       if (e.name.endsWith(".txt")) corpus += await Deno.readTextFile(new URL(e.name, AUSTEN));
     }
   }
+  /** About n tokens of text (ending on a word, so that what follows cannot merge into it), or n ids. */
+  const passage = (n: number): string | number[] => {
+    if (!text) return Array.from({ length: n }, () => 1 + Math.floor(rng.nextFloat() * 50000));
+    const at = Math.floor(rng.nextFloat() * (corpus.length - 8 * n));
+    const ids = tokenizer.encode(corpus.slice(at, at + 8 * n)).slice(1, n + 1);
+    return tokenizer.decode(ids).trimEnd();
+  };
+  const join = (a: string | number[], b: string | number[]) =>
+    typeof a === "string" ? `${a}\n\n${b}` : [...a, ...(b as number[])];
+  const preambles = [passage(PREAMBLE_TOKENS), passage(PREAMBLE_TOKENS)];
   const specs: Spec[] = [];
   for (let c = 0; c < clients; c++) {
     for (let r = 0; r < requests; r++) {
       const n = PROMPT_TOKENS[(c + 3 * r) % PROMPT_TOKENS.length];
-      let prompt: string | number[];
-      if (text) {
-        const at = Math.floor(rng.nextFloat() * (corpus.length - 8 * n));
-        const ids = tokenizer.encode(corpus.slice(at, at + 8 * n)).slice(1, n + 1);
-        prompt = tokenizer.decode(ids);
-      } else {
-        prompt = Array.from({ length: n }, () => 1 + Math.floor(rng.nextFloat() * 50000));
-      }
+      const shared = !unique && (c + r) % 4 !== 0;
+      const prompt = shared ? join(preambles[(c + r) % 2], passage(n)) : passage(n);
       specs.push({
         client: c,
         index: r,
@@ -270,6 +283,7 @@ async function main(): Promise<number> {
       model: { type: "string" },
       tokenizer: { type: "string" },
       threads: { type: "string", default: "0" },
+      unique: { type: "boolean", default: false },
     },
     strict: true,
   });
@@ -292,12 +306,16 @@ async function main(): Promise<number> {
     }
   }
   const tokenizer = await Tokenizer.load(tokenizerPath);
-  const specs = await makeSpecs(clients, requests, tokenizer, text);
+  const unique = values.unique!;
+  const specs = await makeSpecs(clients, requests, tokenizer, text, unique);
   console.error(
     `loadtest: ${clients} clients × ${requests} requests, ${slots} slots, ${
       text ? "text" : "token-id"
     } prompts ` +
-      `of ${PROMPT_TOKENS.join("/")} tokens, max_tokens ${MAX_TOKENS.join("/")}`,
+      `of ${PROMPT_TOKENS.join("/")} tokens${
+        unique ? "" : ` (3 in 4 after a shared ${PREAMBLE_TOKENS}-token preamble)`
+      }, ` +
+      `max_tokens ${MAX_TOKENS.join("/")}`,
   );
 
   const threads = Number(values.threads);
@@ -322,7 +340,8 @@ async function main(): Promise<number> {
       Deno.loadavg().map((x) => x.toFixed(2)).join(" ")
     }`,
     model: model.split("/").pop(),
-    prompts: text ? `Austen text (${tokenizerPath.split("/").pop()})` : "token ids",
+    prompts: (text ? `Austen text (${tokenizerPath.split("/").pop()})` : "token ids") +
+      (unique ? ", all distinct" : `, 3 in 4 after one of 2 shared ${PREAMBLE_TOKENS}-token preambles`),
     clients,
     requests,
     slots,
