@@ -571,14 +571,31 @@ export class MambaEngine implements Disposable {
     check(this.#lib, this.#lib.symbols.mamba_reset(handle, seq ?? -1));
   }
 
-  /** A copy of sequence `seq`'s conv and SSM state (for prompt caching). */
-  saveState(seq = 0): Uint8Array {
+  /**
+   * A copy of sequence `seq`'s conv and SSM state (for prompt caching), written into `into` when given
+   * (a buffer of {@linkcode MambaEngine.stateBytes} bytes, e.g. one to reuse), else into a new one.
+   */
+  saveState(seq = 0, into?: Uint8Array): Uint8Array {
     const handle = this.#live();
     this.#checkSeq(seq);
     const size = Number(this.#lib.symbols.mamba_state_size(handle));
-    const out = new Uint8Array(size);
-    check(this.#lib, this.#lib.symbols.mamba_state_save(handle, seq, out, BigInt(size)));
+    if (into && into.byteLength !== size) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `saveState: the buffer has ${into.byteLength} bytes; this model's state needs ${size}`,
+      );
+    }
+    const out = into ?? new Uint8Array(size);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_state_save(handle, seq, out as Uint8Array<ArrayBuffer>, BigInt(size)),
+    );
     return out;
+  }
+
+  /** Bytes of one sequence's saved state ({@linkcode MambaEngine.saveState}). */
+  get stateBytes(): number {
+    return Number(this.#lib.symbols.mamba_state_size(this.#live()));
   }
 
   /** Restores sequence `seq` from bytes returned by {@linkcode MambaEngine.saveState} of the same model. */

@@ -209,6 +209,11 @@ Deno.test("StateCache: longest usable prefix, LRU eviction within the byte bound
   assert.equal(cache.lookup(p)?.tokens.length, 8);
   cache.store([7, 7, 7, 7], state(100_000), logits); // larger than the whole cache: not kept
   assert.equal(cache.lookup([7, 7, 7, 7]), undefined);
+  assert.ok(cache.has(p.slice(0, 8)) && !cache.has(p.slice(0, 7)) && !cache.has([1, 2, 3, 5]));
+  // the evicted entry's state buffer is offered for the next state
+  const spare = cache.spare(1000);
+  assert.equal(spare?.byteLength, 1000);
+  assert.equal(cache.spare(999), undefined);
 });
 
 Deno.test("server: errors have OpenAI's shape and status", async () => {

@@ -232,8 +232,10 @@ export class Scheduler {
     try {
       engine.prefill(ids.subarray(slot.pos, end), slot.seq);
       slot.pos = end;
-      if (cache && (end === L || end === aligned)) {
-        cache.store(ids.subarray(0, end), engine.saveState(slot.seq), engine.row(slot.seq).slice());
+      const prefix = ids.subarray(0, end);
+      if (cache && (end === L || end === aligned) && !cache.has(prefix)) {
+        const state = engine.saveState(slot.seq, cache.spare(engine.stateBytes));
+        cache.store(prefix, state, engine.row(slot.seq).slice());
       }
     } catch (e) {
       slot.job.fail(e as Error);

@@ -52,6 +52,7 @@ export class StateCache {
   /** Prefix lengths that are multiples of this can be continued exactly. */
   readonly align: number;
   #entries = new Map<string, CacheEntry>(); // in LRU order, least recent first
+  #spare: Uint8Array[] = []; // state buffers of evicted entries, for the next ones
   #bytes = 0;
   #hits = 0;
   #lookups = 0;
@@ -80,8 +81,33 @@ export class StateCache {
     return { lookups: this.#lookups, hits: this.#hits };
   }
 
-  static #key(length: number, h1: number, h2: number): string {
+  static #key(tokens: ArrayLike<number>): string {
+    let h1 = 0x811c9dc5, h2 = 0x2545f491;
+    for (let i = 0; i < tokens.length; i++) {
+      h1 = mix(h1, tokens[i], 0x01000193);
+      h2 = mix(h2, tokens[i], 0x5bd1e995);
+    }
+    return StateCache.#keyOf(tokens.length, h1, h2);
+  }
+
+  static #keyOf(length: number, h1: number, h2: number): string {
     return `${length}:${h1}:${h2}`;
+  }
+
+  /** Whether the prefix `tokens` is held (then storing it again would store the same bits). */
+  has(tokens: ArrayLike<number>): boolean {
+    const entry = this.#entries.get(StateCache.#key(tokens));
+    return entry !== undefined && entry.tokens.length === tokens.length &&
+      StateCache.#isPrefix(entry.tokens, tokens);
+  }
+
+  /**
+   * A state buffer of `bytes` bytes left by an evicted entry, to save the next state into (allocating
+   * and zeroing tens of megabytes per prompt shows), or undefined.
+   */
+  spare(bytes: number): Uint8Array | undefined {
+    const i = this.#spare.findIndex((b) => b.byteLength === bytes);
+    return i < 0 ? undefined : this.#spare.splice(i, 1)[0];
   }
 
   /**
@@ -97,7 +123,7 @@ export class StateCache {
       h1 = mix(h1, prompt[i], 0x01000193);
       h2 = mix(h2, prompt[i], 0x5bd1e995);
       const n = i + 1;
-      if (n % this.align === 0 || n === prompt.length) keys.push(StateCache.#key(n, h1, h2));
+      if (n % this.align === 0 || n === prompt.length) keys.push(StateCache.#keyOf(n, h1, h2));
     }
     for (let k = keys.length - 1; k >= 0; k--) {
       const entry = this.#entries.get(keys[k]);
@@ -121,17 +147,9 @@ export class StateCache {
    * entries beyond `maxBytes`. An entry larger than the whole cache is not kept.
    */
   store(tokens: ArrayLike<number>, state: Uint8Array, logits: Float32Array): void {
-    let h1 = 0x811c9dc5, h2 = 0x2545f491;
-    for (let i = 0; i < tokens.length; i++) {
-      h1 = mix(h1, tokens[i], 0x01000193);
-      h2 = mix(h2, tokens[i], 0x5bd1e995);
-    }
-    const key = StateCache.#key(tokens.length, h1, h2);
+    const key = StateCache.#key(tokens);
     const old = this.#entries.get(key);
-    if (old) {
-      this.#entries.delete(key);
-      this.#bytes -= StateCache.#size(old);
-    }
+    if (old) this.#evict(key, old);
     const entry: CacheEntry = { tokens: Int32Array.from(tokens), state, logits };
     const size = StateCache.#size(entry);
     if (size > this.maxBytes) return;
@@ -139,9 +157,14 @@ export class StateCache {
     this.#bytes += size;
     for (const [k, e] of this.#entries) {
       if (this.#bytes <= this.maxBytes) break;
-      this.#entries.delete(k);
-      this.#bytes -= StateCache.#size(e);
+      this.#evict(k, e);
     }
+  }
+
+  #evict(key: string, e: CacheEntry): void {
+    this.#entries.delete(key);
+    this.#bytes -= StateCache.#size(e);
+    if (this.#spare.length < 2) this.#spare.push(e.state);
   }
 
   static #size(e: CacheEntry): number {
