@@ -76,6 +76,11 @@ Deno.test("stepSeqs rejects bad input and changes nothing", () => {
   assert.ok(same(engine.saveState(0), state));
 });
 
+Deno.test("metal (recorded full steps): subsets encode directly and give the same bits", () => {
+  using engine = load(`${FIXTURES}tiny-g2`, { backend: "metal", batchSize: 4, recorded: true });
+  checkSubsets(engine, [[0, 2, 3], [1], [0, 1, 2, 3]]);
+});
+
 Deno.test("metal: stepping some sequences gives the full step's bits in one command buffer", () => {
   using engine = load(`${FIXTURES}tiny-g2`, { backend: "metal", batchSize: 4 });
   checkSubsets(engine, SUBSETS);
