@@ -412,3 +412,48 @@ Deno.test("scheduler: an aborted job frees its slot before the next step and get
   assert.equal(afterAbort, 0);
   scheduler.close();
 });
+
+Deno.test("scheduler: a new prompt is prefilled one block between two tokens of a running stream", async () => {
+  using engine = MambaEngine.loadSync(DEMO, { backend: "cpu", batchSize: 2 });
+  const blocks: number[] = []; // prefill calls since the running job's last token
+  const prefill = engine.prefill.bind(engine);
+  engine.prefill = (tokens: ArrayLike<number>, seq?: number) => {
+    blocks.push(tokens.length);
+    return prefill(tokens, seq);
+  };
+  const scheduler = new Scheduler(engine, { maxQueue: 4, prefillBlock: 64, cache: null, vocabLimit: 8192 });
+  const eos: number[] = [];
+  const worst: number[] = [];
+  const { promise: done, resolve } = Promise.withResolvers<void>();
+  let tokens = 0;
+  const running = new CompletionJob([1, 2, 3], 60, { seed: 1 }, [], eos, tokenizer.decodeStream(), {
+    text: () => {
+      if (++tokens === 5) {
+        // a 700-token prompt arrives while this one streams
+        const late = new CompletionJob(
+          randomPrompt(700, 9),
+          2,
+          { seed: 2 },
+          [],
+          eos,
+          tokenizer.decodeStream(),
+          {
+            text: () => {},
+            finish: () => {},
+            fail: () => {},
+          },
+        );
+        scheduler.submit(late);
+      }
+      worst.push(blocks.reduce((a, b) => a + b, 0));
+      blocks.length = 0;
+    },
+    finish: () => resolve(),
+    fail: () => resolve(),
+  });
+  scheduler.submit(running);
+  await done;
+  scheduler.close();
+  assert.ok(worst.some((n) => n > 0), "the late prompt was not prefilled while the stream ran");
+  assert.ok(Math.max(...worst) <= 64, `up to ${Math.max(...worst)} prompt tokens between two tokens`);
+});
