@@ -18,6 +18,7 @@
  *
  * Options: --clients 16 --requests 8 --slots 4 --threads N (the server's CPU threads; 0: all cores)
  *          --unique (no shared preambles: every prompt token is prefilled)
+ *          --max-tokens 96,128,160,192 (the completion lengths, used in turn)
  *          --timeout 3600 --min-ratio 2.5 --out FILE
  *          --model DIR --tokenizer FILE (default: the bench model and GPT-NeoX's tokenizer)
  *
@@ -79,6 +80,7 @@ async function makeSpecs(
   tokenizer: Tokenizer,
   text: boolean,
   unique: boolean,
+  maxTokens: number[],
 ): Promise<Spec[]> {
   const rng = new Xoshiro128(2024);
   let corpus = "";
@@ -109,7 +111,7 @@ async function makeSpecs(
         body: {
           model: "bench",
           prompt,
-          max_tokens: MAX_TOKENS[(5 * c + r) % MAX_TOKENS.length],
+          max_tokens: maxTokens[(5 * c + r) % maxTokens.length],
           temperature: 0.8,
           top_p: 0.95,
           seed: 1000 * c + r,
@@ -286,6 +288,7 @@ async function main(): Promise<number> {
       tokenizer: { type: "string" },
       threads: { type: "string", default: "0" },
       unique: { type: "boolean", default: false },
+      "max-tokens": { type: "string" },
     },
     strict: true,
   });
@@ -309,7 +312,11 @@ async function main(): Promise<number> {
   }
   const tokenizer = await Tokenizer.load(tokenizerPath);
   const unique = values.unique!;
-  const specs = await makeSpecs(clients, requests, tokenizer, text, unique);
+  const maxTokens = values["max-tokens"] ? values["max-tokens"].split(",").map(Number) : MAX_TOKENS;
+  if (maxTokens.some((n) => !Number.isInteger(n) || n < 1)) {
+    throw new Error("--max-tokens takes whole numbers ≥ 1");
+  }
+  const specs = await makeSpecs(clients, requests, tokenizer, text, unique, maxTokens);
   console.error(
     `loadtest: ${clients} clients × ${requests} requests, ${slots} slots, ${
       text ? "text" : "token-id"
@@ -317,7 +324,7 @@ async function main(): Promise<number> {
       `of ${PROMPT_TOKENS.join("/")} tokens${
         unique ? "" : ` (3 in 4 after a shared ${PREAMBLE_TOKENS}-token preamble)`
       }, ` +
-      `max_tokens ${MAX_TOKENS.join("/")}`,
+      `max_tokens ${maxTokens.join("/")}`,
   );
 
   const threads = Number(values.threads);
