@@ -279,6 +279,7 @@ export class MambaEngine implements Disposable {
   #stepTokens: Int32Array<ArrayBuffer>;
   #stepSeqs: Int32Array<ArrayBuffer>;
   #sampled: Int32Array<ArrayBuffer>;
+  #sampledViews: Int32Array[];
   #samplerParams = new DataView(new ArrayBuffer(SAMPLING_BYTES));
   #rngOut = new Uint32Array(4);
   #countersOut = new BigUint64Array(6);
@@ -317,6 +318,8 @@ export class MambaEngine implements Disposable {
     this.#stepTokens = new Int32Array(this.batchSize);
     this.#stepSeqs = new Int32Array(this.batchSize);
     this.#sampled = new Int32Array(this.batchSize);
+    // One view per length, made once: sampling a step allocates nothing.
+    this.#sampledViews = Array.from({ length: this.batchSize + 1 }, (_, n) => this.#sampled.subarray(0, n));
     finalizer.register(this.#logitsBuffer, { lib, handle }, this);
   }
 
@@ -528,7 +531,8 @@ export class MambaEngine implements Disposable {
 
   /**
    * Samples one token for each of `seqs` (distinct) in one native call. Returns a view of an internal
-   * buffer, rewritten by the next call: `out[i]` is the token of `seqs[i]`.
+   * buffer, rewritten by the next call (the same view for the same count): `out[i]` is the token of
+   * `seqs[i]`.
    *
    * @example
    * ```ts
@@ -547,7 +551,7 @@ export class MambaEngine implements Disposable {
       this.#stepSeqs[i] = seqs[i];
     }
     this.#sampleInto(seqs.length);
-    return this.#sampled.subarray(0, seqs.length);
+    return this.#sampledViews[seqs.length];
   }
 
   #sampleInto(n: number): void {

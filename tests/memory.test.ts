@@ -62,7 +62,8 @@ Deno.test("serving steps (native sampling, subset steps): 10,000 after warm-up k
       engine.stepSeqs(engine.sampleSeqs(which), which);
     }
   };
-  run(1000);
+  // Warm-up long enough for V8 to have compiled the loop and both calls (code space grows till then).
+  run(5000);
   const before = Deno.memoryUsage().rss;
   run(10_000);
   const grown = Deno.memoryUsage().rss - before;

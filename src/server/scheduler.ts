@@ -74,9 +74,9 @@ export class Scheduler {
   #closed = false;
   #seconds = 0; // a moving average of how long a job holds a slot, for Retry-After
   readonly #started = new Map<CompletionJob, number>();
-  readonly #stepSeqs: Int32Array;
-  readonly #stepTokens: Int32Array;
-  readonly #decodeSeqs: Int32Array;
+  readonly #stepSeqs: Int32Array[]; // [n]: a view of n sequences (made once: a step allocates nothing)
+  readonly #stepTokens: Int32Array[];
+  readonly #decodeSeqs: Int32Array[];
   readonly #decodeSlots: Slot[] = [];
 
   /** A scheduler over `engine` (its batch size is the number of slots). */
@@ -86,9 +86,13 @@ export class Scheduler {
     this.prefillBlock = Math.max(chunk, Math.ceil(options.prefillBlock / chunk) * chunk);
     this.#options = options;
     this.#slots = new Array(engine.batchSize).fill(null);
-    this.#stepSeqs = new Int32Array(engine.batchSize);
-    this.#stepTokens = new Int32Array(engine.batchSize);
-    this.#decodeSeqs = new Int32Array(engine.batchSize);
+    const views = () => {
+      const buffer = new Int32Array(engine.batchSize);
+      return Array.from({ length: engine.batchSize + 1 }, (_, n) => buffer.subarray(0, n));
+    };
+    this.#stepSeqs = views();
+    this.#stepTokens = views();
+    this.#decodeSeqs = views();
     void this.#loop();
   }
 
@@ -253,22 +257,22 @@ export class Scheduler {
     for (const s of this.#slots) if (s?.decoding) slots.push(s);
     if (slots.length === 0) return false;
     const { engine } = this;
-    const seqs = this.#decodeSeqs, stepSeqs = this.#stepSeqs, stepTokens = this.#stepTokens;
+    const seqs = this.#decodeSeqs[slots.length], stepSeqs = this.#stepSeqs, stepTokens = this.#stepTokens;
     for (let i = 0; i < slots.length; i++) seqs[i] = slots[i].seq;
     let n = 0;
     try {
-      const tokens = engine.sampleSeqs(seqs.subarray(0, slots.length));
+      const tokens = engine.sampleSeqs(seqs);
       for (let i = 0; i < slots.length; i++) {
         const slot = slots[i], id = tokens[i];
         if (slot.job.accept(id)) {
           this.#free(slot);
         } else {
-          stepSeqs[n] = slot.seq;
-          stepTokens[n] = id;
+          stepSeqs[slots.length][n] = slot.seq;
+          stepTokens[slots.length][n] = id;
           n++;
         }
       }
-      if (n > 0) engine.stepSeqs(stepTokens.subarray(0, n), stepSeqs.subarray(0, n));
+      if (n > 0) engine.stepSeqs(stepTokens[n], stepSeqs[n]);
     } catch (e) {
       for (const slot of slots) {
         if (this.#slots[slot.seq] === slot) {
