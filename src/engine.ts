@@ -167,8 +167,30 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
 
 const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
 
-/** sizeof(mamba_sampling) in swift/include/mamba.h. */
-const SAMPLING_BYTES = 56;
+/**
+ * Byte offsets of `mamba_sampling`'s fields (swift/include/mamba.h) and its size; a test derives them from
+ * the header.
+ */
+export const SAMPLING_LAYOUT: {
+  temperature: number;
+  top_p: number;
+  min_p: number;
+  repetition_penalty: number;
+  top_k: number;
+  vocab: number;
+  rng_state: number;
+  size: number;
+} = {
+  temperature: 0,
+  top_p: 8,
+  min_p: 16,
+  repetition_penalty: 24,
+  top_k: 32,
+  vocab: 36,
+  rng_state: 40,
+  size: 56,
+};
+const SAMPLING_BYTES = SAMPLING_LAYOUT.size;
 
 /** A tuning table and the file or URL it came from (native errors about it name that). */
 interface TuneTable {
@@ -501,13 +523,14 @@ export class MambaEngine implements Disposable {
     }
     const rng = new Xoshiro128(options.seed ?? Math.floor(Math.random() * 2 ** 52)).state();
     const p = this.#samplerParams;
-    p.setFloat64(0, o.temperature, true);
-    p.setFloat64(8, o.topP, true);
-    p.setFloat64(16, o.minP, true);
-    p.setFloat64(24, o.repetitionPenalty, true);
-    p.setInt32(32, o.topK, true);
-    p.setInt32(36, vocabLimit, true);
-    for (let i = 0; i < 4; i++) p.setUint32(40 + 4 * i, rng[i], true);
+    const at = SAMPLING_LAYOUT;
+    p.setFloat64(at.temperature, o.temperature, true);
+    p.setFloat64(at.top_p, o.topP, true);
+    p.setFloat64(at.min_p, o.minP, true);
+    p.setFloat64(at.repetition_penalty, o.repetitionPenalty, true);
+    p.setInt32(at.top_k, o.topK, true);
+    p.setInt32(at.vocab, vocabLimit, true);
+    for (let i = 0; i < 4; i++) p.setUint32(at.rng_state + 4 * i, rng[i], true);
     const ids = history instanceof Int32Array ? history : Int32Array.from(history);
     check(
       this.#lib,
