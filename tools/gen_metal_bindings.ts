@@ -6,10 +6,12 @@
 //
 // For every .metal file of a source set it writes, next to the C++ target that compiles them, the
 // file's C++ view (<stem>.metal.h) and <stem>.cpp (trampolines and the kernel table, see
-// metal_bindings/emit_cpp.ts), and one Swift file with every source's text (metal_bindings/emit_swift.ts).
-// Kernel parameter bindings come from the kernels' own signatures (metal_bindings/parse.ts); nothing
-// is bound by hand.
+// metal_bindings/emit_cpp.ts), one Swift file with every source's text (metal_bindings/emit_swift.ts)
+// and, for the engine's kernels, the host's named bindings (metal_bindings/emit_bindings.ts). Kernel
+// parameter bindings come from the kernels' own signatures (metal_bindings/parse.ts); nothing is bound
+// by hand.
 
+import { type BindingFile, emitBindings } from "./metal_bindings/emit_bindings.ts";
 import { emitCpp, emitView } from "./metal_bindings/emit_cpp.ts";
 import { emitSwift } from "./metal_bindings/emit_swift.ts";
 import { sourceHash } from "./metal_bindings/hash.ts";
@@ -23,6 +25,8 @@ export interface SourceSet {
   swiftFile: string;
   enumName: string;
   description: string;
+  /** Where the host's named bindings go (kernels the engine dispatches), and their namespace. */
+  bindings?: { swiftFile: string; namespace: string };
 }
 
 export const SOURCE_SETS: SourceSet[] = [
@@ -34,6 +38,7 @@ export const SOURCE_SETS: SourceSet[] = [
     enumName: "MetalSources",
     description:
       "The kernel sources in metal/: compiled by Metal on macOS, found precompiled by MetalCompat on Linux.",
+    bindings: { swiftFile: "swift/Sources/MambaMetal/Generated/KernelBindings.swift", namespace: "Kernel" },
   },
   {
     metalDir: "swift/Tests/MetalCompatTests/Kernels",
@@ -61,6 +66,7 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
   const out = new Map<string, string>();
   for (const set of SOURCE_SETS) {
     const files: { name: string; source: string }[] = [];
+    const bound: BindingFile[] = [];
     for (const name of (await listDir(`${root}/${set.metalDir}`)).filter((n) => n.endsWith(".metal"))) {
       const source = await Deno.readTextFile(`${root}/${set.metalDir}/${name}`);
       const displayPath = `${set.metalDir}/${name}`;
@@ -79,8 +85,10 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
         }),
       );
       files.push({ name, source });
+      bound.push({ stem, displayPath, parsed });
     }
     out.set(set.swiftFile, emitSwift({ enumName: set.enumName, description: set.description, files }));
+    if (set.bindings) out.set(set.bindings.swiftFile, emitBindings(set.bindings.namespace, bound));
   }
   return out;
 }

@@ -52,19 +52,14 @@ final class RecordingSink: MetalCommandSink {
     private var threadgroupMemory: [(Int, Int)] = []
     private var barrierBeforeNext = false
 
-    /// Largest buffer index any kernel binds, plus one.
-    static let maxBufferBindCount = 9
-    /// Largest [[threadgroup(n)]] index any kernel uses, plus one (all use threadgroup(0)).
-    static let maxThreadgroupMemoryBindCount = 1
-
     init(device: any MTLDevice, maxCommands: Int) throws {
         let desc = MTLIndirectCommandBufferDescriptor()
         desc.commandTypes = [.concurrentDispatch, .concurrentDispatchThreads]
         desc.inheritPipelineState = false
         desc.inheritBuffers = false
-        desc.maxKernelBufferBindCount = RecordingSink.maxBufferBindCount
+        desc.maxKernelBufferBindCount = Kernel.maxBufferBindCount
         // macOS 14+ (the package's minimum); its default is undocumented, so reserve the slot explicitly.
-        desc.maxKernelThreadgroupMemoryBindCount = RecordingSink.maxThreadgroupMemoryBindCount
+        desc.maxKernelThreadgroupMemoryBindCount = Kernel.maxThreadgroupMemoryBindCount
         guard let icb = device.makeIndirectCommandBuffer(descriptor: desc, maxCommandCount: maxCommands, options: []) else {
             throw MambaFailure.backend("cannot create a Metal indirect command buffer of \(maxCommands) commands")
         }

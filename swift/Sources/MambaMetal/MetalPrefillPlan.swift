@@ -19,12 +19,12 @@ import MetalCompat
 
 final class MetalPrefillPlan {
     private let model: MetalModel
-    private let embed: any MTLComputePipelineState
-    private let conv: any MTLComputePipelineState
-    private let cumsum: any MTLComputePipelineState
-    private let chunkState: any MTLComputePipelineState
-    private let statePassing: any MTLComputePipelineState
-    private let chunkScan: any MTLComputePipelineState
+    private let embed: KernelPipeline<Kernel.EmbeddingGatherPrompt>
+    private let conv: KernelPipeline<Kernel.Conv1dPrefill>
+    private let cumsum: KernelPipeline<Kernel.ChunkCumsum>
+    private let chunkState: KernelPipeline<Kernel.ChunkState>
+    private let statePassing: KernelPipeline<Kernel.StatePassing>
+    private let chunkScan: KernelPipeline<Kernel.ChunkScan>
     private let inProj: MetalMatmul, outProj: MetalMatmul, cb: MetalMatmul
 
     static let dispatchesPerLayer = 8
@@ -38,18 +38,17 @@ final class MetalPrefillPlan {
     init(kernels: MetalKernels, model: MetalModel, tuning: MetalTuning) throws {
         let c = model.config, T = model.prefill.capacity, Q = c.chunkSize
         self.model = model
-        embed = try kernels.pipeline("embedding.metal", "embedding_gather_prompt", [
-            0: .int(c.dModel), 1: .int(1), 2: .bool(model.embeddingFormat.half), 3: .int(c.dConv),
-        ])
-        let ssd: [Int: FunctionConstant] = [
-            0: .int(c.dInner), 1: .int(c.dState), 2: .int(c.headDim), 3: .int(c.nHeads), 4: .int(c.nGroups),
-            5: .int(c.dConv), 6: .int(Q), 7: .int(T), 8: .float(Float(c.timeStepMin)), 9: .float(Float(c.timeStepMax)),
-        ]
-        conv = try kernels.pipeline("ssd_prefill.metal", "conv1d_prefill", ssd)
-        cumsum = try kernels.pipeline("ssd_prefill.metal", "chunk_cumsum", ssd)
-        chunkState = try kernels.pipeline("ssd_prefill.metal", "chunk_state", ssd)
-        statePassing = try kernels.pipeline("ssd_prefill.metal", "state_passing", ssd)
-        chunkScan = try kernels.pipeline("ssd_prefill.metal", "chunk_scan", ssd)
+        embed = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .init(
+            EMB_D_MODEL: c.dModel, EMB_BATCH: 1, EMB_HALF: model.embeddingFormat.half, EMB_D_CONV: c.dConv))
+        let ssd = Kernel.SsdPrefillConstants(
+            SSD_D_INNER: c.dInner, SSD_D_STATE: c.dState, SSD_HEAD_DIM: c.headDim, SSD_HEADS: c.nHeads,
+            SSD_GROUPS: c.nGroups, SSD_D_CONV: c.dConv, SSD_CHUNK: Q, SSD_CAPACITY: T,
+            SSD_DT_MIN: Float(c.timeStepMin), SSD_DT_MAX: Float(c.timeStepMax))
+        conv = try kernels.pipeline(Kernel.Conv1dPrefill.self, ssd)
+        cumsum = try kernels.pipeline(Kernel.ChunkCumsum.self, ssd)
+        chunkState = try kernels.pipeline(Kernel.ChunkState.self, ssd)
+        statePassing = try kernels.pipeline(Kernel.StatePassing.self, ssd)
+        chunkScan = try kernels.pipeline(Kernel.ChunkScan.self, ssd)
 
         let tile = tuning.matmulTile
         var inSpec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
@@ -77,8 +76,8 @@ final class MetalPrefillPlan {
         cbSpec.yInner = Q * Q
         cb = try MetalMatmul(kernels: kernels, spec: cbSpec)
 
-        let needs = [(embed, 256), (conv, 256), (statePassing, 256), (cumsum, 32),
-                     (chunkState, MetalPrefillPlan.ssdThreads), (chunkScan, MetalPrefillPlan.ssdThreads)]
+        let needs = [(embed.state, 256), (conv.state, 256), (statePassing.state, 256), (cumsum.state, 32),
+                     (chunkState.state, MetalPrefillPlan.ssdThreads), (chunkScan.state, MetalPrefillPlan.ssdThreads)]
         for (p, threads) in needs where p.maxTotalThreadsPerThreadgroup < threads {
             throw MambaFailure.backend("a Metal prefill pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }
@@ -94,14 +93,10 @@ final class MetalPrefillPlan {
         let groupTile = MTLSize(width: MetalPrefillPlan.ssdThreads, height: 1, depth: 1)
         func tiles(_ n: Int) -> Int { (n + tile - 1) / tile }
 
-        enc.setPipeline(embed)
-        enc.setBuffer(m.embedding, offset: 0, index: 0)
-        enc.setBuffer(m.tokens, offset: 0, index: 1)
-        enc.setBuffer(pf.residual, offset: 0, index: 2)
-        enc.setBuffer(m.convPos, offset: 4 * seq, index: 3)
-        enc.setBuffer(pf.count, offset: 0, index: 4)
-        enc.dispatchThreads(MTLSize(width: c.dModel, height: T, depth: 1),
-                            threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1))
+        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: (m.tokens, 0), residual: (pf.residual, 0),
+                                  conv_pos: (m.convPos, 4 * seq), count: (pf.count, 0)),
+                     .threads(MTLSize(width: c.dModel, height: T, depth: 1),
+                              threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
 
         for (l, L) in m.layers.enumerated() {
@@ -109,63 +104,38 @@ final class MetalPrefillPlan {
                           count: pf.count, tokens: T)
             enc.barrier()
 
-            enc.setPipeline(conv)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(m.convState, offset: f * (seq * c.nLayer + l) * c.convDim * c.dConv, index: 1)
-            enc.setBuffer(m.convPos, offset: 4 * seq, index: 2)
-            enc.setBuffer(L.buffer, offset: L.convWeight, index: 3)
-            enc.setBuffer(L.buffer, offset: L.convBias, index: 4)
-            enc.setBuffer(pf.xbc, offset: 0, index: 5)
-            enc.setBuffer(pf.count, offset: 0, index: 6)
-            enc.dispatchThreadgroups(MTLSize(width: (c.convDim + 31) / 32, height: 1, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 32, height: 8, depth: 1))
-
-            enc.setPipeline(cumsum)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(L.buffer, offset: L.headParams, index: 1)
-            enc.setBuffer(pf.dt, offset: 0, index: 2)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 3)
-            enc.setBuffer(pf.count, offset: 0, index: 4)
-            enc.dispatchThreadgroups(MTLSize(width: c.nHeads, height: chunks, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
+            enc.dispatch(conv, .init(zxbcdt: (pf.zxbcdt, 0),
+                                     conv_state: (m.convState, f * (seq * c.nLayer + l) * c.convDim * c.dConv),
+                                     conv_pos: (m.convPos, 4 * seq), conv_w: (L.buffer, L.convWeight),
+                                     conv_b: (L.buffer, L.convBias), xbc: (pf.xbc, 0), count: (pf.count, 0)),
+                         .threadgroups(MTLSize(width: (c.convDim + 31) / 32, height: 1, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 32, height: 8, depth: 1)))
+            enc.dispatch(cumsum, .init(zxbcdt: (pf.zxbcdt, 0), head_p: (L.buffer, L.headParams), dt: (pf.dt, 0),
+                                       cs: (pf.cumsum, 0), count: (pf.count, 0)),
+                         .threadgroups(MTLSize(width: c.nHeads, height: chunks, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1)))
             enc.barrier()
 
             cb.encode(enc, w: (pf.xbc, f * c.dInner), x: (pf.xbc, f * (c.dInner + c.nGroups * c.dState)), y: (pf.cb, 0),
-                      norm: (pf.xbc, 0), count: pf.count, tokens: T, batches: chunks * c.nGroups)
-
-            enc.setPipeline(chunkState)
-            enc.setBuffer(pf.xbc, offset: 0, index: 0)
-            enc.setBuffer(pf.dt, offset: 0, index: 1)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 2)
-            enc.setBuffer(pf.states, offset: 0, index: 3)
-            enc.setBuffer(pf.count, offset: 0, index: 4)
-            enc.setThreadgroupMemory(f * (2 * tile * tile + tile), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: tiles(c.dState), height: tiles(c.headDim), depth: chunks * c.nHeads),
-                                     threadsPerThreadgroup: groupTile)
+                      norm: nil, count: pf.count, tokens: T, batches: chunks * c.nGroups)
+            enc.dispatch(chunkState, .init(xbc: (pf.xbc, 0), dt: (pf.dt, 0), cs: (pf.cumsum, 0), states: (pf.states, 0),
+                                           count: (pf.count, 0), shared: f * (2 * tile * tile + tile)),
+                         .threadgroups(MTLSize(width: tiles(c.dState), height: tiles(c.headDim), depth: chunks * c.nHeads),
+                                       threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            enc.setPipeline(statePassing)
-            enc.setBuffer(pf.states, offset: 0, index: 0)
-            enc.setBuffer(m.ssmState, offset: f * (seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState, index: 1)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 2)
-            enc.setBuffer(pf.count, offset: 0, index: 3)
-            enc.dispatchThreads(MTLSize(width: c.headDim * c.dState, height: c.nHeads, depth: 1),
-                                threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+            enc.dispatch(statePassing, .init(states: (pf.states, 0),
+                                             ssm_state: (m.ssmState, f * (seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState),
+                                             cs: (pf.cumsum, 0), count: (pf.count, 0)),
+                         .threads(MTLSize(width: c.headDim * c.dState, height: c.nHeads, depth: 1),
+                                  threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             enc.barrier()
 
-            enc.setPipeline(chunkScan)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(pf.xbc, offset: 0, index: 1)
-            enc.setBuffer(pf.dt, offset: 0, index: 2)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 3)
-            enc.setBuffer(pf.cb, offset: 0, index: 4)
-            enc.setBuffer(pf.states, offset: 0, index: 5)
-            enc.setBuffer(L.buffer, offset: L.headParams, index: 6)
-            enc.setBuffer(pf.gated, offset: 0, index: 7)
-            enc.setBuffer(pf.count, offset: 0, index: 8)
-            enc.setThreadgroupMemory(f * (2 * tile * tile + 2 * tile), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: tiles(c.headDim), height: tiles(min(Q, T)), depth: chunks * c.nHeads),
-                                     threadsPerThreadgroup: groupTile)
+            enc.dispatch(chunkScan, .init(zxbcdt: (pf.zxbcdt, 0), xbc: (pf.xbc, 0), dt: (pf.dt, 0), cs: (pf.cumsum, 0),
+                                          cb: (pf.cb, 0), states: (pf.states, 0), head_p: (L.buffer, L.headParams),
+                                          gated: (pf.gated, 0), count: (pf.count, 0), shared: f * (2 * tile * tile + 2 * tile)),
+                         .threadgroups(MTLSize(width: tiles(c.headDim), height: tiles(min(Q, T)), depth: chunks * c.nHeads),
+                                       threadsPerThreadgroup: groupTile))
             enc.barrier()
 
             outProj.encode(enc, w: (L.buffer, L.outProj), x: (pf.gated, 0), y: (pf.residual, 0),

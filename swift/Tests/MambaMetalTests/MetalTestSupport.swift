@@ -47,10 +47,11 @@ class MetalTestCase: XCTestCase {
         Array(UnsafeBufferPointer(start: b.contents().assumingMemoryBound(to: Float.self), count: n))
     }
 
-    func run(_ encode: (any MTLComputeCommandEncoder) -> Void) throws {
+    /// One command buffer, encoded through the backend's own sink (so kernels are bound by name).
+    func run(_ encode: (EncoderSink) -> Void) throws {
         let cb = try XCTUnwrap(queue.makeCommandBuffer())
         let enc = try XCTUnwrap(cb.makeComputeCommandEncoder())
-        encode(enc)
+        encode(EncoderSink(enc))
         enc.endEncoding()
         cb.commit()
         cb.waitUntilCompleted()
