@@ -60,7 +60,7 @@ final class MetalBackend: Backend {
         sequencePlan = batch == 1 ? stepPlan : try MetalDecodePlan(kernels: kernels, model: model, rows: 1, tuning: tuning)
         prefillPlan = try MetalPrefillPlan(kernels: kernels, model: model, tuning: tuning)
         prefillMode = options.prefillMode
-        logits = model.logits.contents().assumingMemoryBound(to: Float.self)
+        logits = model.logits.buffer.contents().assumingMemoryBound(to: Float.self)
         if options.recorded {
             let recorder = try RecordingSink(device: gpu, maxCommands: stepPlan.dispatchesPerToken)
             stepPlan.encode(recorder, seq: 0, tokenIndex: 0, logits: true)
@@ -73,7 +73,7 @@ final class MetalBackend: Backend {
         own.allocatedBytes = UInt64(model.arena.heap.size)
     }
 
-    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.contents().assumingMemoryBound(to: Int32.self) }
+    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.buffer.contents().assumingMemoryBound(to: Int32.self) }
 
     /// One command buffer with one compute encoder: `body` encodes, then commit and wait.
     private func run(_ body: (EncoderSink) -> Int) throws {
@@ -118,7 +118,7 @@ final class MetalBackend: Backend {
     /// One command buffer per block of prefillPlan.capacity tokens; each block continues from the state
     /// the previous one left (or the sequence's state), and the last one also computes the logits.
     private func prefillChunked(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
-        let pf = model.prefill, c = model.config
+        let pf = model.prefill
         var start = 0
         while start < tokens.count {
             let n = min(pf.capacity, tokens.count - start)
@@ -128,7 +128,7 @@ final class MetalBackend: Backend {
             try run { enc in
                 var dispatches = prefillPlan.encode(enc, seq: seq, tokens: n)
                 if last {
-                    sequencePlan.encodeLogits(enc, residual: pf.residual, offset: 4 * (n - 1) * c.dModel, seq: seq)
+                    sequencePlan.encodeLogits(enc, residual: pf.residual.row(n - 1), seq: seq)
                     dispatches += 1
                 }
                 return dispatches

@@ -32,15 +32,15 @@ final class MetalDecodePlan {
         self.rows = rows
         self.model = model
         embed = try kernels.pipeline(Kernel.EmbeddingGather.self, .init(
-            EMB_D_MODEL: c.dModel, EMB_BATCH: rows, EMB_HALF: model.embeddingFormat.half, EMB_D_CONV: c.dConv))
+            EMB_D_MODEL: c.dModel, EMB_BATCH: rows, EMB_HALF: model.formats.embedding.half, EMB_D_CONV: c.dConv))
         func matvec(_ n: Int, _ k: Int, half: Bool, norm: MatvecNorm, accumulate: Bool) throws -> MetalMatvec {
             try MetalMatvec(kernels: kernels, spec: MatvecSpec(
                 n: n, k: k, batch: rows, weightsHalf: half, norm: norm, accumulate: accumulate, groups: c.nGroups,
                 heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup))
         }
-        inProj = try matvec(c.dInProj, c.dModel, half: model.inProjFormat.half, norm: .rms, accumulate: false)
-        outProj = try matvec(c.dModel, c.dInner, half: model.outProjFormat.half, norm: .gatedGroups, accumulate: true)
-        lmHead = try matvec(c.vocabSize, c.dModel, half: model.lmHeadFormat.half, norm: .rms, accumulate: false)
+        inProj = try matvec(c.dInProj, c.dModel, half: model.formats.inProj.half, norm: .rms, accumulate: false)
+        outProj = try matvec(c.dModel, c.dInner, half: model.formats.outProj.half, norm: .gatedGroups, accumulate: true)
+        lmHead = try matvec(c.vocabSize, c.dModel, half: model.formats.lmHead.half, norm: .rms, accumulate: false)
         block = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
             SSM_GROUPS: c.nGroups, SSM_D_CONV: c.dConv, SSM_LAYERS: c.nLayer, SSM_DT_MIN: Float(c.timeStepMin),
@@ -57,41 +57,36 @@ final class MetalDecodePlan {
     /// Returns the number of dispatches encoded.
     @discardableResult
     func encode(_ enc: MetalCommandSink, seq: Int, tokenIndex: Int, logits: Bool) -> Int {
-        let m = model, c = model.config, f = 4
-        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: (m.tokens, 4 * tokenIndex),
-                                  residual: (m.residual, f * seq * c.dModel), conv_pos: (m.convPos, 4 * seq)),
+        let m = model, c = model.config
+        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: m.tokens.row(tokenIndex),
+                                  residual: m.residual.row(seq), conv_pos: m.convPos.row(seq)),
                      .threads(MTLSize(width: c.dModel, height: rows, depth: 1),
                               threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
         for (l, L) in m.layers.enumerated() {
-            inProj.encode(enc, w: (L.buffer, L.inProj), x: (m.residual, f * seq * c.dModel),
-                          y: (m.zxbcdt, f * seq * c.dInProj), norm: (L.buffer, L.norm))
+            inProj.encode(enc, w: L[.inProj], x: m.residual.row(seq), y: m.zxbcdt.row(seq), norm: L[.norm])
             enc.barrier()
 
             enc.dispatch(block, .init(
-                zxbcdt: (m.zxbcdt, f * seq * c.dInProj),
-                conv_state: (m.convState, f * (seq * c.nLayer + l) * c.convDim * c.dConv),
-                ssm_state: (m.ssmState, f * (seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState),
-                conv_pos: (m.convPos, 4 * seq), conv_w: (L.buffer, L.convWeight), conv_b: (L.buffer, L.convBias),
-                head_p: (L.buffer, L.headParams), gated: (m.gated, f * seq * c.dInner),
-                sumsq: (m.sumsq, f * seq * c.nHeads), shared: blockThreadgroupMemory), blockGrid)
+                zxbcdt: m.zxbcdt.row(seq), conv_state: (m.convState.buffer, m.convStateOffset(seq: seq, layer: l)),
+                ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: seq, layer: l)), conv_pos: m.convPos.row(seq),
+                conv_w: L[.convWeight], conv_b: L[.convBias], head_p: L[.headParams], gated: m.gated.row(seq),
+                sumsq: m.sumsq.row(seq), shared: blockThreadgroupMemory), blockGrid)
             enc.barrier()
 
-            outProj.encode(enc, w: (L.buffer, L.outProj), x: (m.gated, f * seq * c.dInner),
-                           y: (m.residual, f * seq * c.dModel), norm: (L.buffer, L.gatedNorm),
-                           sumsq: (m.sumsq, f * seq * c.nHeads))
+            outProj.encode(enc, w: L[.outProj], x: m.gated.row(seq), y: m.residual.row(seq), norm: L[.gatedNorm],
+                           sumsq: m.sumsq.row(seq))
             enc.barrier()
         }
         guard logits else { return dispatchesPerToken - 1 }
-        encodeLogits(enc, residual: m.residual, offset: f * seq * c.dModel, seq: seq)
+        encodeLogits(enc, residual: m.residual.row(seq), seq: seq)
         return dispatchesPerToken
     }
 
-    /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual` from `offset`): also how a
-    /// prompt block gets its last token's logits.
-    func encodeLogits(_ enc: MetalCommandSink, residual: any MTLBuffer, offset: Int, seq: Int) {
+    /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual`): also how a prompt block gets
+    /// its last token's logits.
+    func encodeLogits(_ enc: MetalCommandSink, residual: KernelBuffer, seq: Int) {
         let m = model
-        lmHead.encode(enc, w: (m.lmHead, 0), x: (residual, offset), y: (m.logits, 4 * seq * m.config.vocabSize),
-                      norm: (m.normF, 0))
+        lmHead.encode(enc, w: (m.lmHead, 0), x: residual, y: m.logits.row(seq), norm: (m.normF, 0))
     }
 }

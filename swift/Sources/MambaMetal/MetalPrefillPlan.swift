@@ -39,7 +39,7 @@ final class MetalPrefillPlan {
         let c = model.config, T = model.prefill.capacity, Q = c.chunkSize
         self.model = model
         embed = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .init(
-            EMB_D_MODEL: c.dModel, EMB_BATCH: 1, EMB_HALF: model.embeddingFormat.half, EMB_D_CONV: c.dConv))
+            EMB_D_MODEL: c.dModel, EMB_BATCH: 1, EMB_HALF: model.formats.embedding.half, EMB_D_CONV: c.dConv))
         let ssd = Kernel.SsdPrefillConstants(
             SSD_D_INNER: c.dInner, SSD_D_STATE: c.dState, SSD_HEAD_DIM: c.headDim, SSD_HEADS: c.nHeads,
             SSD_GROUPS: c.nGroups, SSD_D_CONV: c.dConv, SSD_CHUNK: Q, SSD_CAPACITY: T,
@@ -52,13 +52,13 @@ final class MetalPrefillPlan {
 
         let tile = tuning.matmulTile
         var inSpec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
-        inSpec.weightsHalf = model.inProjFormat.half
+        inSpec.weightsHalf = model.formats.inProj.half
         inSpec.normGroups = 1
         inSpec.eps = Float(c.eps)
         inProj = try MetalMatmul(kernels: kernels, spec: inSpec)
 
         var outSpec = MatmulSpec(n: c.dModel, k: c.dInner, m: T, tile: tile, ldx: c.dInner, ldw: c.dInner, ldy: c.dModel)
-        outSpec.weightsHalf = model.outProjFormat.half
+        outSpec.weightsHalf = model.formats.outProj.half
         outSpec.normGroups = c.nGroups
         outSpec.eps = Float(c.eps)
         outSpec.accumulate = true
@@ -93,53 +93,56 @@ final class MetalPrefillPlan {
         let groupTile = MTLSize(width: MetalPrefillPlan.ssdThreads, height: 1, depth: 1)
         func tiles(_ n: Int) -> Int { (n + tile - 1) / tile }
 
-        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: (m.tokens, 0), residual: (pf.residual, 0),
-                                  conv_pos: (m.convPos, 4 * seq), count: (pf.count, 0)),
+        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: m.tokens.row(0), residual: pf.residual.row(0),
+                                  conv_pos: m.convPos.row(seq), count: pf.count.row(0)),
                      .threads(MTLSize(width: c.dModel, height: T, depth: 1),
                               threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
 
         for (l, L) in m.layers.enumerated() {
-            inProj.encode(enc, w: (L.buffer, L.inProj), x: (pf.residual, 0), y: (pf.zxbcdt, 0), norm: (L.buffer, L.norm),
-                          count: pf.count, tokens: T)
+            inProj.encode(enc, w: L[.inProj], x: pf.residual.row(0), y: pf.zxbcdt.row(0), norm: L[.norm],
+                          count: pf.count.buffer, tokens: T)
             enc.barrier()
 
-            enc.dispatch(conv, .init(zxbcdt: (pf.zxbcdt, 0),
-                                     conv_state: (m.convState, f * (seq * c.nLayer + l) * c.convDim * c.dConv),
-                                     conv_pos: (m.convPos, 4 * seq), conv_w: (L.buffer, L.convWeight),
-                                     conv_b: (L.buffer, L.convBias), xbc: (pf.xbc, 0), count: (pf.count, 0)),
+            enc.dispatch(conv, .init(zxbcdt: pf.zxbcdt.row(0),
+                                     conv_state: (m.convState.buffer, m.convStateOffset(seq: seq, layer: l)),
+                                     conv_pos: m.convPos.row(seq), conv_w: L[.convWeight], conv_b: L[.convBias],
+                                     xbc: pf.xbc.row(0), count: pf.count.row(0)),
                          .threadgroups(MTLSize(width: (c.convDim + 31) / 32, height: 1, depth: 1),
                                        threadsPerThreadgroup: MTLSize(width: 32, height: 8, depth: 1)))
-            enc.dispatch(cumsum, .init(zxbcdt: (pf.zxbcdt, 0), head_p: (L.buffer, L.headParams), dt: (pf.dt, 0),
-                                       cs: (pf.cumsum, 0), count: (pf.count, 0)),
+            enc.dispatch(cumsum, .init(zxbcdt: pf.zxbcdt.row(0), head_p: L[.headParams], dt: pf.dt.row(0),
+                                       cs: pf.cumsum.row(0), count: pf.count.row(0)),
                          .threadgroups(MTLSize(width: c.nHeads, height: chunks, depth: 1),
                                        threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1)))
             enc.barrier()
 
-            cb.encode(enc, w: (pf.xbc, f * c.dInner), x: (pf.xbc, f * (c.dInner + c.nGroups * c.dState)), y: (pf.cb, 0),
-                      norm: nil, count: pf.count, tokens: T, batches: chunks * c.nGroups)
-            enc.dispatch(chunkState, .init(xbc: (pf.xbc, 0), dt: (pf.dt, 0), cs: (pf.cumsum, 0), states: (pf.states, 0),
-                                           count: (pf.count, 0), shared: f * (2 * tile * tile + tile)),
+            // B and C are columns of xbc: B from column d_inner, C after the groups' B.
+            cb.encode(enc, w: (pf.xbc.buffer, f * c.dInner), x: (pf.xbc.buffer, f * (c.dInner + c.nGroups * c.dState)),
+                      y: pf.cb.row(0), norm: nil, count: pf.count.buffer, tokens: T, batches: chunks * c.nGroups)
+            enc.dispatch(chunkState, .init(xbc: pf.xbc.row(0), dt: pf.dt.row(0), cs: pf.cumsum.row(0),
+                                           states: pf.states.row(0), count: pf.count.row(0),
+                                           shared: f * (2 * tile * tile + tile)),
                          .threadgroups(MTLSize(width: tiles(c.dState), height: tiles(c.headDim), depth: chunks * c.nHeads),
                                        threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            enc.dispatch(statePassing, .init(states: (pf.states, 0),
-                                             ssm_state: (m.ssmState, f * (seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState),
-                                             cs: (pf.cumsum, 0), count: (pf.count, 0)),
+            enc.dispatch(statePassing, .init(states: pf.states.row(0),
+                                             ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: seq, layer: l)),
+                                             cs: pf.cumsum.row(0), count: pf.count.row(0)),
                          .threads(MTLSize(width: c.headDim * c.dState, height: c.nHeads, depth: 1),
                                   threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             enc.barrier()
 
-            enc.dispatch(chunkScan, .init(zxbcdt: (pf.zxbcdt, 0), xbc: (pf.xbc, 0), dt: (pf.dt, 0), cs: (pf.cumsum, 0),
-                                          cb: (pf.cb, 0), states: (pf.states, 0), head_p: (L.buffer, L.headParams),
-                                          gated: (pf.gated, 0), count: (pf.count, 0), shared: f * (2 * tile * tile + 2 * tile)),
+            enc.dispatch(chunkScan, .init(zxbcdt: pf.zxbcdt.row(0), xbc: pf.xbc.row(0), dt: pf.dt.row(0),
+                                          cs: pf.cumsum.row(0), cb: pf.cb.row(0), states: pf.states.row(0),
+                                          head_p: L[.headParams], gated: pf.gated.row(0), count: pf.count.row(0),
+                                          shared: f * (2 * tile * tile + 2 * tile)),
                          .threadgroups(MTLSize(width: tiles(c.headDim), height: tiles(min(Q, T)), depth: chunks * c.nHeads),
                                        threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            outProj.encode(enc, w: (L.buffer, L.outProj), x: (pf.gated, 0), y: (pf.residual, 0),
-                           norm: (L.buffer, L.gatedNorm), count: pf.count, tokens: T)
+            outProj.encode(enc, w: L[.outProj], x: pf.gated.row(0), y: pf.residual.row(0), norm: L[.gatedNorm],
+                           count: pf.count.buffer, tokens: T)
             enc.barrier()
         }
         return dispatchesPerBlock
