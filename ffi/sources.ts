@@ -46,6 +46,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MambaMetal/Engine.swift",
   "swift/Sources/MambaMetal/Errors.swift",
   "swift/Sources/MambaMetal/GPUCounterSource.swift",
+  "swift/Sources/MambaMetal/Generated/ABI.swift",
   "swift/Sources/MambaMetal/Generated/KernelBindings.swift",
   "swift/Sources/MambaMetal/Generated/MetalSources.swift",
   "swift/Sources/MambaMetal/JSON.swift",

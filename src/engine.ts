@@ -4,74 +4,10 @@
  * @module
  */
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
+import { GPU_COUNTERS } from "../ffi/symbols.ts";
+import { type LoadOptions, nativeOptions, type TuneTable } from "./options.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 import { MambaError, MambaStatus } from "./errors.ts";
-
-/**
- * Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU.
- *
- * @example
- * ```ts
- * const backend: BackendName = Deno.build.os === "darwin" ? "metal" : "cpu";
- * ```
- */
-export type BackendName = "auto" | "cpu" | "metal";
-/**
- * Weight dtype: `"auto"` keeps what the checkpoint stores.
- *
- * @example
- * ```ts
- * const dtype: WeightDType = "f16"; // halve the bytes each decode step reads
- * ```
- */
-export type WeightDType = "auto" | "f32" | "f16" | "bf16";
-
-/**
- * Options for {@linkcode MambaEngine.load}.
- *
- * @example
- * ```ts
- * const options: LoadOptions = { backend: "cpu", batchSize: 4, dtype: "f16", threads: 2 };
- * ```
- */
-export interface LoadOptions {
-  /** Compute backend (default `"auto"`). */
-  backend?: BackendName;
-  /** Number of independent sequences stepped together (default 1). */
-  batchSize?: number;
-  /** Weight dtype for the large matrices (default `"auto"`: as stored). */
-  dtype?: WeightDType;
-  /** CPU threads; 0 or absent: one per core. */
-  threads?: number;
-  /** Path of libMambaMetal; otherwise `MAMBA_METAL_LIB` or the package's own build is used. */
-  libraryPath?: string;
-  /** Metal: encode the decode step once into an indirect command buffer and replay it. */
-  recorded?: boolean;
-  /**
-   * Metal: the tuning table (configs/metal_tune.json format, written by `deno task tune`). Default: the
-   * package's own configs/metal_tune.json when present; `false` ignores any table.
-   */
-  tuneFile?: string | URL | false;
-  /** Metal: explicit kernel parameters, overriding the table (used by the tuner). */
-  tuning?: MetalTuningParams;
-  /** Receives progress lines while the native library is fetched and built (first use only). */
-  onProgress?: (line: string) => void;
-}
-
-/**
- * Metal kernel parameters (see configs/metal_tune.json).
- *
- * @example
- * ```ts
- * const tuning: MetalTuningParams = { matvecRowsPerSimdgroup: 4, matmulTile: 32 };
- * ```
- */
-export interface MetalTuningParams {
-  /** Rows of W per simdgroup in the decode matvec (1…4). */
-  matvecRowsPerSimdgroup?: number;
-  /** Output tile side of the prefill matmul (16 or 32). */
-  matmulTile?: number;
-}
 
 /**
  * The model's shape.
@@ -165,12 +101,6 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
 );
 
 const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
-
-/** A tuning table and the file or URL it came from (native errors about it name that). */
-interface TuneTable {
-  table: unknown;
-  source: string;
-}
 
 function parseTuneTable(text: string, where: string): TuneTable {
   try {
@@ -273,7 +203,7 @@ export class MambaEngine implements Disposable {
   #logitsBuffer: ArrayBuffer;
   #rows: Float32Array[];
   #stepTokens: Int32Array<ArrayBuffer>;
-  #countersOut = new BigUint64Array(6);
+  #countersOut = new BigUint64Array(GPU_COUNTERS.length);
 
   private constructor(lib: OpenedLibrary, handle: Deno.PointerValue) {
     this.#lib = lib;
@@ -341,14 +271,10 @@ export class MambaEngine implements Disposable {
 
   static #create(modelDir: string, options: LoadOptions, tune: TuneTable | undefined): MambaEngine {
     const lib = openLibrary(options.libraryPath);
-    const { libraryPath: _, onProgress: __, tuneFile: ___, ...rest } = options;
-    const native = tune === undefined
-      ? rest
-      : { ...rest, tuneTable: tune.table, tuneTableSource: tune.source };
     const out = new BigUint64Array(1);
     const status = lib.symbols.mamba_engine_create(
       encodeCString(modelDir),
-      encodeCString(JSON.stringify(native)),
+      encodeCString(JSON.stringify(nativeOptions(options, tune))),
       new Uint8Array(out.buffer),
     );
     check(lib, status);
@@ -462,14 +388,9 @@ export class MambaEngine implements Disposable {
     const handle = this.#live();
     const out = this.#countersOut;
     check(this.#lib, this.#lib.symbols.mamba_gpu_counters(handle, new Uint8Array(out.buffer), out.length));
-    return {
-      commandBuffers: Number(out[0]),
-      computeEncoders: Number(out[1]),
-      dispatches: Number(out[2]),
-      bufferAllocations: Number(out[3]),
-      heapAllocations: Number(out[4]),
-      allocatedBytes: Number(out[5]),
-    };
+    const counters = {} as GpuCounters;
+    GPU_COUNTERS.forEach((name, i) => counters[name] = Number(out[i]));
+    return counters;
   }
 
   /** Whether {@linkcode MambaEngine.close} has been called. */

@@ -17,6 +17,7 @@ import { emitSwift } from "./metal_bindings/emit_swift.ts";
 import { sourceHash } from "./metal_bindings/hash.ts";
 import { parseMetal } from "./metal_bindings/parse.ts";
 import { cppView } from "./metal_bindings/transform.ts";
+import { runGenerator, staleFiles, writeFiles } from "./generated.ts";
 
 export interface SourceSet {
   metalDir: string; // repo-relative
@@ -105,64 +106,26 @@ async function strayOutputs(root: string, expected: Map<string, string>): Promis
   return stray;
 }
 
+const GENERATOR = {
+  expected: expectedOutputs,
+  stray: strayOutputs,
+  task: "gen:metal",
+  what: "MetalCompat bindings",
+};
+
+async function outputs(root: string) {
+  const expected = await expectedOutputs(root);
+  return { expected, stray: await strayOutputs(root, expected) };
+}
+
 /** Files that differ from what the generator would write (missing, changed or stray). */
 export async function staleOutputs(root: string): Promise<string[]> {
-  const expected = await expectedOutputs(root);
-  const stale: string[] = [];
-  for (const [path, text] of expected) {
-    let current: string | undefined;
-    try {
-      current = await Deno.readTextFile(`${root}/${path}`);
-    } catch {
-      current = undefined;
-    }
-    if (current !== text) stale.push(path);
-  }
-  return [...stale, ...(await strayOutputs(root, expected))];
+  return staleFiles(root, await outputs(root));
 }
 
 /** Writes every generated file that changed and removes stray ones; returns the paths touched. */
 export async function writeOutputs(root: string): Promise<string[]> {
-  const expected = await expectedOutputs(root);
-  const touched: string[] = [];
-  for (const [path, text] of expected) {
-    let current: string | undefined;
-    try {
-      current = await Deno.readTextFile(`${root}/${path}`);
-    } catch {
-      current = undefined;
-    }
-    if (current === text) continue;
-    await Deno.mkdir(`${root}/${path.slice(0, path.lastIndexOf("/"))}`, { recursive: true });
-    await Deno.writeTextFile(`${root}/${path}`, text);
-    touched.push(path);
-  }
-  for (const path of await strayOutputs(root, expected)) {
-    await Deno.remove(`${root}/${path}`);
-    touched.push(path);
-  }
-  return touched;
+  return writeFiles(root, await outputs(root));
 }
 
-async function main(args: string[]): Promise<number> {
-  const check = args.includes("--check");
-  const rootAt = args.indexOf("--root");
-  const root = rootAt >= 0 ? args[rootAt + 1] : new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-  try {
-    if (check) {
-      const stale = await staleOutputs(root);
-      if (stale.length === 0) return 0;
-      console.error("Stale MetalCompat bindings (run `deno task gen:metal`, then rebuild):");
-      for (const p of stale) console.error(`  ${p}`);
-      return 1;
-    }
-    const touched = await writeOutputs(root);
-    for (const p of touched) console.log(`updated ${p}`);
-    return 0;
-  } catch (e) {
-    console.error(e instanceof Error ? e.message : String(e));
-    return 2;
-  }
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await runGenerator(Deno.args, GENERATOR));

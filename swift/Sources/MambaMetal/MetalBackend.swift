@@ -162,18 +162,15 @@ final class MetalBackend: Backend {
 }
 
 extension MetalBackend {
-    var extraInfo: [String: JSON] {
+    var extraInfo: [InfoKey: JSON] {
         [
-            "gpu": .string(gpu.name),
+            .gpu: .string(gpu.name),
             // The key configs/metal_tune.json entries are looked up by, with gpu and batch.
-            "tuneShape": .string(MetalTuning.shapeKey(model.config)),
-            "recorded": .bool(recorded != nil),
-            "tuning": .object([
-                "matvecRowsPerSimdgroup": .number(Double(tuning.matvecRowsPerSimdgroup)),
-                "matmulTile": .number(Double(tuning.matmulTile)),
-            ]),
-            "prefillMode": .string(prefillMode.rawValue),
-            "prefillBlock": .number(Double(model.prefill.capacity)),
+            .tuneShape: .string(MetalTuning.shapeKey(model.config)),
+            .recorded: .bool(recorded != nil),
+            .tuning: tuning.json,
+            .prefillMode: .string(prefillMode.rawValue),
+            .prefillBlock: .number(Double(model.prefill.capacity)),
         ]
     }
 }
