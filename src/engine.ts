@@ -5,9 +5,10 @@
  */
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
 import { GPU_COUNTERS } from "../ffi/symbols.ts";
-import { type LoadOptions, nativeOptions, type TuneTable } from "./options.ts";
+import { type LoadOptions, nativeOptions } from "./options.ts";
+import { readTuneTable, readTuneTableSync, type TuneTable } from "./tune_table.ts";
 import { ensureLibrary } from "../ffi/build.ts";
-import { MambaError, MambaStatus } from "./errors.ts";
+import { MambaError, MambaStatus } from "../ffi/errors.ts";
 
 /**
  * The model's shape.
@@ -99,51 +100,6 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
     lib.symbols.mamba_engine_free(handle);
   },
 );
-
-const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
-
-function parseTuneTable(text: string, where: string): TuneTable {
-  try {
-    return { table: JSON.parse(text), source: where };
-  } catch (e) {
-    throw new MambaError(MambaStatus.FORMAT, `${where}: ${(e as Error).message}`);
-  }
-}
-
-function tuneSource(url: string | URL): string {
-  return url instanceof URL && url.protocol === "file:" ? url.pathname : String(url);
-}
-
-function readTuneTableSync(file: string | URL | false | undefined): TuneTable | undefined {
-  if (file === false) return undefined;
-  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
-  if (url instanceof URL && url.protocol !== "file:") return undefined;
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(url);
-  } catch (e) {
-    // The package's own table is optional (and unreadable without --allow-read on the module).
-    if (file === undefined && (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotCapable)) {
-      return undefined;
-    }
-    throw new MambaError(MambaStatus.IO, `tuning table ${tuneSource(url)}: ${(e as Error).message}`);
-  }
-  return parseTuneTable(text, tuneSource(url));
-}
-
-async function readTuneTable(file: string | URL | false | undefined): Promise<TuneTable | undefined> {
-  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
-  if (url instanceof URL && url.protocol !== "file:") {
-    const response = await fetch(url).catch(() => undefined);
-    if (!response?.ok) {
-      await response?.body?.cancel();
-      if (file === undefined) return undefined;
-      throw new MambaError(MambaStatus.IO, `cannot fetch ${url.href}`);
-    }
-    return parseTuneTable(await response.text(), url.href);
-  }
-  return readTuneTableSync(file);
-}
 
 function encodeCString(s: string): Uint8Array<ArrayBuffer> {
   const bytes = new TextEncoder().encode(s);
@@ -303,13 +259,36 @@ export class MambaEngine implements Disposable {
   }
 
   /**
+   * `t`, the token at `position`, as it will be stored in an Int32Array: a number that is not an integer,
+   * or that int32 cannot hold, would be silently truncated or wrapped there, so it is a TOKEN error
+   * (the native side checks the vocabulary range).
+   */
+  #tokenId(t: number, position: number): number {
+    if (!Number.isInteger(t)) {
+      throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${position} is not an integer`);
+    }
+    if (t < -0x8000_0000 || t > 0x7fff_ffff) {
+      throw new MambaError(
+        MambaStatus.TOKEN,
+        `token id ${t} at position ${position} is out of range [0, ${this.vocabSize})`,
+      );
+    }
+    return t;
+  }
+
+  /**
    * Feeds `tokens` to sequence `seq`, continuing from its current state, and returns the zero-copy
    * logits row of `seq` after the last token.
    */
   prefill(tokens: ArrayLike<number>, seq = 0): Float32Array {
     const handle = this.#live();
     this.#checkSeq(seq);
-    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+    let ids: Int32Array;
+    if (tokens instanceof Int32Array) ids = tokens;
+    else {
+      ids = new Int32Array(tokens.length);
+      for (let i = 0; i < ids.length; i++) ids[i] = this.#tokenId(tokens[i], i);
+    }
     check(
       this.#lib,
       this.#lib.symbols.mamba_prefill(handle, ids as Int32Array<ArrayBuffer>, ids.length, seq),
@@ -331,7 +310,7 @@ export class MambaEngine implements Disposable {
           `step takes one token per sequence: got 1, batch size is ${this.batchSize}`,
         );
       }
-      buf[0] = tokens;
+      buf[0] = this.#tokenId(tokens, 0);
     } else {
       if (tokens.length !== this.batchSize) {
         throw new MambaError(
@@ -339,13 +318,7 @@ export class MambaEngine implements Disposable {
           `step takes one token per sequence: got ${tokens.length}, batch size is ${this.batchSize}`,
         );
       }
-      for (let i = 0; i < buf.length; i++) {
-        const t = tokens[i];
-        if (!Number.isInteger(t)) {
-          throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${i} is not an integer`);
-        }
-        buf[i] = t;
-      }
+      for (let i = 0; i < buf.length; i++) buf[i] = this.#tokenId(tokens[i], i);
     }
     check(this.#lib, this.#lib.symbols.mamba_step(handle, buf, buf.length));
     return this.logits;

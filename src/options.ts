@@ -4,6 +4,7 @@
  *
  * @module
  */
+import type { TuneTable } from "./tune_table.ts";
 /**
  * Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU.
  *
@@ -73,14 +74,6 @@ export interface MetalTuningParams {
   matvecRowsPerSimdgroup?: number;
   /** Output tile side of the prefill matmul (16 or 32). */
   matmulTile?: number;
-}
-
-/** A tuning table and the file or URL it came from (native errors about it name that). */
-export interface TuneTable {
-  /** The parsed JSON. */
-  table: unknown;
-  /** A path or URL. */
-  source: string;
 }
 
 /** Options that only the TypeScript side reads: they never reach the native engine. */

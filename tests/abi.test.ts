@@ -9,7 +9,7 @@ import { checkNames, checkSwiftExports, checkSymbols, type SwiftSource } from ".
 import { expectedABI } from "../tools/gen_abi.ts";
 import { staleFiles } from "../tools/generated.ts";
 import { ABI_VERSION, GPU_COUNTERS, symbols } from "../ffi/symbols.ts";
-import { MambaStatus } from "../src/errors.ts";
+import { MambaStatus } from "../ffi/errors.ts";
 import { nativeOptions } from "../src/options.ts";
 import type { LoadOptions } from "../src/options.ts";
 import { FIXTURES, load } from "./helpers.ts";
