@@ -87,6 +87,42 @@ kernel void k(device float* x [[buffer(0)]], uint i [[thread_position_in_grid]])
   }
 });
 
+Deno.test("a header beside the .metal files is inlined where sources are embedded, and tracked", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${root}/metal`);
+    await Deno.writeTextFile(`${root}/metal/shared.h`, "inline float twice(float v) { return 2.0f * v; }\n");
+    const kernel = `#include <metal_stdlib>
+using namespace metal;
+#include "shared.h"
+kernel void k(device float* x [[buffer(0)]], uint i [[thread_position_in_grid]]) { x[i] = twice(x[i]); }
+`;
+    await Deno.writeTextFile(`${root}/metal/a.metal`, kernel);
+    await writeOutputs(root);
+    const swift = await Deno.readTextFile(`${root}/swift/Sources/MambaMetal/Generated/MetalSources.swift`);
+    assert(swift.includes("inline float twice(float v)"), "the header's text is embedded");
+    assert(!swift.includes('#include "shared.h"'), "makeLibrary(source:) sees no local include");
+    assert(swift.includes('#line 4 "metal/a.metal"'), "messages after the header point into a.metal");
+    const view = await Deno.readTextFile(`${root}/swift/Sources/MetalKernelsCPU/generated/a.metal.h`);
+    assert(view.includes("inline float twice(float v)"), "the C++ copy has it too");
+
+    await Deno.writeTextFile(`${root}/metal/shared.h`, "inline float twice(float v) { return v + v; }\n");
+    const stale = await staleOutputs(root);
+    for (const p of ["MetalKernelsCPU/generated/a.cpp", "MambaMetal/Generated/MetalSources.swift"]) {
+      assert(stale.includes(`swift/Sources/${p}`), `a header change makes ${p} stale`);
+    }
+    await Deno.writeTextFile(
+      `${root}/metal/a.metal`,
+      kernel.replace('#include "shared.h"', '#include "shared.h"\n#include "shared.h"'),
+    );
+    let message = "";
+    await writeOutputs(root).catch((e) => message = e.message);
+    assert(message.includes('metal/a.metal:4: "shared.h" is included twice'), message);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
 Deno.test("kernel signatures: buffers, threadgroup memory, positions, constants, templates", () => {
   const src = `#include <metal_stdlib>
 using namespace metal;

@@ -4,7 +4,8 @@
 //   deno run -A tools/gen_metal_bindings.ts --check  write nothing; list stale files and exit 1 if any
 //   (--root DIR runs on another checkout; tests use it)
 //
-// For every .metal file of a source set it writes, next to the C++ target that compiles them, the
+// For every .metal file of a source set (with the headers it includes from its directory inlined,
+// metal_bindings/include.ts) it writes, next to the C++ target that compiles them, the
 // file's C++ view (<stem>.metal.h) and <stem>.cpp (trampolines and the kernel table, see
 // metal_bindings/emit_cpp.ts), one Swift file with every source's text (metal_bindings/emit_swift.ts)
 // and, for the engine's kernels, the host's named bindings (metal_bindings/emit_bindings.ts). Kernel
@@ -17,6 +18,7 @@ import { emitSwift } from "./metal_bindings/emit_swift.ts";
 import { sourceHash } from "./metal_bindings/hash.ts";
 import { parseMetal } from "./metal_bindings/parse.ts";
 import { cppView } from "./metal_bindings/transform.ts";
+import { librarySource } from "./metal_bindings/include.ts";
 import { runGenerator, staleFiles, writeFiles } from "./generated.ts";
 
 export interface SourceSet {
@@ -69,7 +71,8 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
     const files: { name: string; source: string }[] = [];
     const bound: BindingFile[] = [];
     for (const name of (await listDir(`${root}/${set.metalDir}`)).filter((n) => n.endsWith(".metal"))) {
-      const source = await Deno.readTextFile(`${root}/${set.metalDir}/${name}`);
+      const text = await Deno.readTextFile(`${root}/${set.metalDir}/${name}`);
+      const source = await librarySource(`${root}/${set.metalDir}`, set.metalDir, name, text);
       const displayPath = `${set.metalDir}/${name}`;
       const parsed = parseMetal(source, displayPath);
       const stem = name.slice(0, -".metal".length);

@@ -62,7 +62,9 @@ final class MetalBackend: Backend {
         prefillMode = options.prefillMode
         logits = model.logits.buffer.contents().assumingMemoryBound(to: Float.self)
         if options.recorded {
-            let recorder = try RecordingSink(device: gpu, maxCommands: stepPlan.dispatchesPerToken)
+            let count = CountingSink()
+            stepPlan.encode(count, seq: 0, tokenIndex: 0, logits: true)
+            let recorder = try RecordingSink(device: gpu, maxCommands: count.dispatches)
             stepPlan.encode(recorder, seq: 0, tokenIndex: 0, logits: true)
             recorded = recorder
         } else {
@@ -76,18 +78,19 @@ final class MetalBackend: Backend {
     private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.buffer.contents().assumingMemoryBound(to: Int32.self) }
 
     /// One command buffer with one compute encoder: `body` encodes, then commit and wait.
-    private func run(_ body: (EncoderSink) -> Int) throws {
+    private func run(_ body: (EncoderSink) -> Void) throws {
         try autoreleasepool {
             guard let cb = queue.makeCommandBuffer(),
                   let enc = cb.makeComputeCommandEncoder(dispatchType: .concurrent)
             else { throw MambaFailure.backend("cannot create a Metal command buffer") }
-            let dispatches = body(EncoderSink(enc))
+            let sink = EncoderSink(enc)
+            body(sink)
             enc.endEncoding()
             cb.commit()
             cb.waitUntilCompleted()
             own.commandBuffers += 1
             own.computeEncoders += 1
-            own.dispatches += UInt64(dispatches)
+            own.dispatches += UInt64(sink.dispatches)
             if cb.status == .error {
                 throw MambaFailure.backend("Metal command buffer failed: \(cb.error.map { "\($0)" } ?? "unknown error")")
             }
@@ -98,11 +101,7 @@ final class MetalBackend: Backend {
         tokenSlots.update(from: tokens.baseAddress!, count: tokens.count)
         if let recorded {
             // Replay: the recorded commands read the token slots, which were just rewritten.
-            try run { sink in
-                sink.encoder.useHeap(model.arena.heap)
-                sink.encoder.executeCommandsInBuffer(recorded.icb, range: 0..<recorded.count)
-                return recorded.count
-            }
+            try run { sink in sink.execute(recorded, heap: model.arena.heap) }
         } else {
             try run { sink in stepPlan.encode(sink, seq: 0, tokenIndex: 0, logits: true) }
         }
@@ -126,12 +125,8 @@ final class MetalBackend: Backend {
             pf.setCount(n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = prefillPlan.encode(enc, seq: seq, tokens: n)
-                if last {
-                    sequencePlan.encodeLogits(enc, residual: pf.residual.row(n - 1), seq: seq)
-                    dispatches += 1
-                }
-                return dispatches
+                prefillPlan.encode(enc, seq: seq, tokens: n)
+                if last { sequencePlan.encodeLogits(enc, residual: pf.residual.row(n - 1), seq: seq) }
             }
             start += n
         }
@@ -145,11 +140,7 @@ final class MetalBackend: Backend {
             tokenSlots.update(from: tokens.baseAddress! + start, count: n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = 0
-                for t in 0..<n {
-                    dispatches += sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1)
-                }
-                return dispatches
+                for t in 0..<n { sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1) }
             }
             start += n
         }

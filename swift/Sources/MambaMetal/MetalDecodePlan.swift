@@ -24,9 +24,6 @@ final class MetalDecodePlan {
     private let block: KernelPipeline<Kernel.SsmDecodeBlock>
     private let blockGrid: DispatchGrid, blockThreadgroupMemory: Int
 
-    /// Dispatches `encode` issues for one token (with the lm_head).
-    var dispatchesPerToken: Int { 3 * model.config.nLayer + 2 }
-
     init(kernels: MetalKernels, model: MetalModel, rows: Int, tuning: MetalTuning) throws {
         let c = model.config
         self.rows = rows
@@ -54,9 +51,7 @@ final class MetalDecodePlan {
     }
 
     /// Encodes one token for sequences seq ..< seq + rows, reading tokens[tokenIndex ..< tokenIndex + rows].
-    /// Returns the number of dispatches encoded.
-    @discardableResult
-    func encode(_ enc: MetalCommandSink, seq: Int, tokenIndex: Int, logits: Bool) -> Int {
+    func encode(_ enc: MetalCommandSink, seq: Int, tokenIndex: Int, logits: Bool) {
         let m = model, c = model.config
         enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: m.tokens.row(tokenIndex),
                                   residual: m.residual.row(seq), conv_pos: m.convPos.row(seq)),
@@ -78,9 +73,7 @@ final class MetalDecodePlan {
                            sumsq: m.sumsq.row(seq))
             enc.barrier()
         }
-        guard logits else { return dispatchesPerToken - 1 }
-        encodeLogits(enc, residual: m.residual.row(seq), seq: seq)
-        return dispatchesPerToken
+        if logits { encodeLogits(enc, residual: m.residual.row(seq), seq: seq) }
     }
 
     /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual`): also how a prompt block gets

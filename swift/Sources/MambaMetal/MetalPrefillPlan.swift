@@ -27,9 +27,6 @@ final class MetalPrefillPlan {
     private let chunkScan: KernelPipeline<Kernel.ChunkScan>
     private let inProj: MetalMatmul, outProj: MetalMatmul, cb: MetalMatmul
 
-    static let dispatchesPerLayer = 8
-    /// Dispatches `encode` issues for one block (without the lm_head).
-    var dispatchesPerBlock: Int { 1 + MetalPrefillPlan.dispatchesPerLayer * model.config.nLayer }
     var capacity: Int { model.prefill.capacity }
 
     /// Threadgroup side of the SSD kernels' tiles (SSD_TILE in ssd_prefill.metal) and their threads.
@@ -85,9 +82,8 @@ final class MetalPrefillPlan {
 
     /// Encodes the block of `tokens` prompt tokens in tokens[0 ..< tokens] for sequence `seq`; the
     /// host has written `tokens` into the count buffer. Leaves the last token's residual in row
-    /// tokens − 1 of the prefill residual. Returns the number of dispatches encoded.
-    @discardableResult
-    func encode(_ enc: MetalCommandSink, seq: Int, tokens T: Int) -> Int {
+    /// tokens − 1 of the prefill residual.
+    func encode(_ enc: MetalCommandSink, seq: Int, tokens T: Int) {
         let m = model, c = model.config, pf = model.prefill, f = 4
         let Q = c.chunkSize, chunks = (T + Q - 1) / Q, tile = MetalPrefillPlan.ssdTile
         let groupTile = MTLSize(width: MetalPrefillPlan.ssdThreads, height: 1, depth: 1)
@@ -145,6 +141,5 @@ final class MetalPrefillPlan {
                            count: pf.count.buffer, tokens: T)
             enc.barrier()
         }
-        return dispatchesPerBlock
     }
 }

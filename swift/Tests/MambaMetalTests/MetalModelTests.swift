@@ -1,6 +1,8 @@
-// The buffer table (MetalBufferLayout) as the arena places it: every buffer once, in table order,
-// page-aligned, disjoint, inside the heap, at least as long as its shape; the named state offsets
-// step by (sequence, layer) rows as forward.c's mcpu_conv_state does.
+// The model on the GPU and the plans that drive it, without running a kernel: the buffer table
+// (MetalBufferLayout) as the arena places it (every buffer once, in table order, page-aligned, disjoint,
+// inside the heap, at least as long as its shape; the named state offsets step by (sequence, layer) rows
+// as forward.c's mcpu_conv_state does), and the dispatches each plan encodes, against the formulas in
+// README (the backend's counters report what was encoded, so the formulas live only here and in tests/).
 #if canImport(Metal)
 import Metal
 #else
@@ -11,13 +13,41 @@ import XCTest
 
 @testable import MambaMetal
 
-final class MetalLayoutTests: XCTestCase {
-    func testArenaPlacesEveryBufferOfTheTable() throws {
+final class MetalModelTests: XCTestCase {
+    let batch = 3
+
+    func fixtureWeights() throws -> ModelWeights {
         let dir = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("tests/fixtures/tiny-g2").path
-        let weights = try ModelWeights(try Checkpoint.load(directory: dir), dtype: .f16)
-        let c = weights.config, batch = 3, capacity = 2 * c.chunkSize
+        return try ModelWeights(try Checkpoint.load(directory: dir), dtype: .f16)
+    }
+
+    func testPlansEncodeTheDispatchesOfTheFormulas() throws {
+        let weights = try fixtureWeights(), c = weights.config
+        let device = try XCTUnwrap(MTLCreateSystemDefaultDevice())
+        let model = try MetalModel(device: device, weights: weights, batch: batch, prefillCapacity: 2 * c.chunkSize)
+        let kernels = try MetalKernels(device: device)
+        let decode = try MetalDecodePlan(kernels: kernels, model: model, rows: batch, tuning: .defaults)
+        let prefill = try MetalPrefillPlan(kernels: kernels, model: model, tuning: .defaults)
+        func count(_ encode: (CountingSink) -> Void) -> Int {
+            let sink = CountingSink()
+            encode(sink)
+            return sink.dispatches
+        }
+        // Decode: embedding, then in_proj, SSM block, out_proj per layer, then the lm_head.
+        XCTAssertEqual(count { decode.encode($0, seq: 0, tokenIndex: 0, logits: true) }, 3 * c.nLayer + 2)
+        XCTAssertEqual(count { decode.encode($0, seq: 0, tokenIndex: 0, logits: false) }, 3 * c.nLayer + 1)
+        // A prompt block: embedding, then 8 per layer (in_proj, conv ∥ cumsum, C·Bᵀ ∥ chunk_state,
+        // state_passing, chunk_scan, out_proj); the lm_head is the decode plan's.
+        for tokens in [1, c.chunkSize, 2 * c.chunkSize] {
+            XCTAssertEqual(count { prefill.encode($0, seq: 1, tokens: tokens) }, 1 + 8 * c.nLayer, "\(tokens) tokens")
+        }
+    }
+
+    func testArenaPlacesEveryBufferOfTheTable() throws {
+        let weights = try fixtureWeights()
+        let c = weights.config, batch = batch, capacity = 2 * c.chunkSize
         let device = try XCTUnwrap(MTLCreateSystemDefaultDevice())
         let model = try MetalModel(device: device, weights: weights, batch: batch, prefillCapacity: capacity)
         let placements = model.arena.placements
