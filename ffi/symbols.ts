@@ -43,21 +43,14 @@ export const symbols = {
 export const ABI_VERSION = 1;
 
 /** The order of mamba_gpu_counters' output (enum mamba_gpu_counter). */
-export const GPU_COUNTERS: readonly [
+export const GPU_COUNTERS = [
   "commandBuffers",
   "computeEncoders",
   "dispatches",
   "bufferAllocations",
   "heapAllocations",
   "allocatedBytes",
-] = [
-  "commandBuffers",
-  "computeEncoders",
-  "dispatches",
-  "bufferAllocations",
-  "heapAllocations",
-  "allocatedBytes",
-];
+] as const;
 
 /** The opened library's functions. */
 export type MambaSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];

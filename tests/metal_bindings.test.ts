@@ -239,39 +239,25 @@ kernel void first_kernel(device const float* a [[buffer(0)]],          // the in
 
 Deno.test("unsupported kernel code is rejected with a clear message", () => {
   const head = "#include <metal_stdlib>\nusing namespace metal;\n";
-  assertThrows(
-    () =>
-      parseMetal(
-        head + "kernel void k(device float* x [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {\n" +
-          "  threadgroup float tile[64];\n  tile[i] = x[i];\n}\n",
-        "t.metal",
-      ),
-    "t.metal:4: threadgroup variable declared inside a function",
-  );
-  assertThrows(
-    () => parseMetal(head + "namespace n {\nkernel void k(device float* x [[buffer(0)]]) {}\n}\n", "t.metal"),
-    "t.metal:4: kernel functions must be declared at file scope",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(device float* x [[buffer(0)]], float y) {}\n", "t.metal"),
-    "parameter 'y' has no [[buffer(n)]]",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(texture2d<float> t [[texture(0)]]) {}\n", "t.metal"),
-    "[[texture]] is not supported",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(device float* x [[buffer(31)]]) {}\n", "t.metal"),
-    "outside 0...30",
-  );
-  assertThrows(
-    () =>
-      parseMetal(
-        head + "kernel void k(device float* x [[buffer(0)]], device float* y [[buffer(0)]]) {}\n",
-        "t.metal",
-      ),
-    "two parameters bound to [[buffer(0)]]",
-  );
+  const cases: [string, string][] = [
+    [
+      "kernel void k(device float* x [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {\n" +
+      "  threadgroup float tile[64];\n  tile[i] = x[i];\n}\n",
+      "t.metal:4: threadgroup variable declared inside a function",
+    ],
+    [
+      "namespace n {\nkernel void k(device float* x [[buffer(0)]]) {}\n}\n",
+      "t.metal:4: kernel functions must be declared at file scope",
+    ],
+    ["kernel void k(device float* x [[buffer(0)]], float y) {}\n", "parameter 'y' has no [[buffer(n)]]"],
+    ["kernel void k(texture2d<float> t [[texture(0)]]) {}\n", "[[texture]] is not supported"],
+    ["kernel void k(device float* x [[buffer(31)]]) {}\n", "outside 0...30"],
+    [
+      "kernel void k(device float* x [[buffer(0)]], device float* y [[buffer(0)]]) {}\n",
+      "two parameters bound to [[buffer(0)]]",
+    ],
+  ];
+  for (const [kernel, message] of cases) assertThrows(() => parseMetal(head + kernel, "t.metal"), message);
 });
 
 Deno.test("source hash: FNV-1a 64 with CRLF read as LF", () => {

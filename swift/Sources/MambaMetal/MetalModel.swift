@@ -126,9 +126,10 @@ extension WeightMatrix {
 
 final class MetalModel {
     let config: MambaConfig
-    let batch: Int
-    let tokenCapacity: Int
+    /// Sequences, and token slots: the larger of the batch and a prompt block.
+    let batch: Int, tokenCapacity: Int
     let formats: MetalMatrixFormats
+    /// The heap every buffer below is placed in, by MetalBufferLayout.
     let arena: MetalArena
 
     let layers: [LayerMeta]

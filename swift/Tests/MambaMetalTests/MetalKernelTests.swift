@@ -44,8 +44,7 @@ final class MetalKernelTests: MetalTestCase {
     func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, groups: Int = 1,
                      heads: Int = 1, rowsPerSimdgroup: Int = 2, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
-        var W = rng.floats(N * K)
-        if half { W = W.map { halfToFloat(floatToHalf($0)) } }
+        let W = rng.weights(N * K, half: half)
         let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
         let sumsq = rng.floats(nb * heads, 0.5, 4)
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
@@ -96,8 +95,7 @@ final class MetalKernelTests: MetalTestCase {
         for half in [false, true] {
             var rng = TestRandom(state: half ? 12 : 13)
             let vocab = 11, dModel = 300, nb = 3, dConv = 4
-            var E = rng.floats(vocab * dModel)
-            if half { E = E.map { halfToFloat(floatToHalf($0)) } }
+            let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10]
             let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .init(
                 EMB_D_MODEL: dModel, EMB_BATCH: nb, EMB_HALF: half, EMB_D_CONV: dConv))

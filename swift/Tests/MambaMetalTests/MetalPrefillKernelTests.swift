@@ -20,8 +20,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         var rng = TestRandom(state: seed)
         let capacity = T + 5, ldx = K + 3, ldw = K + 1, ldy = N + 2
         let X = rng.floats(capacity * ldx, -2, 2), normW = rng.floats(K, 0.5, 1.5)
-        var W = rng.floats(N * ldw)
-        if half { W = W.map { halfToFloat(floatToHalf($0)) } }
+        let W = rng.weights(N * ldw, half: half)
         let y0 = accumulate ? rng.floats(capacity * ldy) : [Float](repeating: .nan, count: capacity * ldy)
         var spec = MatmulSpec(n: N, k: K, m: capacity, tile: tile, ldx: ldx, ldw: ldw, ldy: ldy)
         spec.tileK = tileK
@@ -139,8 +138,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         for half in [false, true] {
             var rng = TestRandom(state: half ? 54 : 55)
             let vocab = 11, dModel = 37, T = 5, dConv = 4
-            var E = rng.floats(vocab * dModel)
-            if half { E = E.map { halfToFloat(floatToHalf($0)) } }
+            let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10, 3, 7]
             let pipe = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .init(
                 EMB_D_MODEL: dModel, EMB_BATCH: 1, EMB_HALF: half, EMB_D_CONV: dConv))

@@ -20,6 +20,11 @@ struct TestRandom {
         lo + (hi - lo) * Float(next() % 1_000_000) / 1_000_000
     }
     mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
+    /// Weights as the GPU holds them: rounded to f16 when `half`, so a reference in Double sees the same values.
+    mutating func weights(_ n: Int, half: Bool) -> [Float] {
+        let w = floats(n)
+        return half ? w.map { halfToFloat(floatToHalf($0)) } : w
+    }
 }
 
 /// Device, kernels and buffer helpers for the kernel tests (no tests of its own).
