@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { counterName, counters, parseHeader, readHeader, statuses, statusName } from "../tools/abi/header.ts";
 import { checkNames, checkSwiftExports, checkSymbols, type SwiftSource } from "../tools/abi/check.ts";
-import { expectedABI } from "../tools/gen_abi.ts";
+import { emitABI, expectedABI } from "../tools/gen_abi.ts";
 import { staleFiles } from "../tools/generated.ts";
 import { ABI_VERSION, GPU_COUNTERS, symbols } from "../ffi/symbols.ts";
 import { MambaStatus } from "../ffi/errors.ts";
@@ -97,6 +97,13 @@ Deno.test("the checks catch a header that drifted", async () => {
     checkSymbols(header, broken, symbolsSource).some((p) => p.includes("parameter n_tokens is int32_t")),
   );
   assert.deepEqual(checkNames("x", ["a", "b"], ["b", "a"], true), ["x: order is b, a; mamba.h says a, b"]);
+  // A new kind of documented key becomes a Swift enum of its own.
+  const quantize = parseHeader(
+    headerText.replace(" * @option backend", " * @quantize bits  4 or 8\n * @option backend"),
+  );
+  assert.ok(
+    emitABI(quantize).includes("enum QuantizeKey: String, CaseIterable {\n    /// 4 or 8\n    case bits\n}"),
+  );
 });
 
 Deno.test("ffi/ restates the ABI version, the status codes and the counter order of mamba.h", () => {

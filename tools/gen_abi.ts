@@ -68,21 +68,18 @@ export function emitABI(h: Header): string {
     if (e.doc) out.push(`    /// ${e.doc}`);
     out.push(`    case ${caseName(counterName(e))} = ${e.value}`);
   }
-  out.push("}", "");
-  out.push(
-    ...keyEnum("OptionKey", "The keys of mamba_engine_create's options JSON (@option).", h.options),
-    "",
-  );
-  out.push(
-    ...keyEnum(
-      "TuningKey",
-      'The keys of the "tuning" option and of the info\'s "tuning" (@tuning).',
-      h.tuning,
-    ),
-    "",
-  );
-  out.push(...keyEnum("InfoKey", "The keys of mamba_engine_info's JSON (@info).", h.info), "");
-  out.push(...keyEnum("ConfigKey", 'The keys of the info\'s "config" object (@config).', h.config));
+  out.push("}");
+  // One enum per kind of key: @option → OptionKey, @info → InfoKey; a new @quantize would be QuantizeKey.
+  const what: Record<string, string> = {
+    option: "The keys of mamba_engine_create's options JSON (@option).",
+    tuning: 'The keys of the "tuning" option and of the info\'s "tuning" (@tuning).',
+    info: "The keys of mamba_engine_info's JSON (@info).",
+    config: 'The keys of the info\'s "config" object (@config).',
+  };
+  for (const [kind, keys] of h.keys) {
+    const name = `${kind[0].toUpperCase()}${kind.slice(1)}Key`;
+    out.push("", ...keyEnum(name, what[kind] ?? `The keys documented as @${kind} in mamba.h.`, keys));
+  }
   return out.join("\n") + "\n";
 }
 

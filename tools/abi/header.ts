@@ -1,6 +1,6 @@
 // Reads the C ABI's one statement, swift/include/mamba.h: the ABI version, the enums (status codes and
-// GPU counters), every function prototype, and the documented keys of the options, tuning, info and
-// config JSON objects (`@option key  doc` lines in its comments). tools/gen_abi.ts generates Swift from
+// GPU counters), every function prototype, and the documented keys of the JSON objects the ABI takes
+// and gives (`@option key  doc` lines in its comments; any `@kind` names one such object). tools/gen_abi.ts generates Swift from
 // it and tests/abi.test.ts checks every other restatement against it.
 
 /** One `NAME = value, /* doc *\/` line of a C enum. */
@@ -24,7 +24,7 @@ export interface CFunction {
   prototype: string;
 }
 
-/** A key of a JSON object the ABI takes or gives (`@option`, `@tuning`, `@info`, `@config`). */
+/** A key of a JSON object the ABI takes or gives (`@option`, `@tuning`, `@info`, `@config`, …). */
 export interface JsonKey {
   key: string;
   doc: string;
@@ -42,7 +42,12 @@ export interface Header {
   tuning: JsonKey[];
   info: JsonKey[];
   config: JsonKey[];
+  /** Every `@kind` of key, those above included, in the order the header first uses them. */
+  keys: Map<string, JsonKey[]>;
 }
+
+/** The kinds of keys the header must document: engine options and their tuning object, info, config. */
+const REQUIRED_KINDS = ["option", "tuning", "info", "config"];
 
 export const HEADER_PATH = "swift/include/mamba.h";
 
@@ -91,13 +96,13 @@ export function parseHeader(text: string, file = HEADER_PATH): Header {
     functions.push({ name: m[2], result, params, prototype });
   }
 
-  const keys: Record<string, JsonKey[]> = { option: [], tuning: [], info: [], config: [] };
+  const keys = new Map<string, JsonKey[]>();
   let last: JsonKey | undefined;
   for (const line of text.split("\n")) {
-    const tag = /^\s*\*\s*@(option|tuning|info|config)(?:\[(\w+)\])?\s+(\w+)\s+(.*)$/.exec(line);
+    const tag = /^\s*\*\s*@([a-z]+)(?:\[(\w+)\])?\s+(\w+)\s+(.*)$/.exec(line);
     if (tag) {
       last = { key: tag[3], doc: tag[4].trim(), ...(tag[2] ? { backend: tag[2] } : {}) };
-      keys[tag[1]].push(last);
+      keys.set(tag[1], [...(keys.get(tag[1]) ?? []), last]);
       continue;
     }
     // A continuation line: indented past the key, no tag.
@@ -105,18 +110,19 @@ export function parseHeader(text: string, file = HEADER_PATH): Header {
     if (last && more) last.doc += ` ${more[1].trim()}`;
     else last = undefined;
   }
-  for (const [kind, list] of Object.entries(keys)) {
-    if (list.length === 0) throw new Error(`${file}: no @${kind} lines`);
+  for (const kind of REQUIRED_KINDS) {
+    if (!keys.has(kind)) throw new Error(`${file}: no @${kind} lines`);
   }
   return {
     abiVersion: Number(version[1]),
     opaqueTypes: [...code.matchAll(/typedef\s+struct\s+\w+\s+(\w+)\s*;/g)].map((m) => m[1]),
     enums,
     functions,
-    options: keys.option,
-    tuning: keys.tuning,
-    info: keys.info,
-    config: keys.config,
+    options: keys.get("option")!,
+    tuning: keys.get("tuning")!,
+    info: keys.get("info")!,
+    config: keys.get("config")!,
+    keys,
   };
 }
 
