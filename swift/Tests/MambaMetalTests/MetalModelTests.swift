@@ -71,7 +71,7 @@ final class MetalModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(model.ssmState.buffer.length, 4 * batch * c.nLayer * c.nHeads * c.headDim * c.dState)
         XCTAssertGreaterThanOrEqual(model.convState.buffer.length, 4 * batch * c.nLayer * c.convDim * c.dConv)
         XCTAssertGreaterThanOrEqual(model.prefill.cb.buffer.length, 4 * (capacity / c.chunkSize) * c.nGroups * c.chunkSize * c.chunkSize)
-        XCTAssertGreaterThanOrEqual(model.embedding.length, 2 * weights.embedding.rows * weights.embedding.cols)
+        XCTAssertGreaterThanOrEqual(model.embedding.values.buffer.length, 2 * weights.embedding.rows * weights.embedding.cols)
 
         // (sequence, layer) rows, sequence-major.
         let conv = 4 * c.convDim * c.dConv, ssm = 4 * c.nHeads * c.headDim * c.dState
