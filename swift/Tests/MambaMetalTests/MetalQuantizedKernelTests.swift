@@ -223,4 +223,81 @@ final class MetalQuantizedKernelTests: MetalTestCase {
         spec.ldw = 48
         XCTAssertThrowsError(try MetalMatmul(kernels: kernels, spec: spec), "rows of 48 columns are not whole groups of 32")
     }
+
+    // MARK: a whole model with a different format in every matrix
+
+    /// `m` with its f16 scales and biases widened to f32 (the same values, read through the f32 path).
+    func widened(_ m: WeightMatrix) -> WeightMatrix {
+        let n = m.rows * m.cols / m.quant!.groupSize
+        let s = OwnedBytes(count: 4 * n), b = OwnedBytes(count: 4 * n)
+        for i in 0..<n {
+            s.pointer.assumingMemoryBound(to: Float.self)[i] = halfToFloat(m.scales!.assumingMemoryBound(to: UInt16.self)[i])
+            b.pointer.assumingMemoryBound(to: Float.self)[i] = halfToFloat(m.biases!.assumingMemoryBound(to: UInt16.self)[i])
+        }
+        return WeightMatrix(name: m.name, rows: m.rows, cols: m.cols, spec: m.quant!, scaleDType: .f32, codes: m.data,
+                            scales: UnsafeRawPointer(s.pointer), biases: UnsafeRawPointer(b.pointer),
+                            owners: [m, s, b], source: m.source)
+    }
+
+    /// As a Q4_K_M GGUF file mixes Q4_K and Q6_K layers: each matrix of tiny-g2 in another format (4 and 8
+    /// bits, groups of 16 to 128, f16 and f32 scales, one f16 matrix, an untied lm_head). The Metal backend
+    /// (decode plans for batch 2 and 1, chunked prefill) against the CPU backend on the same weights
+    /// dequantized to float32 at load: logits within 1e-5 · max|ref|.
+    func testModelWithEveryFormatMatchesTheDequantizedModelOnTheCPU() throws {
+        let dir = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("tests/fixtures/tiny-g2").path
+        let f32 = try ModelWeights(try Checkpoint.load(directory: dir), target: MatrixTarget())
+        func q(_ m: WeightMatrix, _ dtype: WeightDType, _ G: Int, f32Scales: Bool = false) -> WeightMatrix {
+            let quantized = m.converted(to: MatrixTarget(dtype: dtype, groupSize: G))
+            XCTAssertEqual(quantized.dtype, dtype, "\(m.name) quantized")
+            return f32Scales ? widened(quantized) : quantized
+        }
+        let L = f32.layers
+        func layer(_ l: LayerWeights, inProj: WeightMatrix, outProj: WeightMatrix) -> LayerWeights {
+            LayerWeights(norm: l.norm, inProj: inProj, convWeight: l.convWeight, convBias: l.convBias, dtBias: l.dtBias,
+                         aLog: l.aLog, A: l.A, D: l.D, gatedNorm: l.gatedNorm, outProj: outProj)
+        }
+        let mixed = ModelWeights(
+            config: f32.config, embedding: q(f32.embedding, .q8, 64, f32Scales: true),
+            lmHead: q(f32.lmHead, .q4, 16), normF: f32.normF,
+            layers: [layer(L[0], inProj: q(L[0].inProj, .q4, 32, f32Scales: true), outProj: q(L[0].outProj, .q8, 16)),
+                     layer(L[1], inProj: L[1].inProj.converted(to: MatrixTarget(dtype: .f16)),
+                           outProj: q(L[1].outProj, .q4, 128))],
+            fingerprint: f32.fingerprint)
+        let reference = ModelWeights(
+            config: mixed.config, embedding: mixed.embedding.converted(to: MatrixTarget(dtype: .f32)),
+            lmHead: mixed.lmHead.converted(to: MatrixTarget(dtype: .f32)), normF: mixed.normF,
+            layers: mixed.layers.map { layer($0, inProj: $0.inProj.converted(to: MatrixTarget(dtype: .f32)),
+                                               outProj: $0.outProj.converted(to: MatrixTarget(dtype: .f32))) },
+            fingerprint: mixed.fingerprint)
+
+        var options = EngineOptions()
+        options.batchSize = 2
+        let metal = try MetalBackend(weights: mixed, options: options)
+        let cpu = try CPUBackend(weights: reference, batch: 2, threads: 1)
+        let V = mixed.config.vocabSize
+        var rng = TestRandom(state: 77)
+        let prompt = (0..<37).map { _ in Int32(rng.next() % UInt64(V)) }
+        var worst: Float = 0
+        func compare(_ what: String) {
+            let got = Array(UnsafeBufferPointer(start: metal.logits, count: 2 * V))
+            let want = Array(UnsafeBufferPointer(start: cpu.logits, count: 2 * V))
+            assertClose(got, want, rel: 1e-5, what)
+            let top = want.map(abs).max()!
+            worst = max(worst, zip(got, want).map { abs($0 - $1) }.max()! / top)
+        }
+        for backend in [metal, cpu] as [any Backend] {
+            try prompt.withUnsafeBufferPointer { try backend.prefill($0, seq: 1) }
+        }
+        compare("after a 37-token prefill of sequence 1 (chunked: in_proj and out_proj by the matmul)")
+        for t in 0..<4 {
+            let tokens: [Int32] = [Int32(t * 5 % V), prompt[t]]
+            for backend in [metal, cpu] as [any Backend] {
+                try tokens.withUnsafeBufferPointer { try backend.step($0) }
+            }
+            compare("decode step \(t), batch 2")
+        }
+        print("mixed-format model, Metal vs dequantized f32 on the CPU: max|Δ| / max|ref| = \(worst)")
+    }
 }
