@@ -35,8 +35,9 @@ constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group
 //             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
-// Quantized weights (MV_QUANT) are never dequantized as such: a lane's step covers 64 / bits columns of
-// one quantization group (G ≥ 16), so it adds scale · Σ q·x̂ + bias · Σ x̂ (Σ x̂ shared by the rows).
+// Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
+// columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
+// by the rows; mid and bias' below).
 // Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
 // Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
 // stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4), or, with
@@ -82,6 +83,10 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 
     if (MV_QUANT) {
         const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
+        // w = scale·(q − mid) + (bias + scale·mid): the bias term moves to the group's middle code, so
+        // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
+        // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
+        const float mid = float(1 << (MV_BITS - 1));
         for (int s = int(lane); s < steps; s += 32) {
             const int k0 = s * E;
             uint2 q[MV_MAX_ROWS];
@@ -92,7 +97,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 q[r] = ((device const uint2 *)W)[ulong(row) * ulong(steps) + ulong(s)];
                 const ulong g = ulong(row) * ulong(groups) + ulong(k0 / MV_GROUP_SIZE);
                 qs[r] = affine_param(scales, g, MV_SCALES_HALF);
-                qb[r] = affine_param(biases, g, MV_SCALES_HALF);
+                qb[r] = fma(qs[r], mid, affine_param(biases, g, MV_SCALES_HALF));
             }
             for (int b = 0; b < NB; b++) {
                 float4 xv[4];
@@ -109,7 +114,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 for (int r = 0; r < R; r++) {
                     if (row0 + r >= N) break;
                     float d = 0.0f;
-                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS), xv[i]);
+                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS) - mid, xv[i]);
                     acc[r][b] += qs[r] * d + qb[r] * sx;
                 }
             }
