@@ -103,8 +103,9 @@ final class Engine {
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
     static let stateHeaderBytes = 24
 
-    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
-    /// backend joins when its CMambaCPU kernels land, Metal when its kernels do.
+    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: Metal's
+    /// kernels read them (MV_QUANT, MM_QUANT, EMB_QUANT in metal/); the CPU backend joins when its CMambaCPU
+    /// kernels land.
     static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.metal]
 
     /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
