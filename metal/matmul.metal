@@ -114,16 +114,26 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
             }
             Xs[i] = v;
         }
-        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
-            const int n = n0 + i / BK, k = k0 + i % BK;
-            float v = 0.0f;
-            if (n < cols && k < K && MM_QUANT) {
-                v = affine_value(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
-            } else if (n < cols && k < K) {
-                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
-                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+        if (MM_QUANT) {
+            // Runs of 4 columns (BK and G are multiples of 4): one load of their codes, one scale and bias.
+            for (int i = int(tid); i < BN * BK / 4; i += MM_THREADS) {
+                const int n = n0 + (4 * i) / BK, k = k0 + (4 * i) % BK;
+                float4 v = float4(0.0f);
+                if (n < cols && k < K) {
+                    v = affine_values4(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
+                }
+                for (int e = 0; e < 4; e++) Ws[4 * i + e] = k + e < K ? v[e] : 0.0f;
             }
-            Ws[i] = v;
+        } else {
+            for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+                const int n = n0 + i / BK, k = k0 + i % BK;
+                float v = 0.0f;
+                if (n < cols && k < K) {
+                    const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                    v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                }
+                Ws[i] = v;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int kk = 0; kk < BK; kk += 8) {

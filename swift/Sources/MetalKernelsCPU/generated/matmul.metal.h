@@ -37,6 +37,17 @@ inline float4 affine_codes4(uint2 w, int i, int bits) {
     return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
                   float((word >> (at + 3u * b)) & m));
 }
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(float4(affine_param(scales, g, scales_half)), affine_codes4(uint2(word, 0u), 0, bits),
+               float4(affine_param(biases, g, scales_half)));
+}
 #line 8 "metal/matmul.metal"
 
 constant int MM_N [[function_constant(0)]];            // columns of Y (rows of W); causal: ignored
@@ -147,16 +158,26 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
             }
             Xs[i] = v;
         }
-        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
-            const int n = n0 + i / BK, k = k0 + i % BK;
-            float v = 0.0f;
-            if (n < cols && k < K && MM_QUANT) {
-                v = affine_value(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
-            } else if (n < cols && k < K) {
-                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
-                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+        if (MM_QUANT) {
+            // Runs of 4 columns (BK and G are multiples of 4): one load of their codes, one scale and bias.
+            for (int i = int(tid); i < BN * BK / 4; i += MM_THREADS) {
+                const int n = n0 + (4 * i) / BK, k = k0 + (4 * i) % BK;
+                float4 v = float4(0.0f);
+                if (n < cols && k < K) {
+                    v = affine_values4(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
+                }
+                for (int e = 0; e < 4; e++) Ws[4 * i + e] = k + e < K ? v[e] : 0.0f;
             }
-            Ws[i] = v;
+        } else {
+            for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+                const int n = n0 + i / BK, k = k0 + i % BK;
+                float v = 0.0f;
+                if (n < cols && k < K) {
+                    const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                    v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                }
+                Ws[i] = v;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int kk = 0; kk < BK; kk += 8) {

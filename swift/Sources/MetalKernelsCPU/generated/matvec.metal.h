@@ -36,6 +36,17 @@ inline float4 affine_codes4(uint2 w, int i, int bits) {
     return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
                   float((word >> (at + 3u * b)) & m));
 }
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(float4(affine_param(scales, g, scales_half)), affine_codes4(uint2(word, 0u), 0, bits),
+               float4(affine_param(biases, g, scales_half)));
+}
 #line 7 "metal/matvec.metal"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
