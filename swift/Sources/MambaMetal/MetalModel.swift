@@ -35,6 +35,13 @@ struct GPUMatrixFormat {
 
     func bytes(_ m: WeightMatrix) -> Int { m.rows * m.cols * (half ? 2 : 4) }
 
+    var dtype: String { half ? "f16" : "f32" }
+
+    /// Converts `m` into `buffer` at `offset` through the arena's one upload function.
+    func upload(_ m: WeightMatrix, to buffer: any MTLBuffer, offset: Int = 0, arena: MetalArena) {
+        arena.upload(buffer, offset: offset, length: bytes(m), tensor: m.name, dtype: dtype) { write(m, to: $0) }
+    }
+
     func write(_ m: WeightMatrix, to dst: UnsafeMutableRawPointer) {
         let n = m.rows * m.cols
         if (half && m.dtype == .f16) || (!half && m.dtype == .f32) {
@@ -132,11 +139,12 @@ final class MetalModel {
         var metas: [LayerMeta] = []
         for (i, l) in weights.layers.enumerated() {
             let buf = try arena.buffer(layerBytes, label: "layer \(i) weights")
-            let base = buf.contents()
-            let o = layerOffsets
-            inProjFormat.write(l.inProj, to: base + o[0])
-            outProjFormat.write(l.outProj, to: base + o[1])
-            func put(_ v: [Float], _ at: Int) { (base + at).copyMemory(from: v, byteCount: 4 * v.count) }
+            let o = layerOffsets, arena = arena
+            inProjFormat.upload(l.inProj, to: buf, offset: o[0], arena: arena)
+            outProjFormat.upload(l.outProj, to: buf, offset: o[1], arena: arena)
+            let put = { (v: [Float], at: Int) in
+                arena.upload(buf, offset: at, length: 4 * v.count) { $0.copyMemory(from: v, byteCount: 4 * v.count) }
+            }
             put(l.convWeight, o[2])
             put(l.convBias, o[3])
             put(l.dtBias + l.A + l.D, o[4])
@@ -147,15 +155,15 @@ final class MetalModel {
         }
         layers = metas
         embedding = try arena.buffer(embeddingFormat.bytes(weights.embedding), label: "embedding")
-        embeddingFormat.write(weights.embedding, to: embedding.contents())
+        embeddingFormat.upload(weights.embedding, to: embedding, arena: arena)
         if tied {
             lmHead = embedding
         } else {
             lmHead = try arena.buffer(lmHeadFormat.bytes(weights.lmHead), label: "lm_head")
-            lmHeadFormat.write(weights.lmHead, to: lmHead.contents())
+            lmHeadFormat.upload(weights.lmHead, to: lmHead, arena: arena)
         }
         normF = try arena.buffer(f * c.dModel, label: "norm_f")
-        normF.contents().copyMemory(from: weights.normF, byteCount: f * c.dModel)
+        arena.upload(normF, length: f * c.dModel) { $0.copyMemory(from: weights.normF, byteCount: f * c.dModel) }
         residual = try arena.buffer(f * B * c.dModel, label: "residual")
         zxbcdt = try arena.buffer(f * B * c.dInProj, label: "zxbcdt")
         gated = try arena.buffer(f * B * c.dInner, label: "gated")
