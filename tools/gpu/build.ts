@@ -21,6 +21,8 @@ import {
   cudaSymbol,
   cudaView,
   emitCuda,
+  floatValue,
+  isDefined,
   type Specialization,
 } from "../metal_bindings/emit_cuda.ts";
 import { cppView } from "../metal_bindings/transform.ts";
@@ -35,10 +37,13 @@ export interface TracePipeline {
   constants: ConstantValue[];
 }
 
-/** Stable id of a (file, constants) specialization: FNV-1a over the canonical constants. */
+/** Stable id of a (file, constants) specialization: FNV-1a over the canonical constants (floats by their
+ * float32 bits; replay.py's spec_key computes the same). */
 export function specId(file: string, constants: ConstantValue[]): string {
+  const value = (c: ConstantValue) =>
+    c.type === 3 ? new Uint32Array(new Float32Array([floatValue(c)]).buffer)[0] : Number(c.value);
   const text = file + "|" +
-    constants.filter((c) => c.value !== undefined).map((c) => `${c.index}:${c.type}:${Number(c.value)}`).join(",");
+    constants.filter(isDefined).map((c) => `${c.index}:${c.type}:${value(c)}`).join(",");
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
   return h.toString(16).padStart(8, "0");

@@ -145,6 +145,18 @@ export interface ConstantValue {
   index: number;
   type: number;
   value?: number | boolean;
+  /** float constants: the float32 bits (always present; `value` is absent for infinities). */
+  bits?: number;
+}
+
+/** Whether a constant has a value (floats: by their bits, which cover infinities). */
+export function isDefined(c: ConstantValue): boolean {
+  return c.value !== undefined || c.bits !== undefined;
+}
+
+/** A float constant's value, from its bits when present. */
+export function floatValue(c: ConstantValue): number {
+  return c.bits !== undefined ? new Float32Array(new Uint32Array([c.bits]).buffer)[0] : c.value as number;
 }
 
 /** One pipeline specialization of a .metal file: every kernel of the file with these constants. */
@@ -171,10 +183,10 @@ export function floatLiteral(v: number): string {
 function constantDecl(c: FunctionConstant, value: ConstantValue | undefined, generic: boolean): string[] {
   const type = c.type.replace(/\bconst\b/g, "").trim();
   if (generic) return [`__constant__ ${type} ${c.name};`, `constexpr bool mc_fc_defined_${c.name} = true;`];
-  const defined = value?.value !== undefined;
+  const defined = value !== undefined && isDefined(value);
   let v = "0";
   if (defined) {
-    if (type === "float") v = floatLiteral(value!.value as number);
+    if (type === "float") v = floatLiteral(floatValue(value!));
     else if (type === "bool") v = value!.value ? "true" : "false";
     else v = String(value!.value);
   }

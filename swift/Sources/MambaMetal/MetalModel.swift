@@ -174,7 +174,9 @@ final class MetalModel {
         convState = try arena.buffer(f * B * c.nLayer * c.convDim * c.dConv, label: "conv_state")
         ssmState = try arena.buffer(f * B * c.nLayer * c.nHeads * c.headDim * c.dState, label: "ssm_state")
         prefill = try MetalPrefillBuffers(arena: arena, config: c, capacity: prefillCapacity)
-        for b in [logits, convState, ssmState] { b.contents().initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
+        for b in [logits, convState, ssmState] {
+            arena.upload(b, length: b.length) { $0.initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
+        }
         for s in 0..<B { resetConvPosition(seq: s) }
     }
 

@@ -14,7 +14,7 @@ struct MetalPrefillBuffers {
     let zxbcdt: any MTLBuffer    // (capacity, d_in_proj) f32: in_proj output z | x B C | dt
     let xbc: any MTLBuffer       // (capacity, conv_dim) f32: silu(conv) of x B C
     let dt: any MTLBuffer        // (n_heads, capacity) f32: clamped softplus dt
-    let cumsum: any MTLBuffer    // (n_heads, capacity) f32: Σ dt·A within each chunk
+    let cumsum: any MTLBuffer    // (n_heads, 2, capacity) f32: Σ dt·A within each chunk, as hi + lo
     let cb: any MTLBuffer        // (chunks, n_groups, chunk, chunk) f32: C·Bᵀ, causal
     let states: any MTLBuffer    // (chunks, n_heads, head_dim, d_state) f32: per-chunk, then start states
     let gated: any MTLBuffer     // (capacity, d_inner) f32: y · silu(z)
@@ -27,7 +27,7 @@ struct MetalPrefillBuffers {
     static func lengths(config c: MambaConfig, capacity: Int) -> [Int] {
         let T = capacity, chunks = capacity / c.chunkSize, Q = c.chunkSize, f = 4
         return [
-            f * T * c.dModel, f * T * c.dInProj, f * T * c.convDim, f * c.nHeads * T, f * c.nHeads * T,
+            f * T * c.dModel, f * T * c.dInProj, f * T * c.convDim, f * c.nHeads * T, 2 * f * c.nHeads * T,
             f * chunks * c.nGroups * Q * Q, f * chunks * c.nHeads * c.headDim * c.dState, f * T * c.dInner, 16,
         ]
     }

@@ -54,7 +54,7 @@ final class TraceRecorder {
     private var shadows: [ObjectIdentifier: [UInt8]] = [:]
     /// CRC of larger buffers after the last command buffer, to catch host writes that cannot be replayed.
     private var sums: [ObjectIdentifier: UInt32] = [:]
-    /// Buffers whose whole content came from checkpoint tensors at load (not expected to change).
+    /// Buffers holding checkpoint tensors (weights: not expected to change after load, not checked).
     private var staticBuffers = Set<ObjectIdentifier>()
     private let inlineLimit: Int
 
@@ -68,7 +68,11 @@ final class TraceRecorder {
     }
 
     private func emit(_ object: [String: Any]) {
-        guard let out, let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else { return }
+        guard let out else { return }
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) else {
+            FileHandle.standardError.write("MetalCompat: cannot encode a trace event (\(object["ev"] ?? "?"))\n".data(using: .utf8)!)
+            return
+        }
         out.write(data)
         out.write(Data([10]))
     }
@@ -106,10 +110,12 @@ final class TraceRecorder {
         let bytes = UnsafeRawBufferPointer(start: b.storage.base + offset, count: length)
         var e: [String: Any] = ["ev": "fill", "heap": heap, "offset": base + offset, "length": length,
                                 "crc32": Int(crc32(bytes))]
-        if let tensor, let dtype, length > inlineLimit {
+        if !bytes.contains(where: { $0 != 0 }) {
+            e["zero"] = true
+        } else if let tensor, let dtype, length > inlineLimit {
             e["tensor"] = tensor
             e["dtype"] = dtype
-            if offset == 0 && length == b.length { staticBuffers.insert(ObjectIdentifier(b)) }
+            staticBuffers.insert(ObjectIdentifier(b)) // weights: never expected to change after load
         } else {
             e["bytes"] = Data(bytes).base64EncodedString()
         }
@@ -131,7 +137,11 @@ final class TraceRecorder {
                 case .int: entry["value"] = Int(v.load(as: Int32.self))
                 case .uint: entry["value"] = Int(v.load(as: UInt32.self))
                 case .bool: entry["value"] = v.load(as: UInt8.self) != 0
-                case .float: entry["value"] = Double(v.load(as: Float.self))
+                case .float:
+                    // JSON has no infinities (dt_max may be one): the bits always, the value when finite.
+                    let x = v.load(as: Float.self)
+                    entry["bits"] = Int(x.bitPattern)
+                    if x.isFinite { entry["value"] = Double(x) }
                 default: entry["bytes"] = Data(bytes: v, count: Int(c.size)).base64EncodedString()
                 }
             }
@@ -200,7 +210,16 @@ final class TraceRecorder {
             let key = ObjectIdentifier(b)
             let now = UnsafeRawBufferPointer(start: b.storage.base, count: b.length)
             if b.length <= shadowLimit {
-                let old = shadows[key] ?? [UInt8](repeating: 0, count: b.length)
+                guard let old = shadows[key] else {
+                    // First seen: its whole content (the device's memory starts undefined).
+                    let (heap, offset) = place(b)!
+                    if now.contains(where: { $0 != 0 }) {
+                        emit(["ev": "write", "heap": heap, "offset": offset, "bytes": Data(now).base64EncodedString()])
+                    } else {
+                        emit(["ev": "write", "heap": heap, "offset": offset, "zero": b.length])
+                    }
+                    continue
+                }
                 var i = 0
                 while i < b.length {
                     guard now[i] != old[i] else {
