@@ -109,11 +109,11 @@ interface Source {
   parsed: ParsedMetal;
 }
 
-async function sources(planted: boolean): Promise<Source[]> {
+async function sources(planted: boolean, metalDir = join(ROOT, "metal")): Promise<Source[]> {
   const out: Source[] = [];
-  for await (const e of Deno.readDir(join(ROOT, "metal"))) {
+  for await (const e of Deno.readDir(metalDir)) {
     if (!e.name.endsWith(".metal")) continue;
-    const source = await Deno.readTextFile(join(ROOT, "metal", e.name));
+    const source = await Deno.readTextFile(join(metalDir, e.name));
     out.push({ name: e.name, source, parsed: parseMetal(source, `metal/${e.name}`) });
   }
   if (planted) {
@@ -230,8 +230,9 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
   return kernels;
 }
 
-/** clang with real address spaces: device = 1, constant = 2, threadgroup = 3; double refused. */
-export async function strictCompile(log = (l: string) => console.error(l)): Promise<void> {
+/** clang with real address spaces: device = 1, constant = 2, threadgroup = 3; double refused.
+ * `metalDir`: another folder of .metal files (tests plant mistakes there). */
+export async function strictCompile(log = (l: string) => console.error(l), metalDir?: string): Promise<void> {
   const clang = ["/opt/swift/usr/bin/clang++", "clang++"];
   let cxx: string | undefined;
   for (const c of clang) {
@@ -244,7 +245,7 @@ export async function strictCompile(log = (l: string) => console.error(l)): Prom
   }
   if (!cxx) throw new Error("clang++ not found (the Swift toolchain's clang is enough)");
   const dir = await Deno.makeTempDir({ prefix: "metal-strict-" });
-  for (const s of await sources(false)) {
+  for (const s of await sources(false, metalDir)) {
     // MetalCompat's C++ view (the [[threadgroup(n)]] attribute renamed so the address-space macro does
     // not meet it), after the strict prelude.
     const tu = join(dir, s.name.replace(/\.metal$/, ".cpp"));
