@@ -7,13 +7,15 @@ import { join } from "node:path";
 import { parseMetal } from "../tools/metal_bindings/parse.ts";
 import { cudaView, floatLiteral } from "../tools/metal_bindings/emit_cuda.ts";
 import { buildCuda, findNvcc, strictCompile } from "../tools/gpu/build.ts";
-import { PLANTED, plant } from "../tools/gpu/planted.ts";
+import { plant, PLANTED } from "../tools/gpu/planted.ts";
 import { traceSession } from "../tools/gpu/trace.ts";
 import { benchTensorValues } from "../tools/make_bench_models.ts";
 import { tokenize } from "../tools/metal_bindings/tokenize.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-const METAL = [...Deno.readDirSync(join(ROOT, "metal"))].map((e) => e.name).filter((n) => n.endsWith(".metal")).sort();
+const METAL = [...Deno.readDirSync(join(ROOT, "metal"))].map((e) => e.name).filter((n) =>
+  n.endsWith(".metal")
+).sort();
 const NVCC = await findNvcc();
 const PYTHON = (() => {
   try {
@@ -71,7 +73,10 @@ Deno.test("the strict compile rejects an address-space mistake and a double", as
   try {
     const mistakes = [
       // a threadgroup pointer where a device pointer is declared (MetalCompat's empty macros accept it)
-      src.replace("device float *y [[buffer(2)]],", "device float *y [[buffer(2)]], threadgroup float *t [[threadgroup(1)]],")
+      src.replace(
+        "device float *y [[buffer(2)]],",
+        "device float *y [[buffer(2)]], threadgroup float *t [[threadgroup(1)]],",
+      )
         .replace("device float *out = y + b * N + row;", "device float *out = t + b * N + row;"),
       src.replace("float ss = 0.0f;", "double ss = 0.0;"),
     ];
@@ -79,7 +84,10 @@ Deno.test("the strict compile rejects an address-space mistake and a double", as
       assert.notEqual(text, src);
       await Deno.mkdir(join(dir, `m${i}`));
       await Deno.writeTextFile(join(dir, `m${i}`, "matvec.metal"), text);
-      await assert.rejects(() => strictCompile(() => {}, join(dir, `m${i}`)), /strict compile of metal\/matvec.metal failed/);
+      await assert.rejects(
+        () => strictCompile(() => {}, join(dir, `m${i}`)),
+        /strict compile of metal\/matvec.metal failed/,
+      );
     }
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -101,13 +109,26 @@ Deno.test({
     }
   },
 });
-if (!NVCC) console.log("gpu_proxy: nvcc not found (pip install nvidia-cuda-nvcc): the nvcc compile test is skipped");
+if (!NVCC) {
+  console.log("gpu_proxy: nvcc not found (pip install nvidia-cuda-nvcc): the nvcc compile test is skipped");
+}
 
 Deno.test("bench_weights.c regenerates make_bench_models.ts's tensors bit for bit", () => {
   const so = Deno.makeTempFileSync({ suffix: ".so" });
-  const built = run("cc", ["-O2", "-shared", "-fPIC", "-ffp-contract=off", "-o", so, join(ROOT, "tools/gpu/bench_weights.c"), "-lm"]);
+  const built = run("cc", [
+    "-O2",
+    "-shared",
+    "-fPIC",
+    "-ffp-contract=off",
+    "-o",
+    so,
+    join(ROOT, "tools/gpu/bench_weights.c"),
+    "-lm",
+  ]);
   assert.ok(built.ok, built.text);
-  const lib = Deno.dlopen(so, { bench_fill: { parameters: ["buffer", "buffer", "buffer", "i64"], result: "i32" } });
+  const lib = Deno.dlopen(so, {
+    bench_fill: { parameters: ["buffer", "buffer", "buffer", "i64"], result: "i32" },
+  });
   try {
     const cases: [("130m" | "780m"), string, number][] = [
       ["130m", "backbone.embedding.weight", 50288 * 768],
@@ -121,8 +142,14 @@ Deno.test("bench_weights.c regenerates make_bench_models.ts's tensors bit for bi
       const want = benchTensorValues(shape, name, 4096);
       assert.deepEqual(new Uint32Array(out.buffer, 0, want.length), new Uint32Array(want.buffer), name);
     }
-    assert.equal(lib.symbols.bench_fill(cstr("130m"), cstr("backbone.layers.0.mixer.D"), new Float32Array(24), 24n), -1);
-    assert.equal(lib.symbols.bench_fill(cstr("130m"), cstr("backbone.embedding.weight"), new Float32Array(8), 8n), -2);
+    assert.equal(
+      lib.symbols.bench_fill(cstr("130m"), cstr("backbone.layers.0.mixer.D"), new Float32Array(24), 24n),
+      -1,
+    );
+    assert.equal(
+      lib.symbols.bench_fill(cstr("130m"), cstr("backbone.embedding.weight"), new Float32Array(8), 8n),
+      -2,
+    );
   } finally {
     lib.close();
     Deno.removeSync(so);
@@ -137,7 +164,9 @@ function plan(path: string): string[] {
     if (!line) continue;
     const e = JSON.parse(line);
     if (e.ev === "pipeline") pipelines.set(e.id, `${e.file}:${e.function}:${JSON.stringify(e.constants)}`);
-    if (e.ev === "dispatch") out.push(`${pipelines.get(e.p)} ${JSON.stringify([e.grid, e.tg, e.buffers, e.tgmem])}`);
+    if (e.ev === "dispatch") {
+      out.push(`${pipelines.get(e.p)} ${JSON.stringify([e.grid, e.tg, e.buffers, e.tgmem])}`);
+    }
     if (e.ev === "barrier" || e.ev === "commit") out.push(e.ev);
   }
   return out;
@@ -160,7 +189,10 @@ Deno.test("a trace records the backend's plan: the same dispatches whether kerne
     assert.deepEqual(dry, executed);
     const session = JSON.parse(Deno.readTextFileSync(join(dir, "run/session.json")));
     // 2 prefills (one block each) and 3 recorded steps: 5 command buffers; each step 3·2 + 2 dispatches.
-    assert.deepEqual(session.ops.map((o: { cb: number[] }) => o.cb), [[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]);
+    assert.deepEqual(session.ops.map((o: { cb: number[] }) => o.cb), [[0, 1], [1, 2], [2, 3], [3, 4], [
+      4,
+      5,
+    ]]);
     assert.equal(executed.filter((x) => x === "commit").length, 5);
     const events = Deno.readTextFileSync(join(dir, "run/trace.jsonl")).split("\n").filter((l) => l).map((l) =>
       JSON.parse(l)
@@ -206,7 +238,12 @@ Deno.test({
         inline: 1 << 30,
       });
       await buildCuda({ out: join(dir, "build"), traces: [dir], log: () => {} });
-      const r = run("python3", [join(ROOT, "tools/gpu/replay_selftest.py"), "--build", join(dir, "build"), join(dir, "fx")]);
+      const r = run("python3", [
+        join(ROOT, "tools/gpu/replay_selftest.py"),
+        "--build",
+        join(dir, "build"),
+        join(dir, "fx"),
+      ]);
       assert.ok(r.ok, r.text);
       const result = JSON.parse(r.text.split("\n")[0]);
       assert.equal(result.commandBuffers, 6);

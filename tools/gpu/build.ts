@@ -15,7 +15,7 @@
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
-import { parseMetal, type ParsedMetal } from "../metal_bindings/parse.ts";
+import { type ParsedMetal, parseMetal } from "../metal_bindings/parse.ts";
 import {
   type ConstantValue,
   cudaSymbol,
@@ -26,7 +26,7 @@ import {
   type Specialization,
 } from "../metal_bindings/emit_cuda.ts";
 import { cppView } from "../metal_bindings/transform.ts";
-import { PLANTED, plant } from "./planted.ts";
+import { plant, PLANTED } from "./planted.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
 
@@ -186,7 +186,10 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
     const stem = s.name.replace(/\.metal$/, "");
     const specs = [...(byFile.get(s.name)?.values() ?? [])];
     if (!o.generic && specs.length === 0) continue;
-    await Deno.writeTextFile(join(srcDir, `${stem}.metal.cuh`), cudaView(s.source, s.parsed, `metal/${s.name}`));
+    await Deno.writeTextFile(
+      join(srcDir, `${stem}.metal.cuh`),
+      cudaView(s.source, s.parsed, `metal/${s.name}`),
+    );
     const cu = emitCuda({
       fileName: s.name,
       viewInclude: `${stem}.metal.cuh`,
@@ -210,17 +213,41 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
       entry[suffix === "" ? "cubin" : "simdCubin"] = target;
       jobs.push(async () => {
         const t0 = performance.now();
-        const args = ["-std=c++17", "-arch=sm_90", "-O3", "-lineinfo", "-I", srcDir, ...defs, "-Xptxas", "-v", "-diag-suppress", "177,550",
-          o.generic ? "-ptx" : "-cubin", "-o", join(o.out, target), join(srcDir, `${stem}.cu`)];
+        const args = [
+          "-std=c++17",
+          "-arch=sm_90",
+          "-O3",
+          "-lineinfo",
+          "-I",
+          srcDir,
+          ...defs,
+          "-Xptxas",
+          "-v",
+          "-diag-suppress",
+          "177,550",
+          o.generic ? "-ptx" : "-cubin",
+          "-o",
+          join(o.out, target),
+          join(srcDir, `${stem}.cu`),
+        ];
         const r = await run(nvcc, args);
         if (!r.ok) throw new Error(`nvcc failed on ${s.name}${suffix}:\n${r.text}`);
         await Deno.writeTextFile(join(o.out, `${stem}${suffix}.ptxas.txt`), r.text);
         if (o.ptx && !o.generic) {
-          const p = await run(nvcc, [...args.slice(0, -4), "-ptx", "-o", join(o.out, `${stem}${suffix}.ptx`),
-            join(srcDir, `${stem}.cu`)]);
+          const p = await run(nvcc, [
+            ...args.slice(0, -4),
+            "-ptx",
+            "-o",
+            join(o.out, `${stem}${suffix}.ptx`),
+            join(srcDir, `${stem}.cu`),
+          ]);
           if (!p.ok) throw new Error(`nvcc -ptx failed on ${s.name}${suffix}:\n${p.text}`);
         }
-        log(`nvcc ${s.name}${suffix}: ${specs.length || 1} specialization(s), ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+        log(
+          `nvcc ${s.name}${suffix}: ${specs.length || 1} specialization(s), ${
+            ((performance.now() - t0) / 1000).toFixed(1)
+          } s`,
+        );
       });
     }
   }

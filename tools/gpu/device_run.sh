@@ -56,6 +56,7 @@ fi
 checks() {
   # One run of a check (a sanitizer, the SIMD check, a planted bug): a line of checks.json each.
   local name=$1; shift
+  if (( $(left) < 40 )); then say "skipped (time): $name"; echo "{\"run\": \"$name\", \"skipped\": true}" >> "$OUT/checks.json"; return; fi
   local t0=$(date +%s) tmp
   tmp=$(mktemp)
   "$@" > "$tmp" 2>&1
@@ -78,6 +79,19 @@ EOF
   say "$name: $(tail -1 "$OUT/checks.json" | cut -c1-200)"
 }
 
+if [[ $WHAT == all || $WHAT == time ]]; then
+  TT=""
+  for t in 130m-f16-b1 130m-f16-b4 130m-f16-b8 130m-f32-b1 130m-f32-b4 780m-f16-b1 780m-f16-b4 780m-f32-b1 780m-f32-b4; do
+    [[ -d "$G/traces/$t" ]] && TT="$TT --trace $G/traces/$t"
+  done
+  if (( $(left) > 60 )); then
+    say "timings"
+    timeout $(( $(left) - 200 > 60 ? $(left) - 200 : 60 )) $R time --build "$B" $TT --json "$OUT/timing.json" 2>&1 \
+      | tee -a "$LOG" | tail -12
+  else
+    say "no time left for timings"
+  fi
+fi
 if [[ $WHAT == all || $WHAT == sanitize ]]; then
   FXT=$FX
   checks "simd-check real kernels (fixtures)" $R parity --build "$B" --simd-check $FXT
@@ -103,16 +117,4 @@ if [[ $WHAT == all || $WHAT == sanitize ]]; then
   fi
 fi
 
-if [[ $WHAT == all || $WHAT == time ]]; then
-  TT=""
-  for t in 130m-f16-b1 130m-f16-b4 130m-f16-b8 130m-f32-b1 130m-f32-b4 780m-f16-b1 780m-f16-b4 780m-f32-b1 780m-f32-b4; do
-    [[ -d "$G/traces/$t" ]] && TT="$TT --trace $G/traces/$t"
-  done
-  if (( $(left) > 60 )); then
-    say "timings"
-    timeout $(( $(left) - 10 )) $R time --build "$B" $TT --json "$OUT/timing.json" 2>&1 | tee -a "$LOG" | tail -12
-  else
-    say "no time left for timings"
-  fi
-fi
 say "done"

@@ -23,7 +23,8 @@ export async function writeOddFixture(dir: string, seed = 12, f16 = false): Prom
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
-  const uniform = (n: number, lo: number, hi: number) => Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
+  const uniform = (n: number, lo: number, hi: number) =>
+    Float32Array.from({ length: n }, () => lo + (hi - lo) * rand());
   const tensors: [string, number[], Float32Array, boolean][] = [
     ["backbone.embedding.weight", [vocabRows, dModel], uniform(vocabRows * dModel, -0.5, 0.5), true],
   ];
@@ -36,7 +37,12 @@ export async function writeOddFixture(dir: string, seed = 12, f16 = false): Prom
       [p + "mixer.conv1d.weight", [convDim, 1, 4], uniform(convDim * 4, -0.5, 0.5), false],
       [p + "mixer.conv1d.bias", [convDim], uniform(convDim, -0.5, 0.5), false],
       [p + "mixer.dt_bias", [nHeads], uniform(nHeads, -4, 0.5), false],
-      [p + "mixer.A_log", [nHeads], Float32Array.from({ length: nHeads }, () => Math.log(1 + 15 * rand())), false],
+      [
+        p + "mixer.A_log",
+        [nHeads],
+        Float32Array.from({ length: nHeads }, () => Math.log(1 + 15 * rand())),
+        false,
+      ],
       [p + "mixer.D", [nHeads], uniform(nHeads, 0.5, 1.5), false],
       [p + "mixer.norm.weight", [dInner], uniform(dInner, 0.8, 1.2), false],
       [p + "mixer.out_proj.weight", [dModel, dInner], uniform(dModel * dInner, -o, o), true],
@@ -61,7 +67,11 @@ export async function writeOddFixture(dir: string, seed = 12, f16 = false): Prom
       }
       bytes = new Uint8Array(h.buffer);
     } else bytes = new Uint8Array(data.buffer);
-    header[name] = { dtype: big && f16 ? "F16" : "F32", shape, data_offsets: [offset, offset + bytes.length] };
+    header[name] = {
+      dtype: big && f16 ? "F16" : "F32",
+      shape,
+      data_offsets: [offset, offset + bytes.length],
+    };
     chunks.push(bytes);
     offset += bytes.length;
   }

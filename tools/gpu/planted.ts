@@ -31,9 +31,11 @@ export const PLANTED: PlantedBug[] = [
     name: "matmul.planted_no_barrier.metal",
     file: "matmul.metal",
     what: "the barrier after each k-slice's multiply removed (the next slice overwrites tiles still read)",
-    find: "                for (int j = 0; j < FN; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);\n" +
+    find:
+      "                for (int j = 0; j < FN; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);\n" +
       "        }\n        threadgroup_barrier(mem_flags::mem_threadgroup);\n    }\n",
-    replace: "                for (int j = 0; j < FN; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);\n" +
+    replace:
+      "                for (int j = 0; j < FN; j++) simdgroup_multiply_accumulate(acc[i][j], a[i], b[j], acc[i][j]);\n" +
       "        }\n    }\n",
     caughtBy: "racecheck",
   },
@@ -41,8 +43,10 @@ export const PLANTED: PlantedBug[] = [
     name: "matvec.planted_divergent_simd_sum.metal",
     file: "matvec.metal",
     what: "simd_sum of the RMSNorm reached by half a simdgroup",
-    find: "            ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
-    replace: "            if (lane < 16) ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
+    find:
+      "            ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
+    replace:
+      "            if (lane < 16) ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
     caughtBy: "simd-check",
   },
 ];
@@ -51,7 +55,9 @@ export const PLANTED: PlantedBug[] = [
 export function plant(source: string, bug: PlantedBug): string {
   const at = source.indexOf(bug.find);
   if (at < 0 || source.indexOf(bug.find, at + 1) >= 0) {
-    throw new Error(`planted bug ${bug.name}: the text to replace in metal/${bug.file} is not there exactly once`);
+    throw new Error(
+      `planted bug ${bug.name}: the text to replace in metal/${bug.file} is not there exactly once`,
+    );
   }
   return source.slice(0, at) + bug.replace + source.slice(at + bug.find.length);
 }

@@ -47,13 +47,27 @@ export const SESSIONS: Session[] = [
   { name: "fx-f16-b2", model: fixture("tiny-f16"), batch: 2, prompts: [37, 16], dry: false },
   { name: "fx-odd-f32-b2", model: odd(false), batch: 2, prompts: [37, 5], dry: false },
   { name: "fx-odd-f16-b1-rec", model: odd(true), batch: 1, prompts: [53], recorded: true, dry: false },
-  { name: "fx-g1-b4-rec", model: fixture("tiny-g1"), batch: 4, prompts: [40, 1, 17, 16], recorded: true, dry: false },
+  {
+    name: "fx-g1-b4-rec",
+    model: fixture("tiny-g1"),
+    batch: 4,
+    prompts: [40, 1, 17, 16],
+    recorded: true,
+    dry: false,
+  },
   { name: "130m-f16-b1", model: bench("130m", "f16"), batch: 1, prompts: [512], dry: true },
   { name: "130m-f16-b4", model: bench("130m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
   { name: "130m-f32-b1", model: bench("130m", "f32"), batch: 1, prompts: [512], dry: true },
   { name: "130m-f32-b4", model: bench("130m", "f32"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
   { name: "130m-f16-b1-short", model: bench("130m", "f16"), batch: 1, prompts: [37], steps: 2, dry: true },
-  { name: "130m-f16-b1-rec", model: bench("130m", "f16"), batch: 1, prompts: [300], recorded: true, dry: true },
+  {
+    name: "130m-f16-b1-rec",
+    model: bench("130m", "f16"),
+    batch: 1,
+    prompts: [300],
+    recorded: true,
+    dry: true,
+  },
   { name: "130m-f16-b8", model: bench("130m", "f16"), batch: 8, prompts: [64], steps: 4, dry: true },
   { name: "780m-f16-b1", model: bench("780m", "f16"), batch: 1, prompts: [512], dry: true },
   { name: "780m-f16-b4", model: bench("780m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
@@ -115,8 +129,16 @@ if (import.meta.main) {
     await Deno.copyFile(join(ROOT, "tools/gpu", f), join(out, f));
   }
   const cc = await new Deno.Command("cc", {
-    args: ["-O2", "-shared", "-fPIC", "-ffp-contract=off", "-o", join(out, "libbench_weights.so"),
-      join(ROOT, "tools/gpu/bench_weights.c"), "-lm"],
+    args: [
+      "-O2",
+      "-shared",
+      "-fPIC",
+      "-ffp-contract=off",
+      "-o",
+      join(out, "libbench_weights.so"),
+      join(ROOT, "tools/gpu/bench_weights.c"),
+      "-lm",
+    ],
   }).output();
   if (!cc.success) throw new Error("cc bench_weights.c failed");
   console.error(`ready: ${out} (carry it to the device; see docs/gpu-proxy.md)`);

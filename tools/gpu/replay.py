@@ -475,6 +475,12 @@ class Replay:
         self.encode(cb["launches"])
         self.d.sync()
 
+    def close(self):
+        self.d.sync()
+        for p in [self.heap] + self.scratch:
+            self.d.free(p)
+        self.scratch = []
+
     def read(self, label):
         offset, length = self.t.buffers[label]
         return self.d.dtoh(self.heap + offset, length)
@@ -784,14 +790,22 @@ def main(argv=None):
                     entry["checks"][against] = compare(observed, json.load(open(path)), tolerance(trace, against))
             if a.simd_check:
                 entry["simdReports"] = kernels.report()
+        replay.close()
         entry["seconds"] = round(time.time() - t0, 2)
         results.append(entry)
         summary = {k: (v["pass"], f"{v['worst']:.2e}") for k, v in entry.get("checks", {}).items()}
         print(f"{entry['trace']}: {a.mode} {summary or ''} {entry.get('simdReports', '')} ({entry['seconds']} s)",
               flush=True)
-    out = {"gpu": d.name, "sms": d.sms, "copyBandwidthGBs": copy_gbs, "tuning": a.tuning, "results": results}
-    if a.json:
-        json.dump(out, open(a.json, "w"), indent=1)
+        for r in entry.get("rows", []):
+            if r["kind"] in ("decode_step", "matvec", "ssm_decode_block", "embedding_gather") or \
+                    r["kind"].startswith("prefill_"):
+                print(f"  {r['kind']:<17} {r.get('role', ''):<9} {r['us']:>9.1f} us  {r.get('dispatches', '')!s:>4} disp"
+                      f"  {r['GBs'] or 0:>7.0f} GB/s  {100 * (r['fraction'] or 0):5.1f} %", flush=True)
+        out = {"gpu": d.name, "sms": d.sms, "copyBandwidthGBs": copy_gbs, "tuning": a.tuning, "results": results}
+        if a.json:  # after every trace, so a run stopped by its time limit keeps what it measured
+            json.dump(out, open(a.json, "w"), indent=1)
+    if copy_gbs:
+        print(f"copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
     failed = [r["trace"] for r in results for v in r.get("checks", {}).values() if not v["pass"]]
     if a.mode == "parity" and failed:
         print(f"PARITY FAILED: {failed}", flush=True)

@@ -91,6 +91,9 @@ class FakeDriver(replay.Driver):
     def sync(self):
         pass
 
+    def free(self, p):
+        pass
+
     def set_shared(self, f, n):
         assert n <= 32768, f"threadgroup memory {n} > 32 KiB"
 

@@ -47,7 +47,16 @@ export interface SessionResults {
   batch: number;
   prefill: { seq: number; tokens: number; logits: string }[];
   final: { logits: string };
-  state: { seq: number; floats: number; stride: number; samples: string; convFloats: number; layers: number; convNorms: number[]; ssmNorms: number[] }[];
+  state: {
+    seq: number;
+    floats: number;
+    stride: number;
+    samples: string;
+    convFloats: number;
+    layers: number;
+    convNorms: number[];
+    ssmNorms: number[];
+  }[];
 }
 
 function b64(a: Float32Array): string {
@@ -74,7 +83,16 @@ function stateSummary(engine: MambaEngine, seq: number): SessionResults["state"]
   const stride = Math.max(1, Math.ceil(floats.length / 32768)) | 1;
   const samples = new Float32Array(Math.ceil(floats.length / stride));
   for (let i = 0; i < samples.length; i++) samples[i] = floats[i * stride];
-  return { seq, floats: floats.length, stride, samples: b64(samples), convFloats, layers: c.nLayer, convNorms, ssmNorms };
+  return {
+    seq,
+    floats: floats.length,
+    stride,
+    samples: b64(samples),
+    convFloats,
+    layers: c.nLayer,
+    convNorms,
+    ssmNorms,
+  };
 }
 
 /** Runs the session on one backend; returns its results and the command buffers each operation took. */
