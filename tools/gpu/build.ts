@@ -20,6 +20,7 @@ import {
   type ConstantValue,
   cudaSymbol,
   cudaView,
+  cudaWrappers,
   emitCuda,
   floatValue,
   isDefined,
@@ -200,6 +201,10 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
     await Deno.writeTextFile(join(srcDir, `${stem}.cu`), cu);
     const entry: Record<string, unknown> = {
       kernels: s.parsed.kernels.map((k) => k.name),
+      // What replay.py needs to compile another specialization on the device (--compile).
+      view: `${stem}.metal.cuh`,
+      constants: s.parsed.constants.map((c) => ({ name: c.name, index: c.index, type: c.type })),
+      wrappers: cudaWrappers(s.parsed, "@ID@", s.name),
       specializations: (o.generic ? [{ id: "generic", constants: [] }] : specs).map((x) => ({
         id: x.id,
         symbols: Object.fromEntries(s.parsed.kernels.map((k) => [k.name, cudaSymbol(x.id, k.name)])),

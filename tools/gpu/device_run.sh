@@ -103,14 +103,17 @@ if [[ $WHAT == all || $WHAT == sanitize ]]; then
     $R parity --build "$B" --bug ssm_decode.metal=ssm_decode.planted_no_barrier.metal --trace "$G/traces/fx-g2-f32-b2"
   checks "planted matmul without barrier, racecheck" compute-sanitizer --tool racecheck \
     $R parity --build "$B" --bug matmul.metal=matmul.planted_no_barrier.metal --trace "$G/traces/fx-odd-f32-b2"
-  for tool in racecheck synccheck memcheck; do
+  for tool in racecheck synccheck; do
     checks "$tool fixtures" compute-sanitizer --tool $tool $R parity --build "$B" --serial $FXT
   done
-  checks "initcheck fixtures (heap not poisoned)" compute-sanitizer --tool initcheck $R parity --build "$B" --serial --no-poison $FXT
+  checks "memcheck fixtures (one allocation per buffer)" compute-sanitizer --tool memcheck $R parity --build "$B" --serial \
+    --split $FXT
+  checks "initcheck fixtures (one allocation per buffer, not poisoned)" compute-sanitizer --tool initcheck $R parity \
+    --build "$B" --serial --split --no-poison $FXT
   if [[ -d "$G/traces/130m-f16-b1-short" ]]; then
     for tool in memcheck initcheck synccheck racecheck; do
       (( $(left) > 150 )) || { say "skipping $tool on 130m (time)"; continue; }
-      extra=""; [[ $tool == initcheck ]] && extra="--no-poison"
+      extra=""; [[ $tool == initcheck ]] && extra="--split --no-poison"; [[ $tool == memcheck ]] && extra="--split"
       checks "$tool 130m-f16-b1-short" timeout 120 compute-sanitizer --tool $tool $R parity --build "$B" --serial $extra \
         --trace "$G/traces/130m-f16-b1-short"
     done

@@ -4,7 +4,7 @@
  * the SIMD-uniformity check build) to sm_90 cubins with nvcc, and lays everything the device needs into
  * one folder (default .gpu/, at most a few tens of MB):
  *
- *   traces/NAME/{trace.jsonl.gz, session.json, reference.json, metalcompat.json}
+ *   traces/NAME/{trace.jsonl.gz, session.json, reference.json, metalcompat.json}   blobs/ (shared fills)
  *   build/{kernels.json, *.cubin, cuda/…}   replay.py  bench_weights.c  libbench_weights.so  device_run.sh
  *
  *   deno run -A tools/gpu/prepare.ts [--out .gpu] [--only NAME,…] [--skip-build]
@@ -75,10 +75,51 @@ export const SESSIONS: Session[] = [
   { name: "780m-f32-b4", model: bench("780m", "f32"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
 ];
 
-async function gzipFile(src: string, dst: string): Promise<void> {
-  const input = await Deno.open(src);
-  const output = await Deno.open(dst, { write: true, create: true, truncate: true });
-  await input.readable.pipeThrough(new CompressionStream("gzip")).pipeTo(output.writable);
+/** Copies a trace gzipped, moving fills of more than 4 KiB into blobs/CRC-LENGTH.bin, shared by every
+ * trace of the same model (the small vectors of a bench model are the same at every batch and dtype). */
+async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
+  await Deno.mkdir(blobs, { recursive: true });
+  const lines: string[] = [];
+  for (const line of (await Deno.readTextFile(src)).split("\n")) {
+    if (!line.includes('"ev":"fill"') || !line.includes('"bytes"')) {
+      lines.push(line);
+      continue;
+    }
+    const e = JSON.parse(line);
+    if (e.length <= 4096) {
+      lines.push(line);
+      continue;
+    }
+    const name = `${e.crc32.toString(16).padStart(8, "0")}-${e.length}.bin`;
+    const bytes = Uint8Array.from(atob(e.bytes), (c) => c.charCodeAt(0));
+    try {
+      await Deno.stat(join(blobs, name));
+    } catch {
+      await Deno.writeFile(join(blobs, name), bytes);
+    }
+    delete e.bytes;
+    e.blob = name;
+    lines.push(JSON.stringify(e));
+  }
+  const data = new TextEncoder().encode(lines.join("\n"));
+  const gz = new Response(new Blob([data]).stream().pipeThrough(new CompressionStream("gzip")));
+  await Deno.writeFile(dst, new Uint8Array(await gz.arrayBuffer()));
+}
+
+/** Results whose prefill logits are whole rows, sampled as trace.ts now samples them. */
+function strided(r: { prefill: { stride?: number; logits: string }[] }) {
+  for (const p of r.prefill) {
+    if (p.stride !== undefined) continue;
+    const bytes = Uint8Array.from(atob(p.logits), (c) => c.charCodeAt(0));
+    const row = new Float32Array(bytes.buffer);
+    p.stride = row.length > 4096 ? 7 : 1;
+    const kept = row.filter((_, i) => i % p.stride! === 0);
+    const u = new Uint8Array(kept.buffer);
+    let bin = "";
+    for (let i = 0; i < u.length; i += 0x8000) bin += String.fromCharCode(...u.subarray(i, i + 0x8000));
+    p.logits = btoa(bin);
+  }
+  return r;
 }
 
 if (import.meta.main) {
@@ -89,6 +130,7 @@ if (import.meta.main) {
       only: { type: "string" },
       "skip-build": { type: "boolean", default: false },
       "skip-traces": { type: "boolean", default: false },
+      "repack": { type: "boolean", default: false },
     },
   });
   const out = values.out!;
@@ -113,13 +155,35 @@ if (import.meta.main) {
       });
       const dst = join(traces, s.name);
       await Deno.mkdir(dst, { recursive: true });
-      await gzipFile(join(dir, "trace.jsonl"), join(dst, "trace.jsonl.gz"));
+      await packTrace(join(dir, "trace.jsonl"), join(dst, "trace.jsonl.gz"), join(out, "blobs"));
       for (const f of ["session.json", "reference.json", "metalcompat.json"]) {
         try {
           await Deno.copyFile(join(dir, f), join(dst, f));
         } catch { /* metalcompat.json: not for dry traces */ }
       }
       console.error(`traced ${s.name} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  }
+  if (values.repack) {
+    // Rebuild traces/ from work/ (the uncompressed traces), e.g. after changing how traces are packed.
+    for await (const e of Deno.readDir(work)) {
+      if (!e.isDirectory || (only && !only.includes(e.name))) continue;
+      const dst = join(traces, e.name);
+      await Deno.mkdir(dst, { recursive: true });
+      await packTrace(join(work, e.name, "trace.jsonl"), join(dst, "trace.jsonl.gz"), join(out, "blobs"));
+      for (const f of ["session.json", "reference.json", "metalcompat.json"]) {
+        let text: string;
+        try {
+          text = await Deno.readTextFile(join(work, e.name, f));
+        } catch {
+          continue;
+        }
+        await Deno.writeTextFile(
+          join(dst, f),
+          f === "session.json" ? text : JSON.stringify(strided(JSON.parse(text))),
+        );
+      }
+      console.error(`repacked ${e.name}`);
     }
   }
   if (!values["skip-build"]) {

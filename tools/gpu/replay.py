@@ -20,6 +20,7 @@ Only Python 3, numpy and libcuda are needed (no Swift, no Deno): what the device
 """
 import argparse
 import base64
+import bisect
 import gzip
 import ctypes
 import json
@@ -284,6 +285,8 @@ def heap_regions(trace):
             continue
         if "bytes" in f:
             data = np.frombuffer(base64.b64decode(f["bytes"]), np.uint8)
+        elif "blob" in f:  # prepare.ts moved the bytes into a shared, content-addressed file
+            data = np.fromfile(os.path.join(trace.dir, "..", "..", "blobs", f["blob"]), np.uint8)
         else:
             if weights is None:
                 ident = bench_identity(trace.session)
@@ -298,6 +301,26 @@ def heap_regions(trace):
 
 
 # ---- kernels ------------------------------------------------------------------------------------------
+
+
+def constant_decl(c, v):
+    """A function constant of a specialization, as emit_cuda.ts declares it (floats as hex literals)."""
+    t = c["type"].replace("const", "").strip()
+    name = c["name"]
+    if v is None or ("value" not in v and "bits" not in v):
+        zero = "0.0f" if t == "float" else "false" if t == "bool" else "0"
+        return [f"constexpr {t} {name} = {zero};", f"constexpr bool mc_fc_defined_{name} = false;"]
+    if t == "float":
+        x = struct.unpack("<f", struct.pack("<I", v["bits"]))[0] if "bits" in v else float(v["value"])
+        if math.isinf(x):
+            lit = "__builtin_inff()" if x > 0 else "(-__builtin_inff())"
+        else:
+            lit = '__builtin_nanf("")' if math.isnan(x) else float.hex(x) + "f"
+    elif t == "bool":
+        lit = "true" if v["value"] else "false"
+    else:
+        lit = str(int(v["value"]))
+    return [f"constexpr {t} {name} = {lit};", f"constexpr bool mc_fc_defined_{name} = true;"]
 
 
 def override(c, value):
@@ -332,6 +355,50 @@ class Kernels:
             self.modules[key] = self.d.module(os.path.join(self.build, target))
         return self.modules[key]
 
+    def compile(self, pipelines, nvcc="nvcc"):
+        """Compiles the specializations of `pipelines` (overrides applied) missing from the build, with this
+        machine's nvcc, from the views and wrapper templates build.ts left in kernels.json."""
+        missing = {}
+        for p in pipelines:
+            entry = self.manifest["files"][p["file"]]
+            sid = spec_key(p["file"], p["constants"])
+            if not any(x["id"] == sid for x in entry["specializations"]):
+                missing.setdefault(p["file"], {})[sid] = p["constants"]
+        for file, specs in missing.items():
+            entry = self.manifest["files"][file]
+            text = ['#include "metal_cuda.h"']
+            for sid, constants in specs.items():
+                text.append(f"namespace msl {{ namespace s_{sid} {{")
+                for c in entry["constants"]:
+                    v = next((x for x in constants if x["index"] == c["index"]), None)
+                    text.extend(constant_decl(c, v))
+                text.append(f'#include "{entry["view"]}"')
+                text.append("} }")
+                text.append(entry["wrappers"].replace("@ID@", sid))
+            stem = f"extra_{file.replace('.metal', '')}_{len(self.manifest.get('extra', []))}"
+            cu = os.path.join(self.build, "cuda", stem + ".cu")
+            with open(cu, "w") as f:
+                f.write("\n".join(text) + "\n")
+            for suffix, flags in (("", []), (".simd", ["-DMC_CHECK_SIMD"])):
+                subprocess.check_call([nvcc, "-std=c++17", "-arch=sm_90", "-O3", "-lineinfo", "-I",
+                                       os.path.join(self.build, "cuda"), "-diag-suppress", "177,550", "-cubin",
+                                       "-o", os.path.join(self.build, stem + suffix + ".cubin"), cu] + flags)
+            for sid in specs:
+                entry["specializations"].append({
+                    "id": sid, "cubin": stem + ".cubin", "simdCubin": stem + ".simd.cubin",
+                    "symbols": {k: f"mck_{sid}_{k}" for k in entry["kernels"]}})
+            self.manifest.setdefault("extra", []).append(stem)
+            print(f"compiled {len(specs)} specialization(s) of {file} into {stem}.cubin", flush=True)
+
+    def module_of(self, file, spec):
+        target = spec.get("simdCubin" if self.simd_check else "cubin")
+        if target is None:
+            return self.module(file)
+        key = (target, self.simd_check)
+        if key not in self.modules:
+            self.modules[key] = self.d.module(os.path.join(self.build, target))
+        return self.modules[key]
+
     def function(self, pipeline, overrides=None):
         file = self.planted.get(pipeline["file"], pipeline["file"])
         constants = pipeline["constants"]
@@ -346,7 +413,7 @@ class Kernels:
             if spec is None:
                 raise KeyError(f"no specialization {sid} of {file} in the build (pipeline {pipeline['function']}); "
                                "rebuild with tools/gpu/build.ts --traces …")
-            self.cache[key] = self.d.function(self.module(file), spec["symbols"][pipeline["function"]])
+            self.cache[key] = self.d.function(self.module_of(file, spec), spec["symbols"][pipeline["function"]])
         return self.cache[key]
 
     def report(self):
@@ -371,19 +438,29 @@ class Launch:
 
 
 class Replay:
-    def __init__(self, driver, kernels, trace, streams=4, serial=False, overrides=None, poison=True):
+    def __init__(self, driver, kernels, trace, streams=4, serial=False, overrides=None, poison=True, split=False):
+        """split: one allocation per heap buffer instead of one heap, so that memcheck sees an access past a
+        buffer's end (inside one heap it would land in the next buffer)."""
         self.d, self.k, self.t = driver, kernels, trace
         if trace.unsupported:
             raise ValueError(f"{trace.dir}: the trace has events the replay cannot reproduce: {trace.unsupported[:3]}")
         self.serial = serial
-        self.heap = driver.alloc(trace.heap_size + 4096)
+        if split:
+            self.regions = sorted((off, length, driver.alloc(length)) for off, length in trace.buffers.values())
+            self.allocations = [r[2] for r in self.regions]
+        else:
+            self.heap = driver.alloc(trace.heap_size + 4096)
+            self.regions = [(0, trace.heap_size, self.heap)]
+            self.allocations = [self.heap]
+        self.starts = [r[0] for r in self.regions]
         if poison:
-            driver.memset(self.heap, 0xFF, trace.heap_size)  # unwritten memory reads as NaN
+            for off, length, ptr in self.regions:
+                driver.memset(ptr, 0xFF, length)  # unwritten memory reads as NaN
         for offset, data, length in heap_regions(trace):
             if data is None:
-                driver.memset(self.heap + offset, 0, length)
+                driver.memset(self.addr(offset, length), 0, length)
             else:
-                driver.htod(self.heap + offset, data)
+                driver.htod(self.addr(offset, length), data)
         self.streams = [driver.stream() for _ in range(1 if serial else max(1, streams))]
         self.join = [driver.event(timing=False) for _ in range(64)]
         self.scratch = []
@@ -405,7 +482,7 @@ class Replay:
             L.name, L.pipeline = p["function"], p
             a = Args()
             for index, heap, offset in item["buffers"]:
-                a.buffers[index] = self.heap + offset
+                a.buffers[index] = self.addr(offset)
             for index, data in item["bytes"]:
                 raw = np.frombuffer(base64.b64decode(data), np.uint8)
                 dev = self.d.alloc(max(len(raw), 16))
@@ -435,9 +512,10 @@ class Replay:
     def host_writes(self, cb):
         for w in cb["writes"]:
             if "zero" in w:
-                self.d.memset(self.heap + w["offset"], 0, w["zero"])
+                self.d.memset(self.addr(w["offset"], w["zero"]), 0, w["zero"])
             else:
-                self.d.htod(self.heap + w["offset"], np.frombuffer(base64.b64decode(w["bytes"]), np.uint8))
+                data = np.frombuffer(base64.b64decode(w["bytes"]), np.uint8)
+                self.d.htod(self.addr(w["offset"], len(data)), data)
 
     def encode(self, launches, stream0=None):
         """Issues launches. Between two barriers they take turns over the streams (forked from the main
@@ -475,15 +553,23 @@ class Replay:
         self.encode(cb["launches"])
         self.d.sync()
 
+    def addr(self, offset, length=0):
+        """Device address of heap offset `offset` (the range [offset, offset + length) must lie in one buffer)."""
+        i = bisect.bisect_right(self.starts, offset) - 1
+        start, size, ptr = self.regions[max(i, 0)]
+        if i < 0 or offset + length > start + size:
+            raise ValueError(f"{self.t.dir}: heap offset {offset} (+{length}) is not inside a traced buffer")
+        return ptr + (offset - start)
+
     def close(self):
         self.d.sync()
-        for p in [self.heap] + self.scratch:
+        for p in self.allocations + self.scratch:
             self.d.free(p)
         self.scratch = []
 
     def read(self, label):
         offset, length = self.t.buffers[label]
-        return self.d.dtoh(self.heap + offset, length)
+        return self.d.dtoh(self.addr(offset, length), length)
 
 
 # ---- results and comparison ---------------------------------------------------------------------------
@@ -549,8 +635,9 @@ def run_session(replay, record_cb=None):
             cb_done = i + 1
         if op["op"] == "prefill":
             row = replay.read("logits").view(np.float32).reshape(s["batch"], -1)[op["seq"], :vocab]
-            out["prefill"].append({"seq": op["seq"], "tokens": op["tokens"],
-                                   "logits": base64.b64encode(row.tobytes()).decode()})
+            stride = 7 if row.size > 4096 else 1  # as trace.ts samples them
+            out["prefill"].append({"seq": op["seq"], "tokens": op["tokens"], "stride": stride,
+                                   "logits": base64.b64encode(np.ascontiguousarray(row[::stride]).tobytes()).decode()})
     for i in range(cb_done, len(replay.cbs)):
         replay.run_cb(i)
     logits = replay.read("logits").view(np.float32).reshape(s["batch"], -1)[:, :vocab]
@@ -766,6 +853,9 @@ def main(argv=None):
     ap.add_argument("--override", action="append", help="FILE:INDEX=VALUE function-constant override")
     ap.add_argument("--tuning", help="configs/metal_tune.json params the trace was made with (recorded in output)")
     ap.add_argument("--no-poison", action="store_true", help="leave unwritten heap memory uninitialised (initcheck)")
+    ap.add_argument("--split", action="store_true", help="one allocation per buffer (memcheck sees overruns)")
+    ap.add_argument("--compile", action="store_true",
+                    help="compile specializations missing from the build (after --override) with this machine's nvcc")
     a = ap.parse_args(argv)
     d = Driver()
     planted = dict([a.bug.split("=", 1)]) if a.bug else None
@@ -776,8 +866,13 @@ def main(argv=None):
     for tdir in a.trace:
         t0 = time.time()
         trace = Trace(tdir)
+        if a.compile:
+            kernels.compile([dict(p, constants=[override(c, overrides[(p["file"], c["index"])])
+                                                if (p["file"], c["index"]) in overrides else c
+                                                for c in p["constants"]]) for p in trace.pipelines.values()],
+                            nvcc=os.environ.get("NVCC", "nvcc"))
         replay = Replay(d, kernels, trace, streams=a.streams, serial=a.serial, overrides=overrides,
-                        poison=not a.no_poison)
+                        poison=not a.no_poison, split=a.split)
         entry = {"trace": os.path.basename(tdir.rstrip("/")), "gpu": d.name}
         if a.mode == "time":
             entry["rows"] = timings(d, replay, copy_gbs)

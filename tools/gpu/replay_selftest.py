@@ -104,6 +104,10 @@ def check_trace(build, tdir):
     t = replay.Trace(tdir)
     r = replay.Replay(d, k, t, streams=4)
     heap_lo, heap_hi = r.heap, r.heap + t.heap_size
+    fd = FakeDriver()
+    split = replay.Replay(fd, replay.Kernels(fd, build), t, split=True)
+    replay.run_session(split)  # every binding, fill and write inside one buffer
+    split.close()
     n = 0
     for cb in r.cbs:
         for L in cb["launches"]:

@@ -3,7 +3,7 @@
  * results it must reproduce: each sequence's prefill, then `steps` decode steps of the whole batch.
  *
  *   deno run -A tools/gpu/trace.ts --model DIR --out DIR [--batch 4] [--prompts 300,37,256,1]
- *     [--steps 16] [--dtype f16] [--recorded] [--dry] [--inline BYTES]
+ *     [--steps 16] [--dtype f16] [--recorded] [--dry] [--inline BYTES] [--tuning '{"matvecRowsPerSimdgroup":4}']
  *
  * Writes into --out:
  *   trace.jsonl     what the backend encoded (MetalCompat's trace, docs/gpu-proxy.md)
@@ -38,6 +38,8 @@ interface SessionSpec {
   steps: number;
   dtype: WeightDType;
   recorded: boolean;
+  /** Metal kernel parameters (configs/metal_tune.json's params), e.g. {"matvecRowsPerSimdgroup": 4}. */
+  tuning?: Record<string, number>;
 }
 
 /** Results of a session, small enough to travel: base64 little-endian f32 arrays. */
@@ -45,7 +47,8 @@ export interface SessionResults {
   backend: string;
   vocab: number;
   batch: number;
-  prefill: { seq: number; tokens: number; logits: string }[];
+  /** Logits after each prefill, every `stride`-th of them (the rows are large; the final ones are whole). */
+  prefill: { seq: number; tokens: number; stride: number; logits: string }[];
   final: { logits: string };
   state: {
     seq: number;
@@ -103,6 +106,7 @@ async function runSession(spec: SessionSpec, backend: "metal" | "cpu") {
     dtype: spec.dtype,
     recorded: spec.recorded,
     tuneFile: false,
+    ...(spec.tuning && backend === "metal" ? { tuning: spec.tuning } : {}),
     threads: 0,
   });
   const vocab = engine.vocabSize;
@@ -126,7 +130,8 @@ async function runSession(spec: SessionSpec, backend: "metal" | "cpu") {
     counted("prefill", () => {
       row = engine.prefill(promptTokens(seq, n, vocab), seq).slice();
     }, { seq, tokens: n });
-    results.prefill.push({ seq, tokens: n, logits: b64(row) });
+    const stride = row.length > 4096 ? 7 : 1;
+    results.prefill.push({ seq, tokens: n, stride, logits: b64(row.filter((_, i) => i % stride === 0)) });
   }
   let logits = new Float32Array();
   for (let s = 0; s < spec.steps; s++) {
@@ -173,6 +178,7 @@ export async function traceSession(
     spec.dtype,
     ...(spec.recorded ? ["--recorded"] : []),
     ...(spec.dry ? ["--dry"] : []),
+    ...(spec.tuning ? ["--tuning", JSON.stringify(spec.tuning)] : []),
   ];
   for (const backend of ["metal", "cpu"] as const) {
     const env: Record<string, string> = {};
@@ -204,6 +210,7 @@ if (import.meta.main) {
       recorded: { type: "boolean", default: false },
       dry: { type: "boolean", default: false },
       inline: { type: "string" },
+      tuning: { type: "string" },
       child: { type: "string" },
       help: { type: "boolean", default: false },
     },
@@ -221,6 +228,7 @@ if (import.meta.main) {
     steps: Number(values.steps),
     dtype: values.dtype as WeightDType,
     recorded: values.recorded!,
+    tuning: values.tuning ? JSON.parse(values.tuning) : undefined,
   };
   if (values.child) await child(spec, values.child as "metal" | "cpu", values.out, values.dry!);
   else {

@@ -251,17 +251,24 @@ export function emitCuda(x: CudaInputs): string {
       out.push(...constantDecl(c, v, x.generic === true));
     }
     out.push(`#include "${x.viewInclude}"`, `} } // namespace msl::${ns}`);
-    for (const k of x.parsed.kernels) {
-      if (k.callee !== k.name) {
-        throw new Error(`${x.fileName}: template kernels are not supported by the CUDA shim`);
-      }
-      out.push(`extern "C" __global__ void ${cudaSymbol(s.id, k.name)}(const mc::args a) {`);
-      out.push(`    typedef decltype(&msl::${ns}::${k.name}) F;`);
-      out.push("    if (!mc::enter(a)) return;");
-      out.push(`    msl::${ns}::${k.name}(${wrapperArgs(k, ns)});`);
-      out.push("    mc::leave();", "}");
+    out.push(cudaWrappers(x.parsed, s.id, x.fileName));
+  }
+  return out.join("\n") + "\n";
+}
+
+/** The __global__ wrappers of every kernel of a file for the specialization `id` (replay.py fills in other
+ * ids in the text made for "@ID@" when it compiles a specialization on the device). */
+export function cudaWrappers(parsed: ParsedMetal, id: string, fileName: string): string {
+  const ns = `s_${id}`, out: string[] = [];
+  for (const k of parsed.kernels) {
+    if (k.callee !== k.name) {
+      throw new Error(`${fileName}: template kernels are not supported by the CUDA shim`);
     }
-    out.push("");
+    out.push(`extern "C" __global__ void ${cudaSymbol(id, k.name)}(const mc::args a) {`);
+    out.push(`    typedef decltype(&msl::${ns}::${k.name}) F;`);
+    out.push("    if (!mc::enter(a)) return;");
+    out.push(`    msl::${ns}::${k.name}(${wrapperArgs(k, ns)});`);
+    out.push("    mc::leave();", "}");
   }
   return out.join("\n") + "\n";
 }

@@ -131,6 +131,7 @@ MC_D uint mc_lane() { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim
 // Per thread of the block: (count of SIMD-group calls << 16 | source line of the current one), or
 // MC_EXITED once the thread has returned from the kernel (the wrapper writes it).
 __shared__ unsigned mc_simd_slot[1024];
+__shared__ unsigned mc_simd_bad; // a violation was seen in this threadgroup: stop checking (and waiting)
 __device__ unsigned mc_report[4]; // violations, first line, first dispatch site, first block
 constexpr unsigned MC_EXITED = 0xffffffffu;
 __device__ unsigned mc_site_now; // set by the wrapper from the argument table (first writer wins)
@@ -139,6 +140,7 @@ MC_D uint mc_linear() { return threadIdx.x + blockDim.x * (threadIdx.y + blockDi
 
 // True when every live lane of this SIMD group is at this call (line) as its count-th SIMD-group call.
 inline __device__ bool mc_simd_uniform(unsigned line, unsigned site) {
+    if (*(volatile unsigned *)&mc_simd_bad) return false;
     const uint me = mc_linear(), base = me - me % 32u, threads = blockDim.x * blockDim.y * blockDim.z;
     const unsigned mine = (((mc_simd_slot[me] >> 16) + 1u) << 16) | (line & 0xffffu);
     volatile unsigned *slot = mc_simd_slot;
@@ -153,13 +155,14 @@ inline __device__ bool mc_simd_uniform(unsigned line, unsigned site) {
                 if ((v & 0xffffu) != (mine & 0xffffu)) ok = false;  // the same count at another call
                 break;
             }
-            if (spin > 200000) {  // never came: stuck at a barrier, or in another branch
+            if (spin > 20000) {  // never came (~1 ms): stuck at a barrier, or in another branch
                 ok = false;
                 break;
             }
-            __nanosleep(64);
+            __nanosleep(32);
         }
     }
+    if (!ok) *(volatile unsigned *)&mc_simd_bad = 1u;
     if (!ok && atomicAdd(&mc_report[0], 1u) == 0u) {
         mc_report[1] = line;
         mc_report[2] = site;
@@ -433,7 +436,10 @@ MC_D bool enter(const args &a) {
 #ifdef MC_CHECK_SIMD
     const uint me = metal::mc_linear();
     metal::mc_simd_slot[me] = 0u;
-    if (me == 0) metal::mc_site_now = a.site;
+    if (me == 0) {
+        metal::mc_site_now = a.site;
+        metal::mc_simd_bad = 0u;
+    }
     __syncthreads();
     if (!inside) ((volatile unsigned *)metal::mc_simd_slot)[me] = metal::MC_EXITED;
 #endif
