@@ -11,10 +11,11 @@ mkdir -p "$OUT"
 LOG="$OUT/device.log"
 START=$(date +%s)
 export PYTHONUNBUFFERED=1
-left() { echo $((540 - ($(date +%s) - START))); }
+BUDGET=${BUDGET:-540}   # seconds this script may take; each step checks what is left
+left() { echo $((BUDGET - ($(date +%s) - START))); }
 say() { echo "[$(($(date +%s) - START))s] $*" | tee -a "$LOG"; }
 B="$G/build"
-R="python3 $G/replay.py"
+R=${R:-python3 $G/replay.py}
 FX=$(for t in "$G"/traces/fx-*; do echo --trace "$t"; done)
 BENCH=$(for t in "$G"/traces/[17]*; do [[ -d $t ]] && echo --trace "$t"; done)
 
@@ -59,7 +60,9 @@ checks() {
   if (( $(left) < 40 )); then say "skipped (time): $name"; echo "{\"run\": \"$name\", \"skipped\": true}" >> "$OUT/checks.json"; return; fi
   local t0=$(date +%s) tmp
   tmp=$(mktemp)
-  "$@" > "$tmp" 2>&1
+  # Every check has a time limit: a kernel that deadlocks (e.g. a shuffle half a warp never reaches) hangs.
+  local limit=$(( $(left) - 20 < ${CHECK_LIMIT:-60} ? $(left) - 20 : ${CHECK_LIMIT:-60} ))
+  timeout "$limit" "$@" > "$tmp" 2>&1
   local rc=$?
   tail -40 "$tmp" >> "$LOG"
   python3 - "$name" "$rc" "$(($(date +%s) - t0))" "$tmp" <<'EOF' >> "$OUT/checks.json"
@@ -73,6 +76,7 @@ print(json.dumps({"run": sys.argv[1], "rc": int(sys.argv[2]), "seconds": int(sys
   "errors": grab(r"ERROR SUMMARY: (\d+) error"),
   "simdViolations": sum(int(x) for x in re.findall(r"'violations': (\d+)", text)) if "violations" in text else None,
   "parityFailed": "PARITY FAILED" in text,
+  "timedOut": int(sys.argv[2]) == 124,
   "tail": text[-1200:]}))
 EOF
   rm -f "$tmp"
@@ -120,4 +124,25 @@ if [[ $WHAT == all || $WHAT == sanitize ]]; then
   fi
 fi
 
+if [[ $WHAT == priority ]]; then
+  # A short call: the timings a tuning engineer starts from, then the sanitizers, most telling first.
+  TT=""
+  for t in ${TIME_TRACES:-130m-f16-b1 130m-f16-b4 130m-f16-b8 130m-f32-b1 780m-f16-b1}; do TT="$TT --trace $G/traces/$t"; done
+  say "timings: $TT"
+  timeout "${TIME_LIMIT:-50}" $R time --build "$B" $TT --json "$OUT/timing.json" 2>&1 | tee -a "$LOG" | tail -40
+  CHECK_LIMIT=${CHECK_LIMIT:-25}
+  checks "planted ssm_decode without barrier, racecheck" compute-sanitizer --tool racecheck \
+    $R parity --build "$B" --serial --bug ssm_decode.metal=ssm_decode.planted_no_barrier.metal --trace "$G/traces/fx-g2-f32-b2"
+  checks "racecheck fixtures" compute-sanitizer --tool racecheck $R parity --build "$B" --serial $FX
+  checks "memcheck fixtures (one allocation per buffer)" compute-sanitizer --tool memcheck $R parity --build "$B" \
+    --serial --split $FX
+  checks "synccheck fixtures" compute-sanitizer --tool synccheck $R parity --build "$B" --serial $FX
+  checks "initcheck fixtures (one allocation per buffer, not poisoned)" compute-sanitizer --tool initcheck $R parity \
+    --build "$B" --serial --split --no-poison $FX
+  checks "planted matmul without barrier, racecheck" compute-sanitizer --tool racecheck \
+    $R parity --build "$B" --serial --bug matmul.metal=matmul.planted_no_barrier.metal --trace "$G/traces/fx-odd-f32-b2"
+  CHECK_LIMIT=10 checks "planted divergent simd_sum without the check, synccheck (a deadlock is expected)" \
+    compute-sanitizer --tool synccheck $R parity --build "$B" --serial \
+    --bug matvec.metal=matvec.planted_divergent_simd_sum.metal --trace "$G/traces/fx-g2-f32-b2"
+fi
 say "done"

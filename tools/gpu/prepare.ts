@@ -189,7 +189,7 @@ if (import.meta.main) {
   if (!values["skip-build"]) {
     await buildCuda({ out: join(out, "build"), traces: [work], planted: true, simdCheck: true });
   }
-  for (const f of ["replay.py", "bench_weights.c", "device_run.sh"]) {
+  for (const f of ["replay.py", "replay_selftest.py", "bench_weights.c", "device_run.sh"]) {
     await Deno.copyFile(join(ROOT, "tools/gpu", f), join(out, f));
   }
   const cc = await new Deno.Command("cc", {

@@ -526,6 +526,9 @@ class Replay:
         ring = iter(range(1 << 30))
         ev = lambda: self.join[next(ring) % len(self.join)]  # noqa: E731
         used, turn, fork = {0}, 0, None
+        if len(s) > 1:  # the launches may begin without a barrier (a group cut out of a command buffer)
+            fork = ev()
+            self.d.record(fork, main)
         for L in launches:
             if L.barrier_before:
                 for i in used - {0}:
