@@ -57,11 +57,11 @@ fi
 checks() {
   # One run of a check (a sanitizer, the SIMD check, a planted bug): a line of checks.json each.
   local name=$1; shift
-  if (( $(left) < 40 )); then say "skipped (time): $name"; echo "{\"run\": \"$name\", \"skipped\": true}" >> "$OUT/checks.json"; return; fi
+  if (( $(left) < ${MIN_LEFT:-40} )); then say "skipped (time): $name"; echo "{\"run\": \"$name\", \"skipped\": true}" >> "$OUT/checks.json"; return; fi
   local t0=$(date +%s) tmp
   tmp=$(mktemp)
   # Every check has a time limit: a kernel that deadlocks (e.g. a shuffle half a warp never reaches) hangs.
-  local limit=$(( $(left) - 20 < ${CHECK_LIMIT:-60} ? $(left) - 20 : ${CHECK_LIMIT:-60} ))
+  local limit=$(( $(left) - 5 < ${CHECK_LIMIT:-60} ? $(left) - 5 : ${CHECK_LIMIT:-60} ))
   timeout "$limit" "$@" > "$tmp" 2>&1
   local rc=$?
   tail -40 "$tmp" >> "$LOG"
