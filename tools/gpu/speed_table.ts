@@ -2,7 +2,10 @@
  * Turns the device run's timing.json (replay.py time) into bench/results/gpu-proxy.json and a markdown
  * table for docs/gpu-proxy.md. Rows are per token: a batch-B decode step's µs are divided by B.
  *
- *   deno run -A tools/gpu/speed_table.ts TIMING_JSON [--out bench/results/gpu-proxy.json] [--date YYYY-MM-DD]
+ *   deno run -A tools/gpu/speed_table.ts TIMING_JSON… [--out bench/results/gpu-proxy.json] [--date YYYY-MM-DD]
+ *
+ * Several timing files (calls on the same machine) are merged; each row keeps the fraction of the copy
+ * bandwidth measured in its own run, and `runs` lists each run's bandwidth.
  *
  * @module
  */
@@ -114,8 +117,15 @@ if (import.meta.main) {
     allowPositionals: true,
     options: { out: { type: "string", default: "bench/results/gpu-proxy.json" }, date: { type: "string" } },
   });
-  const timing = JSON.parse(await Deno.readTextFile(positionals[0]));
-  const table = speedTable(timing, values.date ?? new Date().toISOString().slice(0, 10));
+  const timings = await Promise.all(positionals.map(async (p) => JSON.parse(await Deno.readTextFile(p))));
+  const merged = { ...timings[0], results: timings.flatMap((t) => t.results) };
+  const table = {
+    ...speedTable(merged, values.date ?? new Date().toISOString().slice(0, 10)),
+    runs: timings.map((t) => ({
+      copyBandwidthGBs: Math.round(t.copyBandwidthGBs),
+      traces: t.results.map((r: { trace: string }) => r.trace),
+    })),
+  };
   await Deno.writeTextFile(values.out!, JSON.stringify(table, null, 1) + "\n");
   console.log(markdown(table));
 }
