@@ -1,5 +1,6 @@
 /**
- * The C ABI of libMambaMetal (swift/include/mamba.h), one entry per function with its C signature.
+ * The C ABI of libMambaMetal (swift/include/mamba.h), one entry per function with its C prototype.
+ * tests/abi.test.ts checks every entry, the prototypes and the constants here against the header.
  *
  * @module
  */
@@ -12,7 +13,7 @@ export const symbols = {
   mamba_version: { parameters: [], result: "pointer" },
   // const char *mamba_last_error(void);
   mamba_last_error: { parameters: [], result: "pointer" },
-  // int32_t mamba_engine_create(const char *model_dir, const char *options_json, mamba_engine **out);
+  // int32_t mamba_engine_create(const char *model_dir, const char *options_json, mamba_engine **out_engine);
   mamba_engine_create: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   // int32_t mamba_engine_free(mamba_engine *engine);
   mamba_engine_free: { parameters: ["pointer"], result: "i32" },
@@ -42,6 +43,16 @@ export const symbols = {
 
 /** The ABI version these bindings were written for (MAMBA_ABI_VERSION). */
 export const ABI_VERSION = 1;
+
+/** The order of mamba_gpu_counters' output (enum mamba_gpu_counter). */
+export const GPU_COUNTERS = [
+  "commandBuffers",
+  "computeEncoders",
+  "dispatches",
+  "bufferAllocations",
+  "heapAllocations",
+  "allocatedBytes",
+] as const;
 
 /** The opened library's functions. */
 export type MambaSymbols = Deno.DynamicLibrary<typeof symbols>["symbols"];

@@ -15,6 +15,7 @@
 // states (chunks, heads, P, N); gated (T, d_inner).
 #include <metal_stdlib>
 using namespace metal;
+#include "activations.h"
 
 constant int SSD_D_INNER [[function_constant(0)]];
 constant int SSD_D_STATE [[function_constant(1)]];   // N
@@ -29,12 +30,6 @@ constant float SSD_DT_MAX [[function_constant(9)]];
 
 #define SSD_TILE 32
 #define SSD_THREADS 128
-
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
-// dt does not round to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
 

@@ -11,6 +11,7 @@ import { plant, PLANTED } from "../tools/gpu/planted.ts";
 import { traceSession } from "../tools/gpu/trace.ts";
 import { benchTensorValues } from "../tools/make_bench_models.ts";
 import { tokenize } from "../tools/metal_bindings/tokenize.ts";
+import { librarySource } from "../tools/metal_bindings/include.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const METAL = [...Deno.readDirSync(join(ROOT, "metal"))].map((e) => e.name).filter((n) =>
@@ -30,9 +31,14 @@ function run(cmd: string, args: string[]): { ok: boolean; text: string } {
   return { ok: p.success, text: new TextDecoder().decode(p.stdout) + new TextDecoder().decode(p.stderr) };
 }
 
-Deno.test("CUDA views keep every line and drop address spaces, attributes and function-constant declarations", () => {
+Deno.test("CUDA views keep every line and drop address spaces, attributes and function-constant declarations", async () => {
   for (const name of METAL) {
-    const src = Deno.readTextFileSync(join(ROOT, "metal", name));
+    const src = await librarySource(
+      join(ROOT, "metal"),
+      "metal",
+      name,
+      Deno.readTextFileSync(join(ROOT, "metal", name)),
+    );
     const view = cudaView(src, parseMetal(src, name), `metal/${name}`);
     const body = view.split("\n").slice(2).join("\n"); // banner and #line
     assert.equal(body.split("\n").length, src.split("\n").length + (src.endsWith("\n") ? 0 : 1), name);

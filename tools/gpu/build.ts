@@ -27,6 +27,7 @@ import {
   type Specialization,
 } from "../metal_bindings/emit_cuda.ts";
 import { cppView } from "../metal_bindings/transform.ts";
+import { librarySource } from "../metal_bindings/include.ts";
 import { plant, PLANTED } from "./planted.ts";
 
 const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
@@ -110,17 +111,20 @@ interface Source {
   parsed: ParsedMetal;
 }
 
+/** The .metal files as their libraries see them: local headers inlined (metal_bindings/include.ts). */
 async function sources(planted: boolean, metalDir = join(ROOT, "metal")): Promise<Source[]> {
   const out: Source[] = [];
+  const raw = new Map<string, string>();
   for await (const e of Deno.readDir(metalDir)) {
     if (!e.name.endsWith(".metal")) continue;
-    const source = await Deno.readTextFile(join(metalDir, e.name));
+    const text = await Deno.readTextFile(join(metalDir, e.name));
+    raw.set(e.name, text);
+    const source = await librarySource(metalDir, "metal", e.name, text);
     out.push({ name: e.name, source, parsed: parseMetal(source, `metal/${e.name}`) });
   }
   if (planted) {
     for (const p of PLANTED) {
-      const base = out.find((s) => s.name === p.file)!;
-      const source = plant(base.source, p);
+      const source = await librarySource(metalDir, "metal", p.file, plant(raw.get(p.file)!, p));
       out.push({ name: p.name, source, parsed: parseMetal(source, `metal/${p.file} (planted: ${p.what})`) });
     }
   }

@@ -174,10 +174,11 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
 
 /* ---- per-row work: norms ------------------------------------------------------------------------ */
 
+/* Rows [0, n) of a norm, in tasks of rows_per_task rows. */
 typedef struct {
     mcpu_engine *e;
-    const mcpu_layer *L; /* NULL: pre-mixer RMSNorm with weight w */
-    const float *w;
+    const float *w;      /* rmsnorm_task: the norm's weight */
+    const mcpu_layer *L; /* gated_norm_task: the layer whose gnorm applies */
     int n, rows_per_task;
 } rows_job;
 
@@ -186,47 +187,59 @@ static void rmsnorm(const mcpu_ops *ops, float *out, const float *x, const float
     ops->scale_mul(out, x, scale, w, n);
 }
 
-static void rows_task(void *ctx, int task, int thread) {
+static int task_rows(const rows_job *j, int task, int *r1) {
+    int r0 = task * j->rows_per_task;
+    *r1 = r0 + j->rows_per_task < j->n ? r0 + j->rows_per_task : j->n;
+    return r0;
+}
+
+/* hidden = rmsnorm(residual) * w */
+static void rmsnorm_task(void *ctx, int task, int thread) {
+    (void)thread;
+    rows_job *j = ctx;
+    const mcpu_model *m = j->e->m;
+    int r1, r0 = task_rows(j, task, &r1);
+    for (int r = r0; r < r1; r++) {
+        size_t at = (size_t)r * m->d_model;
+        rmsnorm(j->e->ops, j->e->hidden + at, j->e->residual + at, j->w, m->d_model, m->eps);
+    }
+}
+
+/* y = rmsnorm_per_group(y * silu(z)) * gnorm, over groups of d_inner / n_groups channels */
+static void gated_norm_task(void *ctx, int task, int thread) {
     (void)thread;
     rows_job *j = ctx;
     mcpu_engine *e = j->e;
     const mcpu_model *m = e->m;
-    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > j->n) r1 = j->n;
+    int gs = m->d_inner / m->n_groups, r1, r0 = task_rows(j, task, &r1);
     for (int r = r0; r < r1; r++) {
-        if (!j->L) {
-            rmsnorm(e->ops, e->hidden + (size_t)r * m->d_model, e->residual + (size_t)r * m->d_model, j->w, m->d_model,
-                    m->eps);
-            continue;
-        }
-        /* y * silu(z), then RMSNorm over each group of d_inner / n_groups channels */
         float *y = e->y + (size_t)r * m->d_inner, *z = e->zxbcdt + (size_t)r * e->d_in_proj;
         e->ops->silu_inplace(z, m->d_inner);
         for (int i = 0; i < m->d_inner; i++) y[i] *= z[i];
-        int gs = m->d_inner / m->n_groups;
         for (int g = 0; g < m->n_groups; g++) rmsnorm(e->ops, y + g * gs, y + g * gs, j->L->gnorm + g * gs, gs, m->eps);
     }
 }
 
-static void run_rows(mcpu_engine *e, rows_job *j) {
+/* A few rows are cheaper on this thread than a round trip through the pool. */
+static void run_rows(mcpu_engine *e, mcpu_task_fn task, rows_job *j) {
     int threads = mcpu_pool_threads(e->pool);
     if (j->n < 2 * threads) {
         j->rows_per_task = j->n;
-        rows_task(j, 0, 0);
+        task(j, 0, 0);
         return;
     }
     j->rows_per_task = (j->n + threads * 4 - 1) / (threads * 4);
-    mcpu_pool_run(e->pool, rows_task, j, (j->n + j->rows_per_task - 1) / j->rows_per_task);
+    mcpu_pool_run(e->pool, task, j, (j->n + j->rows_per_task - 1) / j->rows_per_task);
 }
 
 void mcpu_rmsnorm_rows(mcpu_engine *e, const float *w, int n) {
-    rows_job j = {e, NULL, w, n, 0};
-    run_rows(e, &j);
+    rows_job j = {e, w, NULL, n, 0};
+    run_rows(e, rmsnorm_task, &j);
 }
 
 void mcpu_gated_norm_rows(mcpu_engine *e, const mcpu_layer *L, int n) {
-    rows_job j = {e, L, NULL, n, 0};
-    run_rows(e, &j);
+    rows_job j = {e, NULL, L, n, 0};
+    run_rows(e, gated_norm_task, &j);
 }
 
 /* ---- causal depthwise conv ---------------------------------------------------------------------- */

@@ -275,20 +275,21 @@ public func mambaQuantize(_ src: UnsafePointer<CChar>?, _ dst: UnsafePointer<CCh
                 throw MambaFailure.argument(f.message)
             }
             guard let o = json.object else { throw MambaFailure.argument("options must be a JSON object") }
-            for (key, v) in o {
+            for (name, v) in o {
+                // Every @quantize key of mamba.h is a case (Generated/ABI.swift).
+                guard let key = QuantizeKey(rawValue: name) else { throw MambaFailure.argument("unknown option \"\(name)\"") }
                 switch key {
-                case "bits":
+                case .bits:
                     guard let b = v.int, b == 4 || b == 8 else { throw MambaFailure.argument("options.bits must be 4 or 8") }
                     bits = b
-                case "groupSize":
+                case .groupSize:
                     guard let g = v.int, [32, 64, 128].contains(g) else {
                         throw MambaFailure.argument("options.groupSize must be 32, 64 or 128")
                     }
                     group = g
-                case "progress":
+                case .progress:
                     guard let p = v.bool else { throw MambaFailure.argument("options.progress must be true or false") }
                     progress = p
-                default: throw MambaFailure.argument("unknown option \"\(key)\"")
                 }
             }
         }

@@ -8,7 +8,6 @@ import Darwin
 #endif
 
 let mambaVersion = "0.1.0"
-let mambaABIVersion: UInt32 = 1
 
 struct EngineOptions {
     enum BackendChoice: String { case auto, cpu, metal }
@@ -39,52 +38,52 @@ struct EngineOptions {
             throw MambaFailure.argument(f.message)
         }
         guard let obj = json.object else { throw MambaFailure.argument("options must be a JSON object") }
-        for (key, v) in obj {
+        for (name, v) in obj {
+            // Every key mamba.h documents is a case (Generated/ABI.swift), so this switch handles them all.
+            guard let key = OptionKey(rawValue: name) else { throw MambaFailure.argument("unknown option \"\(name)\"") }
             switch key {
-            case "backend":
+            case .backend:
                 guard let s = v.string, let b = BackendChoice(rawValue: s) else {
                     throw MambaFailure.argument("options.backend must be \"auto\", \"cpu\" or \"metal\"")
                 }
                 o.backend = b
-            case "batchSize":
+            case .batchSize:
                 guard let n = v.int, (1...256).contains(n) else {
                     throw MambaFailure.argument("options.batchSize must be an integer from 1 to 256")
                 }
                 o.batchSize = n
-            case "dtype":
+            case .dtype:
                 guard let s = v.string, s == "auto" || WeightDType(rawValue: s) != nil else {
                     throw MambaFailure.argument(
                         "options.dtype must be \"auto\", \"f32\", \"f16\", \"bf16\", \"q8\" or \"q4\"")
                 }
                 o.target.dtype = WeightDType(rawValue: s)
-            case "groupSize":
+            case .groupSize:
                 guard let n = v.int, [32, 64, 128].contains(n) else {
                     throw MambaFailure.argument("options.groupSize must be 32, 64 or 128")
                 }
                 o.target.groupSize = n
-            case "threads":
+            case .threads:
                 guard let n = v.int, (0...1024).contains(n) else {
                     throw MambaFailure.argument("options.threads must be an integer from 0 to 1024")
                 }
                 o.threads = n
-            case "recorded":
+            case .recorded:
                 guard let b = v.bool else { throw MambaFailure.argument("options.recorded must be true or false") }
                 o.recorded = b
-            case "tuneTable":
+            case .tuneTable:
                 o.tuneTable = v // checked by MetalTuning.resolve, whose errors name tuneTableSource
-            case "tuneTableSource":
+            case .tuneTableSource:
                 guard let name = v.string else { throw MambaFailure.argument("options.tuneTableSource must be a string") }
                 o.tuneTableSource = name
-            case "prefillMode":
+            case .prefillMode:
                 guard let s = v.string, let m = PrefillMode(rawValue: s) else {
                     throw MambaFailure.argument("options.prefillMode must be \"chunked\" or \"tokens\"")
                 }
                 o.prefillMode = m
-            case "tuning":
+            case .tuning:
                 guard v.object != nil else { throw MambaFailure.argument("options.tuning must be a JSON object") }
                 o.tuning = v
-            default:
-                throw MambaFailure.argument("unknown option \"\(key)\"")
             }
         }
         return o
@@ -145,17 +144,17 @@ final class Engine {
                 backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
             }
         }
-        var fields: [String: JSON] = [
-            "abiVersion": .number(Double(mambaABIVersion)), "version": .string(mambaVersion),
-            "backend": .string(backend.name), "device": .string(backend.device),
-            "dtype": .string(weights.matrixDType), "batchSize": .number(Double(batch)),
-            "vocabSize": .number(Double(config.vocabSize)),
-            "stateBytes": .number(Double(Engine.stateHeaderBytes + layout.bytesPerSequence)),
-            "threads": .number(Double(backend.threads)),
-            "weightBytesPerToken": .number(Double(weights.decodeWeightBytes)),
-            "stateBytesPerToken": .number(Double(2 * batch * layout.bytesPerSequence)),
-            "config": config.json,
-            "matrices": .array(weights.matrices.map(\.info)),
+        var fields: [InfoKey: JSON] = [
+            .abiVersion: .number(Double(mambaABIVersion)), .version: .string(mambaVersion),
+            .backend: .string(backend.name), .device: .string(backend.device),
+            .dtype: .string(weights.matrixDType), .batchSize: .number(Double(batch)),
+            .vocabSize: .number(Double(config.vocabSize)),
+            .stateBytes: .number(Double(Engine.stateHeaderBytes + layout.bytesPerSequence)),
+            .threads: .number(Double(backend.threads)),
+            .weightBytesPerToken: .number(Double(weights.decodeWeightBytes)),
+            .stateBytesPerToken: .number(Double(2 * batch * layout.bytesPerSequence)),
+            .config: config.json,
+            .matrices: .array(weights.matrices.map(\.info)),
         ]
         fields.merge(backend.extraInfo) { a, _ in a }
         info = strdup(JSON.object(fields).text)!

@@ -1,21 +1,73 @@
 // The model in GPU memory: weights uploaded once, activation and state buffers, and the per-layer
-// offset table (`layerMeta`) the dispatch code binds from. Everything is allocated here, at load.
+// parameter offsets (LayerLayout) the dispatch code binds from. Everything is allocated here, at load,
+// in one heap laid out by MetalBufferLayout.
 #if canImport(Metal)
 import Metal
 #else
 import MetalCompat
 #endif
 
-/// Where one layer's parameters live inside its weights buffer (byte offsets, 256-aligned).
+/// One layer's parameters, in the order LayerLayout places them in the layer's weights buffer.
+enum LayerParameter: Int, CaseIterable {
+    case inProj      // (d_in_proj, d_model) f16 or f32
+    case outProj     // (d_model, d_inner) f16 or f32
+    case convWeight  // (conv_dim, d_conv) f32
+    case convBias    // (conv_dim) f32
+    case headParams  // dt_bias | A | D, (3, n_heads) f32
+    case norm        // (d_model) f32
+    case gatedNorm   // (d_inner) f32
+}
+
+/// Where each parameter sits in a layer's weights buffer: byte offsets, 256-aligned, from one list of
+/// sizes, so the offsets written to and the offsets bound are the same numbers.
+struct LayerLayout {
+    /// Offsets indexed by LayerParameter.rawValue.
+    private let offsets: [Int]
+    /// The whole layer's bytes.
+    let bytes: Int
+
+    init(_ layer: LayerWeights, config c: MambaConfig, formats: MetalMatrixFormats) {
+        var offsets: [Int] = [], end = 0
+        for p in LayerParameter.allCases {
+            let size: Int
+            switch p {
+            case .inProj: size = formats.inProj.bytes(layer.inProj)
+            case .outProj: size = formats.outProj.bytes(layer.outProj)
+            case .convWeight: size = 4 * layer.convWeight.count
+            case .convBias: size = 4 * layer.convBias.count
+            case .headParams: size = 4 * 3 * c.nHeads
+            case .norm: size = 4 * c.dModel
+            case .gatedNorm: size = 4 * c.dInner
+            }
+            offsets.append(roundUp(end, 256))
+            end = offsets.last! + size
+        }
+        self.offsets = offsets
+        bytes = end
+    }
+
+    subscript(_ p: LayerParameter) -> Int { offsets[p.rawValue] }
+}
+
+/// One layer's weights buffer and where its parameters are in it.
 struct LayerMeta {
     let buffer: any MTLBuffer
-    let inProj: Int      // (d_in_proj, d_model) f16 or f32
-    let outProj: Int     // (d_model, d_inner) f16 or f32
-    let convWeight: Int  // (conv_dim, d_conv) f32
-    let convBias: Int    // (conv_dim) f32
-    let headParams: Int  // dt_bias | A | D, (3, n_heads) f32
-    let norm: Int        // (d_model) f32
-    let gatedNorm: Int   // (d_inner) f32
+    let layout: LayerLayout
+
+    /// Parameter `p` as a kernel argument.
+    subscript(_ p: LayerParameter) -> KernelBuffer { (buffer, layout[p]) }
+}
+
+/// How each family of weight matrices is stored for the GPU.
+struct MetalMatrixFormats {
+    let inProj: GPUMatrixFormat, outProj: GPUMatrixFormat, embedding: GPUMatrixFormat, lmHead: GPUMatrixFormat
+
+    init(_ weights: ModelWeights) {
+        inProj = GPUMatrixFormat(weights.layers.map(\.inProj))
+        outProj = GPUMatrixFormat(weights.layers.map(\.outProj))
+        embedding = GPUMatrixFormat([weights.embedding])
+        lmHead = GPUMatrixFormat([weights.lmHead])
+    }
 }
 
 /// How a weight matrix is stored for the GPU: f16 where the checkpoint's values allow, else f32
@@ -34,7 +86,9 @@ struct GPUMatrixFormat {
         }
     }
 
-    func bytes(_ m: WeightMatrix) -> Int { m.rows * m.cols * (half ? 2 : 4) }
+    var elementBytes: Int { half ? 2 : 4 }
+
+    func bytes(_ m: WeightMatrix) -> Int { m.rows * m.cols * elementBytes }
 
     var dtype: String { half ? "f16" : "f32" }
 
@@ -81,25 +135,18 @@ extension WeightMatrix {
 
 final class MetalModel {
     let config: MambaConfig
-    let batch: Int
-    let tokenCapacity: Int
+    /// Sequences, and token slots: the larger of the batch and a prompt block.
+    let batch: Int, tokenCapacity: Int
+    let formats: MetalMatrixFormats
+    /// The heap every buffer below is placed in, by MetalBufferLayout.
     let arena: MetalArena
-    let inProjFormat: GPUMatrixFormat, outProjFormat: GPUMatrixFormat
-    let embeddingFormat: GPUMatrixFormat, lmHeadFormat: GPUMatrixFormat
 
     let layers: [LayerMeta]
-    let embedding: any MTLBuffer    // (vocab, d_model)
-    let lmHead: any MTLBuffer       // (vocab, d_model), the embedding when tied
-    let normF: any MTLBuffer        // (d_model) f32
-    let residual: any MTLBuffer     // (batch, d_model) f32
-    let zxbcdt: any MTLBuffer       // (batch, d_in_proj) f32: in_proj output z | x B C | dt
-    let gated: any MTLBuffer        // (batch, d_inner) f32: y · silu(z)
-    let sumsq: any MTLBuffer        // (batch, n_heads) f32: Σ gated² per head
-    let logits: any MTLBuffer       // (batch, vocab) f32
-    let tokens: any MTLBuffer       // (token_capacity) i32
-    let convPos: any MTLBuffer      // (batch) u32: newest slot of each sequence's conv ring
-    let convState: any MTLBuffer    // (batch, n_layer, conv_dim, d_conv) f32, a ring per channel
-    let ssmState: any MTLBuffer     // (batch, n_layer, n_heads, head_dim, d_state) f32
+    // Shapes: MetalBufferLayout, where each of these is a row of the table.
+    let embedding: any MTLBuffer, lmHead: any MTLBuffer, normF: any MTLBuffer
+    let residual: PlacedBuffer, zxbcdt: PlacedBuffer, gated: PlacedBuffer, sumsq: PlacedBuffer
+    let logits: PlacedBuffer, tokens: PlacedBuffer, convPos: PlacedBuffer
+    let convState: PlacedBuffer, ssmState: PlacedBuffer
     let prefill: MetalPrefillBuffers
 
     /// `prefillCapacity`: prompt tokens per chunked-prefill block (a multiple of the chunk size).
@@ -108,97 +155,85 @@ final class MetalModel {
         config = c
         self.batch = batch
         tokenCapacity = max(batch, prefillCapacity)
-        inProjFormat = GPUMatrixFormat(weights.layers.map(\.inProj))
-        outProjFormat = GPUMatrixFormat(weights.layers.map(\.outProj))
-        embeddingFormat = GPUMatrixFormat([weights.embedding])
-        lmHeadFormat = GPUMatrixFormat([weights.lmHead])
-        let tied = weights.lmHead === weights.embedding
-
-        // Per-layer weights buffer: the matrices, then the small f32 vectors.
-        var layerOffsets: [Int] = []
-        var cursor = 0
-        func reserve(_ bytes: Int) -> Int {
-            let at = roundUp(cursor, 256)
-            cursor = at + bytes
-            return at
-        }
-        let l0 = weights.layers[0]
-        for bytes in [inProjFormat.bytes(l0.inProj), outProjFormat.bytes(l0.outProj), 4 * l0.convWeight.count,
-                      4 * l0.convBias.count, 4 * 3 * c.nHeads, 4 * c.dModel, 4 * c.dInner]
-        {
-            layerOffsets.append(reserve(bytes))
-        }
-        let layerBytes = cursor
-        let f = 4, B = batch
-        let lengths = [Int](repeating: layerBytes, count: c.nLayer) + [
-            embeddingFormat.bytes(weights.embedding), tied ? 0 : lmHeadFormat.bytes(weights.lmHead), f * c.dModel,
-            f * B * c.dModel, f * B * c.dInProj, f * B * c.dInner, f * B * c.nHeads, f * B * c.vocabSize,
-            4 * tokenCapacity, 4 * B, f * B * c.nLayer * c.convDim * c.dConv,
-            f * B * c.nLayer * c.nHeads * c.headDim * c.dState,
-        ].filter { $0 > 0 } + MetalPrefillBuffers.lengths(config: c, capacity: prefillCapacity)
-        arena = try MetalArena(device: device, lengths: lengths)
+        formats = MetalMatrixFormats(weights)
+        let layerLayout = LayerLayout(weights.layers[0], config: c, formats: formats)
+        arena = try MetalArena(device: device, layout: MetalBufferLayout(
+            weights: weights, formats: formats, layerBytes: layerLayout.bytes, batch: batch,
+            tokenCapacity: tokenCapacity, prefillCapacity: prefillCapacity))
 
         var metas: [LayerMeta] = []
         for (i, l) in weights.layers.enumerated() {
-            let buf = try arena.buffer(layerBytes, label: "layer \(i) weights")
-            let o = layerOffsets, arena = arena
-            inProjFormat.upload(l.inProj, to: buf, offset: o[0], arena: arena)
-            outProjFormat.upload(l.outProj, to: buf, offset: o[1], arena: arena)
-            let put = { (v: [Float], at: Int) in
-                arena.upload(buf, offset: at, length: 4 * v.count) { $0.copyMemory(from: v, byteCount: 4 * v.count) }
+            let meta = LayerMeta(buffer: try arena.buffer(.layerWeights(i)).buffer, layout: layerLayout)
+            // Every load-time write goes through arena.upload, which tells MetalCompat's trace what it is.
+            let arena = arena
+            formats.inProj.upload(l.inProj, to: meta.buffer, offset: meta.layout[.inProj], arena: arena)
+            formats.outProj.upload(l.outProj, to: meta.buffer, offset: meta.layout[.outProj], arena: arena)
+            let put = { (v: [Float], p: LayerParameter) in
+                arena.upload(meta.buffer, offset: meta.layout[p], length: 4 * v.count) {
+                    $0.copyMemory(from: v, byteCount: 4 * v.count)
+                }
             }
-            put(l.convWeight, o[2])
-            put(l.convBias, o[3])
-            put(l.dtBias + l.A + l.D, o[4])
-            put(l.norm, o[5])
-            put(l.gatedNorm, o[6])
-            metas.append(LayerMeta(buffer: buf, inProj: o[0], outProj: o[1], convWeight: o[2], convBias: o[3],
-                                   headParams: o[4], norm: o[5], gatedNorm: o[6]))
+            put(l.convWeight, .convWeight)
+            put(l.convBias, .convBias)
+            put(l.dtBias + l.A + l.D, .headParams)
+            put(l.norm, .norm)
+            put(l.gatedNorm, .gatedNorm)
+            metas.append(meta)
         }
         layers = metas
-        embedding = try arena.buffer(embeddingFormat.bytes(weights.embedding), label: "embedding")
-        embeddingFormat.upload(weights.embedding, to: embedding, arena: arena)
-        if tied {
+        embedding = try arena.buffer(.embedding).buffer
+        formats.embedding.upload(weights.embedding, to: embedding, arena: arena)
+        if weights.lmHead === weights.embedding {
             lmHead = embedding
         } else {
-            lmHead = try arena.buffer(lmHeadFormat.bytes(weights.lmHead), label: "lm_head")
-            lmHeadFormat.upload(weights.lmHead, to: lmHead, arena: arena)
+            lmHead = try arena.buffer(.lmHead).buffer
+            formats.lmHead.upload(weights.lmHead, to: lmHead, arena: arena)
         }
-        normF = try arena.buffer(f * c.dModel, label: "norm_f")
-        arena.upload(normF, length: f * c.dModel) { $0.copyMemory(from: weights.normF, byteCount: f * c.dModel) }
-        residual = try arena.buffer(f * B * c.dModel, label: "residual")
-        zxbcdt = try arena.buffer(f * B * c.dInProj, label: "zxbcdt")
-        gated = try arena.buffer(f * B * c.dInner, label: "gated")
-        sumsq = try arena.buffer(f * B * c.nHeads, label: "sumsq")
-        logits = try arena.buffer(f * B * c.vocabSize, label: "logits")
-        tokens = try arena.buffer(4 * tokenCapacity, label: "tokens")
-        convPos = try arena.buffer(4 * B, label: "conv_pos")
-        convState = try arena.buffer(f * B * c.nLayer * c.convDim * c.dConv, label: "conv_state")
-        ssmState = try arena.buffer(f * B * c.nLayer * c.nHeads * c.headDim * c.dState, label: "ssm_state")
+        normF = try arena.buffer(.normF).buffer
+        arena.upload(normF, length: 4 * c.dModel) { $0.copyMemory(from: weights.normF, byteCount: 4 * c.dModel) }
+        residual = try arena.buffer(.residual)
+        zxbcdt = try arena.buffer(.zxbcdt)
+        gated = try arena.buffer(.gated)
+        sumsq = try arena.buffer(.sumsq)
+        logits = try arena.buffer(.logits)
+        tokens = try arena.buffer(.tokens)
+        convPos = try arena.buffer(.convPos)
+        convState = try arena.buffer(.convState)
+        ssmState = try arena.buffer(.ssmState)
         prefill = try MetalPrefillBuffers(arena: arena, config: c, capacity: prefillCapacity)
-        for b in [logits, convState, ssmState] {
+        for b in [logits.buffer, convState.buffer, ssmState.buffer] {
             arena.upload(b, length: b.length) { $0.initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
         }
-        for s in 0..<B { resetConvPosition(seq: s) }
+        for s in 0..<batch { resetConvPosition(seq: s) }
     }
 
-    var layout: StateLayout { StateLayout(config: config) }
+    /// Byte offset of sequence `seq`'s conv rings of layer `layer` in convState (as forward.c's mcpu_conv_state).
+    func convStateOffset(seq: Int, layer: Int) -> Int { (seq * config.nLayer + layer) * convState.rowBytes }
 
-    private func convRing(_ seq: Int) -> UnsafeMutablePointer<Float> {
-        convState.contents().assumingMemoryBound(to: Float.self) + seq * config.nLayer * layout.convFloatsPerLayer
+    /// Byte offset of sequence `seq`'s SSM state of layer `layer` in ssmState.
+    func ssmStateOffset(seq: Int, layer: Int) -> Int { (seq * config.nLayer + layer) * ssmState.rowBytes }
+
+    // MARK: state, from the host
+
+    private var layout: StateLayout { StateLayout(config: config) }
+
+    /// Every layer's conv rings of `seq` (contiguous: layers are consecutive rows).
+    private func convRings(_ seq: Int) -> UnsafeMutablePointer<Float> {
+        (convState.buffer.contents() + convStateOffset(seq: seq, layer: 0)).assumingMemoryBound(to: Float.self)
     }
 
+    /// Every layer's SSM state of `seq`.
     private func ssm(_ seq: Int) -> UnsafeMutablePointer<Float> {
-        ssmState.contents().assumingMemoryBound(to: Float.self) + seq * config.nLayer * layout.ssmFloatsPerLayer
+        (ssmState.buffer.contents() + ssmStateOffset(seq: seq, layer: 0)).assumingMemoryBound(to: Float.self)
     }
 
-    private var positions: UnsafeMutablePointer<UInt32> { convPos.contents().assumingMemoryBound(to: UInt32.self) }
+    private var positions: UnsafeMutablePointer<UInt32> { convPos.buffer.contents().assumingMemoryBound(to: UInt32.self) }
 
     /// With the newest slot at d_conv - 1, the ring's order is the saved (oldest-first) order.
     private func resetConvPosition(seq: Int) { positions[seq] = UInt32(config.dConv - 1) }
 
     func reset(seq: Int) {
-        convRing(seq).update(repeating: 0, count: config.nLayer * layout.convFloatsPerLayer)
+        convRings(seq).update(repeating: 0, count: config.nLayer * layout.convFloatsPerLayer)
         ssm(seq).update(repeating: 0, count: config.nLayer * layout.ssmFloatsPerLayer)
         resetConvPosition(seq: seq)
     }
@@ -206,7 +241,7 @@ final class MetalModel {
     /// conv_state (oldest input first, unrolled from the ring) then ssm_state, as StateLayout says.
     func readState(seq: Int, into out: UnsafeMutableRawBufferPointer) {
         let K = config.dConv, oldest = (Int(positions[seq]) + 1) % K
-        let ring = convRing(seq), dst = out.baseAddress!.assumingMemoryBound(to: Float.self)
+        let ring = convRings(seq), dst = out.baseAddress!.assumingMemoryBound(to: Float.self)
         let channels = config.nLayer * config.convDim
         for ch in 0..<channels {
             for j in 0..<K { dst[ch * K + j] = ring[ch * K + (oldest + j) % K] }
@@ -218,7 +253,7 @@ final class MetalModel {
     func writeState(seq: Int, from data: UnsafeRawBufferPointer) {
         let K = config.dConv, channels = config.nLayer * config.convDim
         let src = data.baseAddress!.assumingMemoryBound(to: Float.self)
-        convRing(seq).update(from: src, count: channels * K)
+        convRings(seq).update(from: src, count: channels * K)
         resetConvPosition(seq: seq)
         ssm(seq).update(from: src + channels * K, count: config.nLayer * layout.ssmFloatsPerLayer)
     }

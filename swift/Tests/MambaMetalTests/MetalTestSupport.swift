@@ -20,6 +20,11 @@ struct TestRandom {
         lo + (hi - lo) * Float(next() % 1_000_000) / 1_000_000
     }
     mutating func floats(_ n: Int, _ lo: Float = -1, _ hi: Float = 1) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
+    /// Weights as the GPU holds them: rounded to f16 when `half`, so a reference in Double sees the same values.
+    mutating func weights(_ n: Int, half: Bool) -> [Float] {
+        let w = floats(n)
+        return half ? w.map { halfToFloat(floatToHalf($0)) } : w
+    }
 }
 
 /// Device, kernels and buffer helpers for the kernel tests (no tests of its own).
@@ -47,10 +52,11 @@ class MetalTestCase: XCTestCase {
         Array(UnsafeBufferPointer(start: b.contents().assumingMemoryBound(to: Float.self), count: n))
     }
 
-    func run(_ encode: (any MTLComputeCommandEncoder) -> Void) throws {
+    /// One command buffer, encoded through the backend's own sink (so kernels are bound by name).
+    func run(_ encode: (EncoderSink) -> Void) throws {
         let cb = try XCTUnwrap(queue.makeCommandBuffer())
         let enc = try XCTUnwrap(cb.makeComputeCommandEncoder())
-        encode(enc)
+        encode(EncoderSink(enc))
         enc.endEncoding()
         cb.commit()
         cb.waitUntilCompleted()

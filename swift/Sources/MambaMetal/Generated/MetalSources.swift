@@ -67,29 +67,30 @@ constant int MM_BM [[function_constant(3)]];           // tile rows: 16, 32 or 6
 constant int MM_BN [[function_constant(4)]];           // tile columns: 16, 32 or 64
 constant int MM_BK [[function_constant(5)]];           // reduction step: a multiple of 8, ≤ 64
 constant bool MM_W_HALF [[function_constant(6)]];      // W stored as f16 (else f32)
-constant int MM_NORM_GROUPS [[function_constant(7)]];  // 0: X as is; G ≥ 1: RMSNorm over G groups of K/G
-constant float MM_EPS [[function_constant(8)]];        // RMSNorm epsilon
-constant bool MM_ACCUMULATE [[function_constant(9)]];  // Y += … (the residual add) instead of Y = …
-constant bool MM_CAUSAL [[function_constant(10)]];     // square per batch index; Y[m, n] = 0 for n > m
-constant int MM_LDX [[function_constant(11)]];         // row strides, in elements
-constant int MM_LDW [[function_constant(12)]];
-constant int MM_LDY [[function_constant(13)]];
-constant int MM_Z_INNER [[function_constant(14)]];     // batch index z = outer · MM_Z_INNER + inner
-constant int MM_X_OUTER [[function_constant(15)]];     // element offsets per outer / inner batch step
-constant int MM_X_INNER [[function_constant(16)]];
-constant int MM_W_OUTER [[function_constant(17)]];
-constant int MM_W_INNER [[function_constant(18)]];
-constant int MM_Y_OUTER [[function_constant(19)]];
-constant int MM_Y_INNER [[function_constant(20)]];
+constant bool MM_NORM [[function_constant(7)]];        // X̂ = RMSNorm of X over MM_NORM_GROUPS groups · norm_w
+constant int MM_NORM_GROUPS [[function_constant(8)]];  // MM_NORM: groups of K/G channels (1: the plain RMSNorm)
+constant float MM_EPS [[function_constant(9)]];        // RMSNorm epsilon
+constant bool MM_ACCUMULATE [[function_constant(10)]]; // Y += … (the residual add) instead of Y = …
+constant bool MM_CAUSAL [[function_constant(11)]];     // square per batch index; Y[m, n] = 0 for n > m
+constant int MM_LDX [[function_constant(12)]];         // row strides, in elements
+constant int MM_LDW [[function_constant(13)]];
+constant int MM_LDY [[function_constant(14)]];
+constant int MM_Z_INNER [[function_constant(15)]];     // batch index z = outer · MM_Z_INNER + inner
+constant int MM_X_OUTER [[function_constant(16)]];     // element offsets per outer / inner batch step
+constant int MM_X_INNER [[function_constant(17)]];
+constant int MM_W_OUTER [[function_constant(18)]];
+constant int MM_W_INNER [[function_constant(19)]];
+constant int MM_Y_OUTER [[function_constant(20)]];
+constant int MM_Y_INNER [[function_constant(21)]];
 
 #define MM_THREADS 128
 #define MM_MAX_FRAGS 4
 
-// Y[z][m, n] (= or +=) Σ_k X̂[z][m, k] · W[z][n, k], where X̂ = X, or with MM_NORM_GROUPS = G ≥ 1
+// Y[z][m, n] (= or +=) Σ_k X̂[z][m, k] · W[z][n, k], where X̂ = X, or with MM_NORM (G = MM_NORM_GROUPS)
 // X̂[m, k] = X[m, k] · rsqrt(mean over k's group of X[m, ·]² + eps) · norm_w[k] (G = 1: the plain
-// RMSNorm). The rows of batch index z are min(MM_M, count − outer · MM_M): with MM_M = the block
-// capacity and one batch index that is every token of the block; with MM_M = chunk_size, outer = chunk
-// and inner = group it is C·Bᵀ of each (chunk, group).
+// RMSNorm); norm_w exists only with MM_NORM. The rows of batch index z are min(MM_M, count − outer · MM_M):
+// with MM_M = the block capacity and one batch index that is every token of the block; with MM_M =
+// chunk_size, outer = chunk and inner = group it is C·Bᵀ of each (chunk, group).
 // Grid: dispatchThreadgroups(ceil(cols / MM_BN), ceil(rows / MM_BM), batch indices).
 // Threadgroup: 128 threads = 4 simdgroups in a 2 × 2 arrangement; each owns a (MM_BM/2) × (MM_BN/2)
 // block of the output tile as 8×8 simdgroup matrices, accumulated in f32 over MM_BK-wide slices of X̂
@@ -98,14 +99,14 @@ constant int MM_Y_INNER [[function_constant(20)]];
 kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16 or f32
                    device const float *X [[buffer(1)]],     // (M, K) rows of stride MM_LDX
                    device float *Y [[buffer(2)]],           // (M, N) rows of stride MM_LDY
-                   device const float *norm_w [[buffer(3)]],// (K), when MM_NORM_GROUPS ≥ 1
+                   device const float *norm_w [[buffer(3), function_constant(MM_NORM)]],  // (K)
                    device const uint *count [[buffer(4)]],  // tokens in this block
                    threadgroup float *shared [[threadgroup(0)]],
                    uint3 tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int BM = MM_BM, BN = MM_BN, BK = MM_BK, K = MM_K, G = MM_NORM_GROUPS;
+    const int BM = MM_BM, BN = MM_BN, BK = MM_BK, K = MM_K, G = MM_NORM ? MM_NORM_GROUPS : 0;
     const int outer = int(tg.z) / MM_Z_INNER, inner = int(tg.z) % MM_Z_INNER;
     const int rows = min(MM_M, int(count[0]) - outer * MM_M);
     const int cols = MM_CAUSAL ? rows : MM_N;
@@ -205,22 +206,27 @@ constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows o
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
 constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
 constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
-constant int MV_NORM [[function_constant(4)]];             // 0 none; 1 RMSNorm(x)·norm_w; 2 gated group norm
-constant bool MV_ACCUMULATE [[function_constant(5)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
-constant int MV_GROUPS [[function_constant(6)]];           // MV_NORM 2: groups of the gated norm
-constant int MV_HEADS [[function_constant(7)]];            // MV_NORM 2: per-head sums of squares per row
-constant float MV_EPS [[function_constant(8)]];            // RMSNorm epsilon
-constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
+constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
+constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
+constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
+constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
+constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+
+constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
+constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
-//   MV_NORM 0: x;
-//   MV_NORM 1: x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_NORM 2: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//              sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   !MV_NORM: x;
+//   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
+//   MV_GROUP: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
+//             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+// norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
 // Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
 // Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
@@ -229,24 +235,24 @@ constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
-                   device const float *norm_w [[buffer(3)]],   // (K), MV_NORM 1 and 2
-                   device const float *sumsq [[buffer(4)]],    // (batch, heads), MV_NORM 2
+                   device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads)
                    threadgroup float *scale [[threadgroup(0)]],
                    uint tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
     const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
-    const int group = MV_NORM == 2 ? K / MV_GROUPS : K;
+    const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_NORM == 1) {
+    if (MV_RMS) {
         for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
             float ss = 0.0f;
             for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
             ss = simd_sum(ss);
             if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
         }
-    } else if (MV_NORM == 2) {
+    } else if (MV_GROUP) {
         const int per_group = MV_HEADS / MV_GROUPS;
         for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
@@ -265,11 +271,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
         for (int k4 = int(lane); k4 < K4; k4 += 32) {
-            const float4 nw = MV_NORM != 0 ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -281,11 +287,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     } else {
         for (int k = int(lane); k < K; k += 32) {
-            const float nw = MV_NORM != 0 ? norm_w[k] : 1.0f;
+            const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 xv[b] = x[b * K + k] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + k / group];
+                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -301,7 +307,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         const int row = row0 + r;
         for (int b = 0; b < NB; b++) {
             float s = simd_sum(acc[r][b]);
-            if (MV_NORM == 1) s *= scale[b];
+            if (MV_RMS) s *= scale[b];
             if (lane == 0 && row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
@@ -329,6 +335,19 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 // states (chunks, heads, P, N); gated (T, d_inner).
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 19 "metal/ssd_prefill.metal"
 
 constant int SSD_D_INNER [[function_constant(0)]];
 constant int SSD_D_STATE [[function_constant(1)]];   // N
@@ -343,12 +362,6 @@ constant float SSD_DT_MAX [[function_constant(9)]];
 
 #define SSD_TILE 32
 #define SSD_THREADS 128
-
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
-// dt does not round to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
 
@@ -645,6 +658,19 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
 // The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 5 "metal/ssm_decode.metal"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -656,11 +682,6 @@ constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every 
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
-// precision, and computing it as exp keeps tiny dt from rounding to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 // One (head, sequence) per threadgroup:
 //   conv:  x (P channels of this head), B and C (N channels each, of the head's group)

@@ -10,22 +10,27 @@ constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows o
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
 constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
 constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
-constant int MV_NORM [[function_constant(4)]];             // 0 none; 1 RMSNorm(x)·norm_w; 2 gated group norm
-constant bool MV_ACCUMULATE [[function_constant(5)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
-constant int MV_GROUPS [[function_constant(6)]];           // MV_NORM 2: groups of the gated norm
-constant int MV_HEADS [[function_constant(7)]];            // MV_NORM 2: per-head sums of squares per row
-constant float MV_EPS [[function_constant(8)]];            // RMSNorm epsilon
-constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
+constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
+constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
+constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
+constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
+constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+
+#define MV_RMS ((bool)(MV_NORM && ! MV_GATED))              // scale = rsqrt(mean(x²) + eps), per row
+#define MV_GROUP ((bool)(MV_NORM && MV_GATED))             // scale = rsqrt(group's sumsq / group + eps)
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
-//   MV_NORM 0: x;
-//   MV_NORM 1: x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_NORM 2: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//              sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   !MV_NORM: x;
+//   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
+//   MV_GROUP: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
+//             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+// norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
 // Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
 // Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
@@ -34,24 +39,24 @@ constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
-                   device const float *norm_w [[buffer(3)]],   // (K), MV_NORM 1 and 2
-                   device const float *sumsq [[buffer(4)]],    // (batch, heads), MV_NORM 2
+                   device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads)
                    threadgroup float *scale [[mc_threadgroup_index(0)]],
                    uint tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
     const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
-    const int group = MV_NORM == 2 ? K / MV_GROUPS : K;
+    const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_NORM == 1) {
+    if (MV_RMS) {
         for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
             float ss = 0.0f;
             for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
             ss = simd_sum(ss);
             if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
         }
-    } else if (MV_NORM == 2) {
+    } else if (MV_GROUP) {
         const int per_group = MV_HEADS / MV_GROUPS;
         for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
@@ -70,11 +75,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
         for (int k4 = int(lane); k4 < K4; k4 += 32) {
-            const float4 nw = MV_NORM != 0 ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -86,11 +91,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     } else {
         for (int k = int(lane); k < K; k += 32) {
-            const float nw = MV_NORM != 0 ? norm_w[k] : 1.0f;
+            const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 xv[b] = x[b * K + k] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + k / group];
+                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -106,7 +111,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         const int row = row0 + r;
         for (int b = 0; b < NB; b++) {
             float s = simd_sum(acc[r][b]);
-            if (MV_NORM == 1) s *= scale[b];
+            if (MV_RMS) s *= scale[b];
             if (lane == 0 && row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;

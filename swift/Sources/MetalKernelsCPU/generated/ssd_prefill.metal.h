@@ -18,6 +18,19 @@
 // states (chunks, heads, P, N); gated (T, d_inner).
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 19 "metal/ssd_prefill.metal"
 
 constant int SSD_D_INNER [[function_constant(0)]];
 constant int SSD_D_STATE [[function_constant(1)]];   // N
@@ -32,12 +45,6 @@ constant float SSD_DT_MAX [[function_constant(9)]];
 
 #define SSD_TILE 32
 #define SSD_THREADS 128
-
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
-// dt does not round to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
 

@@ -1,0 +1,106 @@
+// Every buffer of the Metal backend in one table: what it holds, its rows and the bytes of one row, in
+// heap order. The same table sizes the heap and places the buffers (MetalArena), and gives the offsets
+// the dispatch code binds (row r of a buffer starts r · rowBytes in), so no length, order or stride is
+// written twice. A tool that replays the plan elsewhere can read the placements from the arena.
+#if canImport(Metal)
+import Metal
+#else
+import MetalCompat
+#endif
+
+/// The buffers of a Metal model, by what they hold. Each case's shape is its row in MetalBufferLayout.
+enum MetalBuffer: Hashable, CustomStringConvertible {
+    /// One layer's parameters, at the offsets of LayerLayout.
+    case layerWeights(Int)
+    case embedding
+    /// Absent when tied: the embedding serves.
+    case lmHead
+    case normF
+    case residual
+    /// The in_proj output: z | x B C | dt.
+    case zxbcdt
+    /// y · silu(z).
+    case gated
+    /// Σ gated² per head, for out_proj's group norm.
+    case sumsq
+    case logits
+    case tokens
+    /// The newest slot of each sequence's conv ring.
+    case convPos
+    case convState
+    case ssmState
+    /// Scratch of the chunked prefill (one block of one sequence).
+    case prefill(MetalPrefillBuffer)
+
+    /// The buffer's label (what GPU tools show).
+    var description: String {
+        switch self {
+        case .layerWeights(let l): return "layer \(l) weights"
+        case .embedding: return "embedding"
+        case .lmHead: return "lm_head"
+        case .normF: return "norm_f"
+        case .residual: return "residual"
+        case .zxbcdt: return "zxbcdt"
+        case .gated: return "gated"
+        case .sumsq: return "sumsq"
+        case .logits: return "logits"
+        case .tokens: return "tokens"
+        case .convPos: return "conv_pos"
+        case .convState: return "conv_state"
+        case .ssmState: return "ssm_state"
+        case .prefill(let p): return "prefill \(p.rawValue)"
+        }
+    }
+}
+
+/// A buffer's size as rows of its leading dimension (sequences, tokens, (sequence, layer) pairs, …).
+struct BufferShape {
+    let rows: Int
+    let rowBytes: Int
+    var bytes: Int { rows * rowBytes }
+}
+
+/// A placed buffer and the stride of its leading dimension.
+struct PlacedBuffer {
+    let buffer: any MTLBuffer
+    let rowBytes: Int
+
+    /// Row `row` (a sequence, a token, …) as a kernel argument.
+    func row(_ row: Int) -> KernelBuffer { (buffer, row * rowBytes) }
+}
+
+struct MetalBufferLayout {
+    /// Every buffer with its shape, in heap order.
+    private(set) var entries: [(buffer: MetalBuffer, shape: BufferShape)] = []
+
+    /// `prefillCapacity`: prompt tokens per chunked-prefill block.
+    init(weights: ModelWeights, formats: MetalMatrixFormats, layerBytes: Int, batch B: Int, tokenCapacity: Int,
+         prefillCapacity: Int) {
+        let c = weights.config, f = 4
+        for l in 0..<c.nLayer { add(.layerWeights(l), rows: 1, rowBytes: layerBytes) }
+        // Weight matrices: (vocab, d_model) in their GPU element type.
+        let E = weights.embedding
+        add(.embedding, rows: E.rows, rowBytes: E.cols * formats.embedding.elementBytes)
+        if weights.lmHead !== weights.embedding {
+            add(.lmHead, rows: weights.lmHead.rows, rowBytes: weights.lmHead.cols * formats.lmHead.elementBytes)
+        }
+        add(.normF, rows: 1, rowBytes: f * c.dModel)                    // (d_model) f32
+        add(.residual, rows: B, rowBytes: f * c.dModel)                 // (batch, d_model) f32
+        add(.zxbcdt, rows: B, rowBytes: f * c.dInProj)                  // (batch, d_in_proj) f32
+        add(.gated, rows: B, rowBytes: f * c.dInner)                    // (batch, d_inner) f32
+        add(.sumsq, rows: B, rowBytes: f * c.nHeads)                    // (batch, n_heads) f32
+        add(.logits, rows: B, rowBytes: f * c.vocabSize)                // (batch, vocab) f32
+        add(.tokens, rows: tokenCapacity, rowBytes: 4)                  // (token_capacity) i32
+        add(.convPos, rows: B, rowBytes: 4)                             // (batch) u32
+        // States: one row per (sequence, layer), sequence-major, as forward.c's mcpu_conv_state.
+        add(.convState, rows: B * c.nLayer, rowBytes: f * c.convDim * c.dConv)  // rows of (conv_dim, d_conv) f32
+        add(.ssmState, rows: B * c.nLayer, rowBytes: f * c.nHeads * c.headDim * c.dState)  // (heads, P, N) f32
+        for p in MetalPrefillBuffer.allCases {
+            entries.append((.prefill(p), p.shape(config: c, capacity: prefillCapacity)))
+        }
+    }
+
+    private mutating func add(_ buffer: MetalBuffer, rows: Int, rowBytes: Int) {
+        entries.append((buffer, BufferShape(rows: rows, rowBytes: rowBytes)))
+    }
+}

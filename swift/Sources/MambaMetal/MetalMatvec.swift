@@ -1,0 +1,70 @@
+// One specialisation of metal/matvec.metal, y (= or +=) W · x̂ for a few activation rows (decode), and
+// its dispatch. Which normalisation x̂ is, and so which optional inputs exist, is fixed by the spec.
+#if canImport(Metal)
+import Metal
+#else
+import MetalCompat
+#endif
+
+/// What the matvec multiplies W by: x itself or x with a norm fused in (the kernel's MV_NORM, MV_GATED).
+enum MatvecNorm {
+    /// x̂ = x.
+    case none
+    /// x̂ = RMSNorm(x) · norm_w: the pre-mixer and final norms.
+    case rms
+    /// x̂ = gated group RMSNorm · norm_w, from the per-head sums of squares the SSM kernel left.
+    case gatedGroups
+}
+
+struct MatvecSpec {
+    /// Rows of W (outputs) and columns (inputs).
+    var n: Int, k: Int
+    /// Activation rows in one dispatch (1…8).
+    var batch: Int
+    var weightsHalf: Bool
+    var norm: MatvecNorm
+    var accumulate = false
+    /// Groups of the gated norm and SSM heads (their sums of squares), for `.gatedGroups`.
+    var groups = 1, heads = 1
+    var eps: Float = 1e-5
+    /// Rows of W each simdgroup computes (1…4; MetalTuning).
+    var rowsPerSimdgroup = 2
+
+    static let threads = 128
+
+    var constants: Kernel.MatvecConstants {
+        .init(MV_ROWS: n, MV_COLS: k, MV_BATCH: batch, MV_HALF: weightsHalf, MV_NORM: norm != .none,
+              MV_GATED: norm == .gatedGroups, MV_ACCUMULATE: accumulate, MV_GROUPS: groups, MV_HEADS: heads,
+              MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup)
+    }
+
+    /// The row scales: one float per activation row and group.
+    var threadgroupMemory: Int { roundUp(4 * batch * max(groups, 1), 16) }
+
+    var grid: DispatchGrid {
+        let rowsPerGroup = 4 * rowsPerSimdgroup
+        return .threadgroups(MTLSize(width: (n + rowsPerGroup - 1) / rowsPerGroup, height: 1, depth: 1),
+                             threadsPerThreadgroup: MTLSize(width: MatvecSpec.threads, height: 1, depth: 1))
+    }
+}
+
+final class MetalMatvec {
+    let spec: MatvecSpec
+    let pipeline: KernelPipeline<Kernel.Matvec>
+
+    init(kernels: MetalKernels, spec: MatvecSpec) throws {
+        self.spec = spec
+        pipeline = try kernels.pipeline(Kernel.Matvec.self, spec.constants)
+        guard pipeline.state.maxTotalThreadsPerThreadgroup >= MatvecSpec.threads else {
+            throw MambaFailure.backend("the matvec pipeline allows only \(pipeline.state.maxTotalThreadsPerThreadgroup) threads")
+        }
+    }
+
+    /// `norm` is norm_w (for `.rms` and `.gatedGroups`), `sumsq` the per-head sums of squares (for
+    /// `.gatedGroups`); nil where the spec has no such input.
+    func encode(_ enc: MetalCommandSink, w: KernelBuffer, x: KernelBuffer, y: KernelBuffer, norm: KernelBuffer?,
+                sumsq: KernelBuffer? = nil) {
+        enc.dispatch(pipeline, .init(W: w, x: x, y: y, norm_w: norm, sumsq: sumsq, scale: spec.threadgroupMemory),
+                     spec.grid)
+    }
+}
