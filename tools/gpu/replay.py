@@ -832,13 +832,20 @@ def matmul_role(L, c):
 # ---- entry --------------------------------------------------------------------------------------------
 
 
-def parse_overrides(items):
+def parse_overrides(items, pipelines=()):
+    """FILE:INDEX=VALUE or FILE:NAME=VALUE → {(file, index): value} (names looked up in the pipelines)."""
     out = {}
     for it in items or []:
         file, rest = it.split(":", 1)
-        index, value = rest.split("=", 1)
-        v = json.loads(value)
-        out[(file, int(index))] = v
+        key, value = rest.split("=", 1)
+        if key.isdigit():
+            index = int(key)
+        else:
+            found = [c["index"] for p in pipelines if p["file"] == file for c in p["constants"] if c["name"] == key]
+            if not found:
+                raise ValueError(f"--override {it}: no function constant {key} in {file}'s pipelines")
+            index = found[0]
+        out[(file, index)] = json.loads(value)
     return out
 
 
@@ -863,7 +870,7 @@ def main(argv=None):
     d = Driver()
     planted = dict([a.bug.split("=", 1)]) if a.bug else None
     kernels = Kernels(d, a.build, simd_check=a.simd_check, planted=planted)
-    overrides = parse_overrides(a.override)
+    overrides = parse_overrides(a.override, [p for t in a.trace for p in Trace(t).pipelines.values()])
     results = []
     copy_gbs = copy_bandwidth(d) if a.mode == "time" else None
     for tdir in a.trace:
