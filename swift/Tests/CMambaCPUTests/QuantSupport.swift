@@ -45,8 +45,10 @@ final class QuantMatrix {
     private(set) var dense: [Float]
 
     /// Random codes; per group a random scale (either sign) of about `range` / 2^bits and a bias that
-    /// either centres the codes (as MLX's quantization does: bias ≈ −scale · 2^(bits−1)) or is random.
-    init(rows: Int, cols: Int, bits: Int, groupSize: Int, f32Scales: Bool, range: Float = 1, rng: inout Rng) {
+    /// centres the codes (as MLX's quantization does: bias ≈ −scale · 2^(bits−1)), or with
+    /// `randomBiases` half of the time a random one.
+    init(rows: Int, cols: Int, bits: Int, groupSize: Int, f32Scales: Bool, range: Float = 1, randomBiases: Bool = true,
+         rng: inout Rng) {
         precondition(cols % groupSize == 0 && (bits == 4 || bits == 8))
         self.rows = rows
         self.cols = cols
@@ -62,7 +64,8 @@ final class QuantMatrix {
         var s = [Float](repeating: 0, count: groups), b = [Float](repeating: 0, count: groups)
         for g in 0..<groups {
             var scale = rng.float(0.25, 1) * range / levels * (rng.int(4) == 0 ? -1 : 1)
-            var bias = rng.int(2) == 0 ? -scale * (levels / 2) * rng.float(0.9, 1.1) : rng.float(-range, range)
+            let centred = !randomBiases || rng.int(2) == 0
+            var bias = centred ? -scale * (levels / 2) * rng.float(0.9, 1.1) : rng.float(-range, range)
             if f32Scales {
                 scales.storeBytes(of: scale, toByteOffset: 4 * g, as: Float.self)
                 biases.storeBytes(of: bias, toByteOffset: 4 * g, as: Float.self)
