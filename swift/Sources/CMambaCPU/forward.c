@@ -226,7 +226,8 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
     if (quant && nb <= MCPU_QDIRECT_MAX) {
         /* each token's activations prepared once, for every panel */
         for (int b = 0; b < nb; b++)
-            e->ops->quant_prep(x + (size_t)b * ldx, W->cols, W->group_size, (char *)e->qprep + (size_t)b * e->qprep_stride);
+            e->ops->quant_prep(x + (size_t)b * ldx, W->cols, W->group_size, W->dtype,
+                               (char *)e->qprep + (size_t)b * e->qprep_stride);
     } else if (quant) {
         /* the dequantized panels must fit the thread's scratch */
         int cap = quant_panels_per_task(W);

@@ -20,12 +20,12 @@
  *
  * Q8 / Q4 (docs/quantization.md's form, re-laid): the panel is cols / G group blocks in column order,
  * each block the group's codes, then its 16 scales, then its 16 biases (scale_dtype). The codes of a
- * block come in steps of 2 columns (Q8) or 4 columns (Q4), 32 bytes a step: bytes [0, 16) hold rows
- * 0-7, bytes [16, 32) rows 8-15, and byte 2i + c of a half is, for its row i,
- *   Q8  q[k + c]                         (k the step's first column, c in {0, 1})
- *   Q4  q[k + c] | q[k + 2 + c] << 4
- * so that 16 bytes widened to 16-bit lanes are (row, column pair) products for pmaddwd, and the two
- * nibbles of a Q4 step are two such column pairs. */
+ * block come in steps of MCPU_STEP columns, each step two halves (rows 0-7, then rows 8-15) of
+ * MCPU_HALF bytes, and within a half, for its row i:
+ *   Q8  byte 2i + c      = q[k + c]                      (k the step's first column, c < 2)
+ *   Q4  byte 4i + c      = q[k + c] | q[k + 4 + c] << 4  (c < 4)
+ * so that a Q8 half widened to 16-bit lanes is (row, column pair) products for pmaddwd, and each
+ * nibble plane of a Q4 half is (row, 4 columns) bytes for pmaddubsw. */
 typedef struct {
     const void *data;
     int32_t dtype, rows, cols, panels;
@@ -36,6 +36,9 @@ typedef struct {
 static inline int mcpu_is_quant(int dtype) { return dtype == MCPU_Q8 || dtype == MCPU_Q4; }
 static inline size_t mcpu_dtype_size(int dtype) { return dtype == MCPU_F32 ? 4 : 2; }
 static inline int mcpu_bits(int dtype) { return dtype == MCPU_Q8 ? 8 : 4; }
+/* Columns per step and bytes per half step of a group block (layout above). */
+#define MCPU_STEP(dtype) ((dtype) == MCPU_Q8 ? 2 : 8)
+#define MCPU_HALF(dtype) ((dtype) == MCPU_Q8 ? 16 : 32)
 /* Bytes of the codes of one group block: 16 rows × G columns. */
 static inline size_t mcpu_group_codes(int dtype, int G) { return (size_t)MCPU_PANEL * (size_t)G * mcpu_bits(dtype) / 8; }
 /* Bytes of one group block: codes, 16 scales, 16 biases. */
@@ -47,9 +50,10 @@ static inline const void *mcpu_panel(const mcpu_packed *W, int p) {
 }
 
 /* Quantized decode reads the activations prepared once per token (ops->quant_prep), shared by every
- * row: per group its sum Σx (the bias term) and, for the integer kernels, x as fixed point
- * x[k] ≈ dx[g] · (hi[k] · 2^15 + lo[k]), |x - that| ≤ 2^-29 · max|x| of the group. Layout per token:
- * sum[K/G], dx[K/G] floats, then hi[K], lo[K] int16. */
+ * row: per group its sum Σx (the bias term) and, for the integer kernels, x as fixed point per group:
+ *   Q8  x[k] ≈ dx[g] · (hi[k] · 2^15 + lo[k]),           hi, lo int16   (30 bits)
+ *   Q4  x[k] ≈ dx[g] · (l0[k] + l1[k] · 2^8 + l2[k] · 2^16), l0, l1, l2 int8 (23 bits)
+ * Layout per token: sum[K/G], dx[K/G] floats, then hi[K], lo[K] (Q8) or l0[K], l1[K], l2[K] (Q4). */
 static inline size_t mcpu_prep_bytes(int K, int G) { return (size_t)K / (size_t)G * 8 + (size_t)K * 4; }
 
 /* Tokens a quantized matrix product takes directly (decode); more are multiplied by float32 panels
@@ -68,8 +72,8 @@ typedef struct {
      * token's arithmetic is the same whatever the tile, so results do not depend on the batch. */
     void (*qgemm_panels)(const mcpu_packed *W, int p0, int p1, const float *x, int ldx, const void *prep,
                          size_t prep_stride, int nb, float *y, int ldy, int accumulate);
-    /* prep (mcpu_prep_bytes(K, G)) from one token's activations x[K]. */
-    void (*quant_prep)(const float *x, int K, int G, void *prep);
+    /* prep (mcpu_prep_bytes(K, G)) from one token's activations x[K], for a matrix of `dtype`. */
+    void (*quant_prep)(const float *x, int K, int G, int dtype, void *prep);
     /* Panel p of a quantized W as float32 [cols][16] (the F32 panel layout), each value
      * fmaf(scale, q, bias) as docs/quantization.md defines it. */
     void (*dequant_panel)(const mcpu_packed *W, int p, float *out);

@@ -59,24 +59,24 @@ static inline unsigned code_at(const mcpu_matrix *W, int r, int c) {
 
 /* One panel of a quantized W in the group-block layout of ops.h. */
 static void pack_quant_panel(const mcpu_matrix *W, char *panel, int p) {
-    const int G = W->group_size, groups = W->cols / G, q8 = W->dtype == MCPU_Q8, step = q8 ? 2 : 4;
+    const int G = W->group_size, groups = W->cols / G, q8 = W->dtype == MCPU_Q8;
+    const int step = MCPU_STEP(W->dtype), half = MCPU_HALF(W->dtype), per = q8 ? 2 : 4;
     const size_t ss = mcpu_dtype_size(W->scale_dtype), codes = mcpu_group_codes(W->dtype, G);
     for (int g = 0; g < groups; g++) {
         uint8_t *block = (uint8_t *)panel + (size_t)g * mcpu_group_bytes(W->dtype, G, W->scale_dtype);
         for (int i = 0; i < MCPU_PANEL; i++) {
-            int r = p * MCPU_PANEL + i, half = i / 8, lane = i % 8;
+            int r = p * MCPU_PANEL + i, h = i / 8, lane = i % 8, live = r < W->rows;
+            for (int s = 0; s < G / step; s++) {
+                uint8_t *b = block + (size_t)(2 * s + h) * half + per * lane;
+                int k = g * G + s * step;
+                for (int c = 0; c < per; c++)
+                    b[c] = !live ? 0 : (uint8_t)(q8 ? code_at(W, r, k + c) : code_at(W, r, k + c) | code_at(W, r, k + 4 + c) << 4);
+            }
             uint8_t *sc = block + codes + (size_t)i * ss, *bi = sc + MCPU_PANEL * ss;
-            if (r >= W->rows) {
-                for (int s = 0; s < G / step; s++) block[s * 32 + half * 16 + 2 * lane] = block[s * 32 + half * 16 + 2 * lane + 1] = 0;
+            if (!live) {
                 memset(sc, 0, ss);
                 memset(bi, 0, ss);
                 continue;
-            }
-            for (int s = 0; s < G / step; s++) {
-                int k = g * G + s * step;
-                for (int c = 0; c < 2; c++)
-                    block[s * 32 + half * 16 + 2 * lane + c] =
-                        (uint8_t)(q8 ? code_at(W, r, k + c) : code_at(W, r, k + c) | code_at(W, r, k + 2 + c) << 4);
             }
             size_t at = ((size_t)r * (size_t)groups + (size_t)g) * ss;
             memcpy(sc, (const char *)W->scales + at, ss);
