@@ -50,6 +50,19 @@ final class WeightMatrix {
     deinit { owned?.deallocate() }
 
     var byteCount: Int { rows * cols * dtype.byteSize }
+
+    /// Returns the matrix's pages to the OS once a backend holds its own copy and nothing reads this one
+    /// again (the CPU backend streams packed copies; mamba_cpu.h says which matrices it never reads
+    /// after packing), so the weights are not resident twice. Pages of a mapped file are dropped from
+    /// this process and would be read back from the file if touched; the pages of an owned converted
+    /// copy are freed and read as zeros afterwards. Only whole pages inside the matrix are released.
+    func releaseResidentPages() {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let first = (Int(bitPattern: data) + page - 1) / page * page
+        let end = (Int(bitPattern: data) + byteCount) / page * page
+        guard end > first, let start = UnsafeMutableRawPointer(bitPattern: first) else { return }
+        _ = madvise(start, end - first, Int32(MADV_DONTNEED))
+    }
 }
 
 /// One Mamba2 block's parameters.
