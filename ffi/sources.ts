@@ -111,6 +111,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MetalKernelsCPU/msl/metal_simdgroup_matrix",
   "swift/Sources/MetalKernelsCPU/msl/metal_stdlib",
   "swift/Tests/CMambaCPUTests/QuantKernelTests.swift",
+  "swift/Tests/CMambaCPUTests/QuantModelTests.swift",
   "swift/Tests/CMambaCPUTests/QuantSupport.swift",
   "swift/Tests/MambaMetalTests/MetalKernelTests.swift",
   "swift/Tests/MambaMetalTests/MetalPrefillKernelTests.swift",
