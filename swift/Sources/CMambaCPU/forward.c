@@ -130,8 +130,26 @@ static int model_quant_scratch(mcpu_engine *e) {
     return ok;
 }
 
+/* A matrix the kernels handle: a known dtype and, quantized, a group size of 16–128 dividing the columns
+ * and f16 or f32 scales. (The loaders check files; this keeps a bad descriptor from reaching a kernel.) */
+static int matrix_ok(const mcpu_matrix *W) {
+    if (!W->data || W->rows < 1 || W->cols < 1 || W->dtype < MCPU_F32 || W->dtype > MCPU_Q4) return 0;
+    if (!mcpu_is_quant(W->dtype)) return 1;
+    int G = W->group_size;
+    return (G == 16 || G == 32 || G == 64 || G == 128) && W->cols % G == 0 &&
+           (W->scale_dtype == MCPU_F16 || W->scale_dtype == MCPU_F32) && W->scales && W->biases;
+}
+
+static int model_ok(const mcpu_model *m) {
+    if (m->d_conv > MCPU_CONV_MAX || m->chunk_size < 1 || m->prefill_block % m->chunk_size != 0) return 0;
+    if (!matrix_ok(&m->embedding) || !matrix_ok(&m->lm_head)) return 0;
+    for (int l = 0; l < m->n_layer; l++)
+        if (!matrix_ok(&m->layers[l].in_proj) || !matrix_ok(&m->layers[l].out_proj)) return 0;
+    return 1;
+}
+
 mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
-    if (m->d_conv > MCPU_CONV_MAX || m->chunk_size < 1 || m->prefill_block % m->chunk_size != 0) return NULL;
+    if (!model_ok(m)) return NULL;
     mcpu_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->m = m;
@@ -399,6 +417,7 @@ void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
 
 int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float *y, int32_t accumulate,
                          int32_t threads, int32_t generic) {
+    if (!matrix_ok(W) || nb < 1) return -1;
     mcpu_engine e = {0};
     e.ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
     e.pool = mcpu_pool_create(threads > 0 ? threads : 1);
@@ -423,6 +442,9 @@ int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float
 int32_t mcpu_test_rows(const mcpu_matrix *W, const int32_t *rows, int32_t n, float *out, int32_t packed_form,
                        int32_t generic) {
     const mcpu_ops *ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
+    if (!matrix_ok(W)) return -1;
+    for (int i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= W->rows) return -1;
     if (!packed_form) {
         for (int i = 0; i < n; i++) ops->row_to_f32(W, rows[i], out + (size_t)i * W->cols);
         return 0;

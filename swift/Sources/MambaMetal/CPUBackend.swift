@@ -76,7 +76,8 @@ final class CPUBackend: Backend {
             model.deallocate()
             layers.deallocate()
             arena.deallocate()
-            throw MambaFailure.backend("cannot allocate the CPU backend's scratch memory")
+            throw MambaFailure.backend(
+                "cannot create the CPU backend: out of memory for its packed weights and scratch, or a weight matrix in a format it does not run")
         }
         engine = e
         // The engine streams its packed copies from here on and reads the embedding's rows from the

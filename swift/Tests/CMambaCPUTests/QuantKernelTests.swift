@@ -110,6 +110,39 @@ final class QuantKernelTests: XCTestCase {
         }
     }
 
+    /// Descriptors the kernels do not handle are refused, not run.
+    func testBadDescriptorsAreRefused() throws {
+        var rng = Rng(5)
+        let q = QuantMatrix(rows: 20, cols: 128, bits: 4, groupSize: 32, f32Scales: false, rng: &rng)
+        let x = rng.floats(128)
+        var y = [Float](repeating: 0, count: 20)
+        var bad: [(String, mcpu_matrix)] = []
+        var m = q.matrix
+        m.group_size = 48
+        bad.append(("group size 48", m))
+        m = q.matrix
+        m.group_size = 256
+        bad.append(("group size 256", m))
+        m = q.matrix
+        m.cols = 120
+        bad.append(("cols not a multiple of the group size", m))
+        m = q.matrix
+        m.scale_dtype = Int32(MCPU_BF16)
+        bad.append(("bf16 scales", m))
+        m = q.matrix
+        m.biases = nil
+        bad.append(("no biases", m))
+        m = q.matrix
+        m.dtype = 7
+        bad.append(("unknown dtype", m))
+        for (what, var b) in bad {
+            XCTAssertEqual(mcpu_test_matmul(&b, x, 1, &y, 0, 1, 0), -1, what)
+        }
+        var good = q.matrix
+        var out = [Float](repeating: 0, count: 128)
+        XCTAssertEqual(mcpu_test_rows(&good, [20], 1, &out, 1, 0), -1, "row out of range")
+    }
+
     /// Float matrices still go through the float kernels, and their rows through the packed form.
     func testFloatRowsFromPackedForm() throws {
         var rng = Rng(4)

@@ -72,7 +72,8 @@ typedef struct mcpu_engine mcpu_engine;
  * must outlive the engine. Once this returns, the engine never reads in_proj, out_proj or lm_head
  * through their descriptors again, nor the embedding when it is tied (the same data as lm_head: its
  * rows come from the packed lm_head), so the caller may release those pages; an untied embedding is
- * read a row per token. NULL on failure. */
+ * read a row per token. NULL on failure: out of memory, or a matrix the kernels do not handle (a
+ * quantized one needs group_size 16, 32, 64 or 128 dividing cols, and f16 or f32 scales). */
 mcpu_engine *mcpu_create(const mcpu_model *model, int32_t threads);
 void mcpu_destroy(mcpu_engine *engine);
 int32_t mcpu_threads(const mcpu_engine *engine);
@@ -96,7 +97,8 @@ double mcpu_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads);
  * of nb tokens takes (decode kernels up to 8 tokens, dequantized float32 panels above). generic != 0
  * picks the generic kernel set, else the best. 0, or -1 when out of memory.
  * mcpu_test_rows: rows[i] of W as float32 into out (n, cols), read as the embedding is: from the
- * row-major form (packed_form 0) or from the packed copy of a tied lm_head (1). */
+ * row-major form (packed_form 0) or from the packed copy of a tied lm_head (1). Both return -1 for a
+ * matrix mcpu_create would refuse, or a row out of range. */
 int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float *y, int32_t accumulate,
                          int32_t threads, int32_t generic);
 int32_t mcpu_test_rows(const mcpu_matrix *W, const int32_t *rows, int32_t n, float *out, int32_t packed_form,
