@@ -26,6 +26,14 @@ export {
 } from "./src/engine.ts";
 export { MambaError, MambaStatus, type MambaStatusName } from "./src/errors.ts";
 export {
+  GGUFError,
+  type GGUFMetadata,
+  type GGUFValue,
+  isGGUFFile,
+  parseGGUFMetadata,
+  readGGUFMetadata,
+} from "./src/gguf.ts";
+export {
   type AddedTokenJson,
   type DecodeOptions,
   type EncodeOptions,

@@ -36,6 +36,8 @@ export const symbols = {
   mamba_gpu_counters: { parameters: ["pointer", "buffer", "i32"], result: "i32" },
   // int32_t mamba_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads, double *out_gbs);
   mamba_read_bandwidth: { parameters: ["i64", "i32", "i32", "buffer"], result: "i32" },
+  // int32_t mamba_quantize(const char *src, const char *dst_dir, const char *options_json);
+  mamba_quantize: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 /** The ABI version these bindings were written for (MAMBA_ABI_VERSION). */

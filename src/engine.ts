@@ -17,14 +17,17 @@ import { MambaError, MambaStatus } from "./errors.ts";
  */
 export type BackendName = "auto" | "cpu" | "metal";
 /**
- * Weight dtype: `"auto"` keeps what the checkpoint stores.
+ * Weight dtype of the large matrices: `"auto"` keeps what the checkpoint stores; `"q8"` and `"q4"`
+ * quantize float matrices at load with MLX's affine algorithm (groups of `groupSize` columns), the
+ * same bytes `deno task quantize` writes; `"f32"`/`"f16"`/`"bf16"` convert (and dequantize quantized
+ * checkpoints).
  *
  * @example
  * ```ts
  * const dtype: WeightDType = "f16"; // halve the bytes each decode step reads
  * ```
  */
-export type WeightDType = "auto" | "f32" | "f16" | "bf16";
+export type WeightDType = "auto" | "f32" | "f16" | "bf16" | "q8" | "q4";
 
 /**
  * Options for {@linkcode MambaEngine.load}.
@@ -41,6 +44,8 @@ export interface LoadOptions {
   batchSize?: number;
   /** Weight dtype for the large matrices (default `"auto"`: as stored). */
   dtype?: WeightDType;
+  /** Columns per quantization group for `dtype: "q8" | "q4"`: 32, 64 (default) or 128. */
+  groupSize?: number;
   /** CPU threads; 0 or absent: one per core. */
   threads?: number;
   /** Path of libMambaMetal; otherwise `MAMBA_METAL_LIB` or the package's own build is used. */
@@ -252,7 +257,7 @@ export class MambaEngine implements Disposable {
   readonly backend: string;
   /** Device description (instruction set and threads, or GPU name). */
   readonly device: string;
-  /** dtype of the large weight matrices (`"f32"`, `"f16"`, `"bf16"` or `"mixed"`). */
+  /** dtype of the large weight matrices (`"f32"`, `"f16"`, `"bf16"`, `"q8"`, `"q4"` or `"mixed"`). */
   readonly dtype: string;
   /** Threads the CPU backend uses. */
   readonly threads: number;
@@ -311,8 +316,9 @@ export class MambaEngine implements Disposable {
   }
 
   /**
-   * Loads the model in `modelDir` (config.json plus model.safetensors, sharded safetensors or
-   * pytorch_model.bin).
+   * Loads the model in `modelDir` (config.json plus model.safetensors, sharded safetensors,
+   * MLX-quantized safetensors or pytorch_model.bin), or a GGUF file of llama.cpp's mamba2 architecture.
+   * `engine.info.matrices` says what each large matrix was stored as and what the backends read.
    *
    * @example
    * ```ts

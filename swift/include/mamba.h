@@ -49,8 +49,10 @@ const char *mamba_last_error(void);
 
 /*
  * Load the model in `model_dir` (config.json + model.safetensors, sharded safetensors with
- * model.safetensors.index.json, or pytorch_model.bin). `options_json` may be NULL or a JSON object:
- *   {"backend": "auto"|"cpu"|"metal", "batchSize": 1, "dtype": "auto"|"f32"|"f16"|"bf16",
+ * model.safetensors.index.json, or pytorch_model.bin; MLX-quantized safetensors) or the GGUF file
+ * `model_dir` names (llama.cpp's mamba2 architecture). `options_json` may be NULL or a JSON object:
+ *   {"backend": "auto"|"cpu"|"metal", "batchSize": 1,
+ *    "dtype": "auto"|"f32"|"f16"|"bf16"|"q8"|"q4" (q8/q4: quantize at load), "groupSize": 32|64|128,
  *    "threads": 0 (0 = all cores), "recorded": false (Metal: replay an indirect command buffer),
  *    "tuneTable": {contents of configs/metal_tune.json}, "tuning": {explicit Metal kernel parameters}}
  */
@@ -61,7 +63,10 @@ int32_t mamba_engine_free(mamba_engine *engine);
  * JSON describing the engine (owned by the engine, valid until it is freed):
  *   {"abiVersion", "version", "backend", "device", "dtype", "batchSize", "vocabSize", "stateBytes",
  *    "threads", "config": {"dModel", "nLayer", "dState", "headDim", "nHeads", "nGroups", "dConv",
- *    "expand", "dInner", "vocabSize", "eps", "chunkSize", "tieEmbeddings", "timeStepMin", "timeStepMax"}}
+ *    "expand", "dInner", "vocabSize", "eps", "chunkSize", "tieEmbeddings", "timeStepMin", "timeStepMax"},
+ *    "matrices": [{"name", "stored" (what the file held, e.g. "F16", "Q4_K", "MLX q4 g64, f16 scales"),
+ *                  "dtype" (what the backends read: f32|f16|bf16|q8|q4), "rows", "cols", "bytes",
+ *                  "groupSize" and "scaleDType" (q8/q4 only)}]}
  * Returns NULL (and sets the last error) for a bad handle.
  */
 const char *mamba_engine_info(mamba_engine *engine);
@@ -98,6 +103,15 @@ int32_t mamba_gpu_counters(mamba_engine *engine, uint64_t *out, int32_t n);
  * passes × bytes / bandwidth seconds plus the time to fill the buffer.
  */
 int32_t mamba_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads, double *out_gbs);
+
+/*
+ * Quantize the checkpoint at `src` (anything mamba_engine_create reads) into `dst_dir` (created if
+ * missing) in mlx-lm's layout: model.safetensors + config.json with "quantization". `options_json` may
+ * be NULL or {"bits": 4|8 (default 4), "groupSize": 32|64|128 (default 64), "progress": false (lines on
+ * stderr)}. Uses the same quantizer as "dtype": "q8"|"q4" at load, so loading the result gives the
+ * same bytes. Does not copy the tokenizer.
+ */
+int32_t mamba_quantize(const char *src, const char *dst_dir, const char *options_json);
 
 #ifdef __cplusplus
 }

@@ -15,7 +15,8 @@ struct EngineOptions {
 
     var backend: BackendChoice = .auto
     var batchSize = 1
-    var dtype: DType? = nil // nil: as stored
+    /// The large matrices' form: as stored, another float dtype, or quantized at load (MLX's algorithm).
+    var target = MatrixTarget()
     var threads = 0
     var recorded = false
     /// Metal: the contents of configs/metal_tune.json, searched for this GPU and model shape.
@@ -51,13 +52,16 @@ struct EngineOptions {
                 }
                 o.batchSize = n
             case "dtype":
-                switch v.string {
-                case "auto": o.dtype = nil
-                case "f32": o.dtype = .f32
-                case "f16": o.dtype = .f16
-                case "bf16": o.dtype = .bf16
-                default: throw MambaFailure.argument("options.dtype must be \"auto\", \"f32\", \"f16\" or \"bf16\"")
+                guard let s = v.string, s == "auto" || WeightDType(rawValue: s) != nil else {
+                    throw MambaFailure.argument(
+                        "options.dtype must be \"auto\", \"f32\", \"f16\", \"bf16\", \"q8\" or \"q4\"")
                 }
+                o.target.dtype = WeightDType(rawValue: s)
+            case "groupSize":
+                guard let n = v.int, [32, 64, 128].contains(n) else {
+                    throw MambaFailure.argument("options.groupSize must be 32, 64 or 128")
+                }
+                o.target.groupSize = n
             case "threads":
                 guard let n = v.int, (0...1024).contains(n) else {
                     throw MambaFailure.argument("options.threads must be an integer from 0 to 1024")
@@ -100,22 +104,44 @@ final class Engine {
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
     static let stateHeaderBytes = 24
 
+    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
+    /// backend joins when its CMambaCPU kernels land, Metal when its kernels do.
+    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = []
+
+    /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
+    static func checkQuantizedSupport(_ weights: ModelWeights, _ backend: EngineOptions.BackendChoice,
+                                      path: String) throws {
+        guard let q = weights.firstQuantized, !backendsRunningQuantized.contains(backend) else { return }
+        throw MambaFailure.unsupported(
+            "\(path): tensor \(q.name) is quantized (\(q.dtype.rawValue), \(q.source)) and the \(backend.rawValue) backend cannot run quantized matrices yet; load with dtype \"f16\" or \"f32\" to dequantize at load")
+    }
+
+    /// The weights at `path`: a model directory, or a GGUF file.
+    static func loadWeights(path: String, target: MatrixTarget) throws -> ModelWeights {
+        if fileExists(path) && !isDirectory(path) { return try GGUFModel.load(path: path, target: target) }
+        return try ModelWeights(Checkpoint.load(directory: path), target: target)
+    }
+
     init(directory: String, options: EngineOptions) throws {
-        let ck = try Checkpoint.load(directory: directory)
-        weights = try ModelWeights(ck, dtype: options.dtype)
-        config = ck.config
+        weights = try Engine.loadWeights(path: directory, target: options.target)
+        config = weights.config
         batch = options.batchSize
         layout = StateLayout(config: config)
         switch options.backend {
         case .cpu:
+            try Engine.checkQuantizedSupport(weights, .cpu, path: directory)
             backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
         case .metal:
+            try Engine.checkQuantizedSupport(weights, .metal, path: directory)
             backend = try MetalSupport.makeBackend(weights: weights, options: options)
         case .auto:
             // MetalCompat (Linux) is a correctness tool, far slower than the CPU backend: auto skips it.
-            if MetalSupport.isNativeGPU, let b = try? MetalSupport.makeBackend(weights: weights, options: options) {
+            let metalRuns = (try? Engine.checkQuantizedSupport(weights, .metal, path: directory)) != nil
+            if MetalSupport.isNativeGPU, metalRuns,
+               let b = try? MetalSupport.makeBackend(weights: weights, options: options) {
                 backend = b
             } else {
+                try Engine.checkQuantizedSupport(weights, .cpu, path: directory)
                 backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
             }
         }
@@ -129,6 +155,7 @@ final class Engine {
             "weightBytesPerToken": .number(Double(weights.decodeWeightBytes)),
             "stateBytesPerToken": .number(Double(2 * batch * layout.bytesPerSequence)),
             "config": config.json,
+            "matrices": .array(weights.matrices.map(\.info)),
         ]
         fields.merge(backend.extraInfo) { a, _ in a }
         info = strdup(JSON.object(fields).text)!

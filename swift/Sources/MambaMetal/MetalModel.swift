@@ -29,6 +29,7 @@ struct GPUMatrixFormat {
             case .f16: return true
             case .f32: return false
             case .bf16: return m.fitsInHalf
+            case .q8, .q4: return false // never reached: Engine.checkQuantizedSupport refuses them first
             }
         }
     }
@@ -38,7 +39,7 @@ struct GPUMatrixFormat {
     func write(_ m: WeightMatrix, to dst: UnsafeMutableRawPointer) {
         let n = m.rows * m.cols
         if (half && m.dtype == .f16) || (!half && m.dtype == .f32) {
-            dst.copyMemory(from: m.data, byteCount: n * m.dtype.byteSize)
+            dst.copyMemory(from: m.data, byteCount: m.byteCount)
             return
         }
         let src16 = m.data.assumingMemoryBound(to: UInt16.self)
@@ -48,6 +49,7 @@ struct GPUMatrixFormat {
             case .f32: return f32[i]
             case .f16: return halfToFloat(src16[i])
             case .bf16: return Float(bitPattern: UInt32(src16[i]) << 16)
+            case .q8, .q4: return m.value(i / m.cols, i % m.cols)
             }
         }
         if half {
