@@ -52,7 +52,7 @@ static inline const void *mcpu_panel(const mcpu_packed *W, int p) {
 /* Quantized decode reads the activations prepared once per token (ops->quant_prep), shared by every
  * row: per group its sum Σx (the bias term) and, for the integer kernels, x as fixed point per group:
  *   Q8  x[k] ≈ dx[g] · (hi[k] · 2^15 + lo[k]),                hi, lo int16       (|X| < 2^29)
- *   Q4  x[k] ≈ dx[g] · (l0[k] + l1[k] · 2^8 + l2[k] · 2^16),  l0, l1, l2 int8    (|X| < 2^22)
+ *   Q4  x[k] ≈ dx[g] · (l0[k] + l1[k] · 2^8 + l2[k] · 2^16),  l0, l1, l2 int8    (|X| < 2^23)
  * Layout per token: sum[K/G], dx[K/G] floats, then hi[K], lo[K] (Q8) or l0[K], l1[K], l2[K] (Q4). */
 static inline size_t mcpu_prep_bytes(int K, int G) { return (size_t)K / (size_t)G * 8 + (size_t)K * 4; }
 
