@@ -310,6 +310,20 @@ async function isCurrent(dir: string): Promise<boolean> {
   }
 }
 
+/**
+ * A weight format benchmarked: a stored dtype, or `"q8"` / `"q4"` (group 64), the f16 model quantized
+ * at load (`MambaEngine.load(dir, { dtype })`).
+ */
+export type BenchFormat = BenchDType | "q8" | "q4";
+
+/** Every benchmark format, stored first. */
+export const BENCH_FORMATS: readonly BenchFormat[] = ["f32", "f16", "bf16", "q8", "q4"];
+
+/** Which stored model a format loads, and the `dtype` load option that makes it (none: as stored). */
+export function benchSource(format: BenchFormat): { stored: BenchDType; loadDType?: string } {
+  return format === "q8" || format === "q4" ? { stored: "f16", loadDType: format } : { stored: format };
+}
+
 /** The directory of a benchmark model, creating it first if the cache lacks it (seconds to a minute). */
 export async function ensureBenchModel(shape: BenchShape, dtype: BenchDType): Promise<string> {
   const dir = benchModelDir(shape, dtype);

@@ -129,7 +129,7 @@ static void ssd_head_task(void *ctx, int h, int thread) {
 static void prefill_block(mcpu_engine *e, const int32_t *tokens, int T, int seq) {
     const mcpu_model *m = e->m;
     const int Dm = m->d_model;
-    for (int t = 0; t < T; t++) e->ops->row_to_f32(&m->embedding, tokens[t], e->residual + (size_t)t * Dm);
+    for (int t = 0; t < T; t++) mcpu_embed(e, tokens[t], e->residual + (size_t)t * Dm);
     for (int l = 0; l < m->n_layer; l++) {
         const mcpu_layer *L = &m->layers[l];
         mcpu_rmsnorm_rows(e, L->norm, T);

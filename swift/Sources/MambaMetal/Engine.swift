@@ -105,7 +105,7 @@ final class Engine {
 
     /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
     /// backend joins when its CMambaCPU kernels land, Metal when its kernels do.
-    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = []
+    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.cpu]
 
     /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
     static func checkQuantizedSupport(_ weights: ModelWeights, _ backend: EngineOptions.BackendChoice,
