@@ -91,6 +91,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MetalCompat/Pipeline.swift",
   "swift/Sources/MetalCompat/Protocols.swift",
   "swift/Sources/MetalCompat/Settings.swift",
+  "swift/Sources/MetalCompat/Trace.swift",
   "swift/Sources/MetalCompat/Types.swift",
   "swift/Sources/MetalKernelsCPU/anchor.cpp",
   "swift/Sources/MetalKernelsCPU/generated/embedding.cpp",

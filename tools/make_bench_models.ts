@@ -200,6 +200,18 @@ function tensorSpecs(s: ShapeSpec): { specs: TensorSpec[]; vocabRows: number } {
   return { specs, vocabRows };
 }
 
+/**
+ * The first `count` float32 values of one tensor of a benchmark shape, as the model file holds them before
+ * any f16/bf16 rounding (tools/gpu/bench_weights.c regenerates the same values on the GPU proxy's device).
+ */
+export function benchTensorValues(shape: BenchShape, name: string, count: number): Float32Array {
+  const t = tensorSpecs(SHAPES[shape]).specs.find((x) => x.name === name);
+  if (!t) throw new Error(`no tensor ${name} in the ${shape} benchmark model`);
+  const out = new Float32Array(Math.min(count, t.shape.reduce((a, b) => a * b, 1)));
+  t.fill(out, 0, new Rng(hashName(t.name)));
+  return out;
+}
+
 const ALIGN = 64; // tensor data start on cache lines, as a converter that aligns would leave them
 
 /** Writes model.safetensors and config.json into `dir` (via a temporary name, so a killed run leaves

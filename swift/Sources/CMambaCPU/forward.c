@@ -166,7 +166,7 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
     const size_t R = (size_t)e->max_rows, Q = (size_t)m->chunk_size, N = (size_t)m->d_state,
                  P = (size_t)m->head_dim;
     /* per thread, for a head's chunk (prefill.c): dt, cumsum, decays (3Q), M (Q×Q), Sᵀ (N×P), weighted B (Q×N) */
-    e->scratch_floats = round_up(3 * Q + Q * Q + N * P + Q * N, 16);
+    e->scratch_floats = round_up(4 * Q + Q * Q + N * P + Q * N, 16); /* prefill.c's ssd_head_task */
     size_t cb = (size_t)m->n_groups * (size_t)m->prefill_block * Q;
     size_t sizes[] = {R * (size_t)m->d_model, R * (size_t)m->d_model, R * (size_t)e->d_in_proj,
                       R * (size_t)e->conv_dim, R * (size_t)m->d_inner, cb,

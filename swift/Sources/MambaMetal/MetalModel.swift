@@ -90,6 +90,13 @@ struct GPUMatrixFormat {
 
     func bytes(_ m: WeightMatrix) -> Int { m.rows * m.cols * elementBytes }
 
+    var dtype: String { half ? "f16" : "f32" }
+
+    /// Converts `m` into `buffer` at `offset` through the arena's one upload function.
+    func upload(_ m: WeightMatrix, to buffer: any MTLBuffer, offset: Int = 0, arena: MetalArena) {
+        arena.upload(buffer, offset: offset, length: bytes(m), tensor: m.name, dtype: dtype) { write(m, to: $0) }
+    }
+
     func write(_ m: WeightMatrix, to dst: UnsafeMutableRawPointer) {
         let n = m.rows * m.cols
         if (half && m.dtype == .f16) || (!half && m.dtype == .f32) {
@@ -157,10 +164,15 @@ final class MetalModel {
         var metas: [LayerMeta] = []
         for (i, l) in weights.layers.enumerated() {
             let meta = LayerMeta(buffer: try arena.buffer(.layerWeights(i)).buffer, layout: layerLayout)
-            let base = meta.buffer.contents()
-            formats.inProj.write(l.inProj, to: base + meta.layout[.inProj])
-            formats.outProj.write(l.outProj, to: base + meta.layout[.outProj])
-            func put(_ v: [Float], _ p: LayerParameter) { (base + meta.layout[p]).copyMemory(from: v, byteCount: 4 * v.count) }
+            // Every load-time write goes through arena.upload, which tells MetalCompat's trace what it is.
+            let arena = arena
+            formats.inProj.upload(l.inProj, to: meta.buffer, offset: meta.layout[.inProj], arena: arena)
+            formats.outProj.upload(l.outProj, to: meta.buffer, offset: meta.layout[.outProj], arena: arena)
+            let put = { (v: [Float], p: LayerParameter) in
+                arena.upload(meta.buffer, offset: meta.layout[p], length: 4 * v.count) {
+                    $0.copyMemory(from: v, byteCount: 4 * v.count)
+                }
+            }
             put(l.convWeight, .convWeight)
             put(l.convBias, .convBias)
             put(l.dtBias + l.A + l.D, .headParams)
@@ -170,15 +182,15 @@ final class MetalModel {
         }
         layers = metas
         embedding = try arena.buffer(.embedding).buffer
-        formats.embedding.write(weights.embedding, to: embedding.contents())
+        formats.embedding.upload(weights.embedding, to: embedding, arena: arena)
         if weights.lmHead === weights.embedding {
             lmHead = embedding
         } else {
             lmHead = try arena.buffer(.lmHead).buffer
-            formats.lmHead.write(weights.lmHead, to: lmHead.contents())
+            formats.lmHead.upload(weights.lmHead, to: lmHead, arena: arena)
         }
         normF = try arena.buffer(.normF).buffer
-        normF.contents().copyMemory(from: weights.normF, byteCount: 4 * c.dModel)
+        arena.upload(normF, length: 4 * c.dModel) { $0.copyMemory(from: weights.normF, byteCount: 4 * c.dModel) }
         residual = try arena.buffer(.residual)
         zxbcdt = try arena.buffer(.zxbcdt)
         gated = try arena.buffer(.gated)
@@ -190,7 +202,7 @@ final class MetalModel {
         ssmState = try arena.buffer(.ssmState)
         prefill = try MetalPrefillBuffers(arena: arena, config: c, capacity: prefillCapacity)
         for b in [logits.buffer, convState.buffer, ssmState.buffer] {
-            b.contents().initializeMemory(as: UInt8.self, repeating: 0, count: b.length)
+            arena.upload(b, length: b.length) { $0.initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
         }
         for s in 0..<batch { resetConvPosition(seq: s) }
     }
