@@ -85,9 +85,16 @@ final class CPUBackend: Backend {
             model.deallocate()
             layers.deallocate()
             arena.deallocate()
-            throw MambaFailure.backend("cannot allocate the CPU backend's scratch memory")
+            throw MambaFailure.backend(
+                "cannot create the CPU backend: out of memory for its packed weights and scratch, or a weight matrix in a format it does not run")
         }
         engine = e
+        // The engine streams its packed copies from here on and reads the embedding's rows from the
+        // packed lm_head when tied (mamba_cpu.h): the sources need not stay resident next to them. An
+        // untied embedding stays (a row per token is read from it; only touched pages are resident).
+        var packed: [ObjectIdentifier: WeightMatrix] = [ObjectIdentifier(weights.lmHead): weights.lmHead]
+        for l in weights.layers { for m in [l.inProj, l.outProj] { packed[ObjectIdentifier(m)] = m } }
+        for m in packed.values { m.releaseResidentPages() }
         threads = Int(mcpu_threads(e))
         device = "cpu (\(String(cString: mcpu_isa())), \(threads) threads)"
     }

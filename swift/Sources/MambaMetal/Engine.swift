@@ -103,10 +103,9 @@ final class Engine {
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
     static let stateHeaderBytes = 24
 
-    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: Metal's
-    /// kernels read them (MV_QUANT, MM_QUANT, EMB_QUANT in metal/); the CPU backend joins when its CMambaCPU
-    /// kernels land.
-    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.metal]
+    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
+    /// backend's CMambaCPU kernels and Metal's (MV_QUANT, MM_QUANT, EMB_QUANT in metal/) read them.
+    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.cpu, .metal]
 
     /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
     static func checkQuantizedSupport(_ weights: ModelWeights, _ backend: EngineOptions.BackendChoice,

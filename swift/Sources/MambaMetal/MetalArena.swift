@@ -53,6 +53,17 @@ final class MetalArena {
         guard let b = placed[buffer] else { throw MambaFailure.internalError("no Metal buffer \(buffer) in the layout") }
         return b
     }
+
+    /// Writes `length` bytes at `offset` of `buffer` at load (`write` gets the address). `tensor` names the
+    /// checkpoint tensor they hold, stored as `dtype` ("f16" or "f32"); nil for values computed here.
+    /// Under MetalCompat the trace records it, so the GPU proxy (tools/gpu) can rebuild the heap.
+    func upload(_ buffer: any MTLBuffer, offset: Int = 0, length: Int, tensor: String? = nil, dtype: String? = nil,
+                _ write: (UnsafeMutableRawPointer) -> Void) {
+        write(buffer.contents() + offset)
+        #if !canImport(Metal)
+        MetalCompatTrace.fill(buffer, offset: offset, length: length, tensor: tensor, dtype: dtype)
+        #endif
+    }
 }
 
 func roundUp(_ n: Int, _ m: Int) -> Int { (n + m - 1) / m * m }

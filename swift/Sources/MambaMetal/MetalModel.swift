@@ -127,17 +127,33 @@ enum GPUMatrixFormat: Hashable {
     func bytes(_ m: WeightMatrix) -> Int { m.rows * rowBytes(cols: m.cols) }
     func scaleBytes(_ m: WeightMatrix) -> Int { m.rows * scaleRowBytes(cols: m.cols) }
 
-    /// Writes `m` in this format (which must be `GPUMatrixFormat(m)`): values or codes to `values`, an
-    /// affine format's scales and biases to `scales` and `biases`.
-    func write(_ m: WeightMatrix, values dst: UnsafeMutableRawPointer, scales: UnsafeMutableRawPointer? = nil,
-               biases: UnsafeMutableRawPointer? = nil) {
+    /// The dtype MetalCompat's trace names float values by ("f16", "f32"); nil for codes, which the trace
+    /// carries as bytes.
+    var dtype: String? {
+        switch self {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .affine: return nil
+        }
+    }
+
+    /// Writes `m` (in this format: `GPUMatrixFormat(m)`) into `w`'s buffers through the arena's one upload
+    /// function: its values or codes, and an affine format's scales and biases as loaded.
+    func upload(_ m: WeightMatrix, to w: GPUMatrix, arena: MetalArena) {
+        arena.upload(w.values.buffer, offset: w.values.offset, length: bytes(m), tensor: m.name, dtype: dtype) {
+            write(m, values: $0)
+        }
+        guard let scales = w.scales, let biases = w.biases, let s = m.scales, let b = m.biases else { return }
+        for (dst, src) in [(scales, s), (biases, b)] {
+            arena.upload(dst.buffer, offset: dst.offset, length: scaleBytes(m)) { $0.copyMemory(from: src, byteCount: scaleBytes(m)) }
+        }
+    }
+
+    /// Writes `m`'s values in this format (`GPUMatrixFormat(m)`), or its codes as they are, to `dst`.
+    func write(_ m: WeightMatrix, values dst: UnsafeMutableRawPointer) {
         let n = m.rows * m.cols
         if quantized != nil || (self == .f16 && m.dtype == .f16) || (self == .f32 && m.dtype == .f32) {
             dst.copyMemory(from: m.data, byteCount: bytes(m))
-            if let scales, let biases, let s = m.scales, let b = m.biases {
-                scales.copyMemory(from: s, byteCount: scaleBytes(m))
-                biases.copyMemory(from: b, byteCount: scaleBytes(m))
-            }
             return
         }
         let src16 = m.data.assumingMemoryBound(to: UInt16.self)
@@ -215,12 +231,15 @@ final class MetalModel {
         var metas: [LayerMeta] = []
         for (i, l) in weights.layers.enumerated() {
             let meta = LayerMeta(buffer: try arena.buffer(.layerWeights(i)).buffer, layout: layouts[i])
-            let base = meta.buffer.contents()
-            meta.layout.inProj.write(l.inProj, values: base + meta.layout[.inProj], scales: base + meta.layout[.inProjScales],
-                                     biases: base + meta.layout[.inProjBiases])
-            meta.layout.outProj.write(l.outProj, values: base + meta.layout[.outProj],
-                                      scales: base + meta.layout[.outProjScales], biases: base + meta.layout[.outProjBiases])
-            func put(_ v: [Float], _ p: LayerParameter) { (base + meta.layout[p]).copyMemory(from: v, byteCount: 4 * v.count) }
+            // Every load-time write goes through arena.upload, which tells MetalCompat's trace what it is.
+            let arena = arena
+            meta.layout.inProj.upload(l.inProj, to: meta.inProj, arena: arena)
+            meta.layout.outProj.upload(l.outProj, to: meta.outProj, arena: arena)
+            let put = { (v: [Float], p: LayerParameter) in
+                arena.upload(meta.buffer, offset: meta.layout[p], length: 4 * v.count) {
+                    $0.copyMemory(from: v, byteCount: 4 * v.count)
+                }
+            }
             put(l.convWeight, .convWeight)
             put(l.convBias, .convBias)
             put(l.dtBias + l.A + l.D, .headParams)
@@ -236,7 +255,7 @@ final class MetalModel {
             lmHead = try MetalModel.upload(weights.lmHead, arena: arena, .lmHead, .lmHeadScales, .lmHeadBiases)
         }
         normF = try arena.buffer(.normF).buffer
-        normF.contents().copyMemory(from: weights.normF, byteCount: 4 * c.dModel)
+        arena.upload(normF, length: 4 * c.dModel) { $0.copyMemory(from: weights.normF, byteCount: 4 * c.dModel) }
         residual = try arena.buffer(.residual)
         zxbcdt = try arena.buffer(.zxbcdt)
         gated = try arena.buffer(.gated)
@@ -248,22 +267,22 @@ final class MetalModel {
         ssmState = try arena.buffer(.ssmState)
         prefill = try MetalPrefillBuffers(arena: arena, config: c, capacity: prefillCapacity)
         for b in [logits.buffer, convState.buffer, ssmState.buffer] {
-            b.contents().initializeMemory(as: UInt8.self, repeating: 0, count: b.length)
+            arena.upload(b, length: b.length) { $0.initializeMemory(as: UInt8.self, repeating: 0, count: b.length) }
         }
         for s in 0..<batch { resetConvPosition(seq: s) }
     }
 
-    /// Writes a (vocab, d_model) matrix into its buffers of the table (scales and biases: quantized only).
+    /// Places a (vocab, d_model) matrix in its buffers of the table (scales and biases: quantized only)
+    /// and uploads it.
     private static func upload(_ m: WeightMatrix, arena: MetalArena, _ values: MetalBuffer, _ scales: MetalBuffer,
                                _ biases: MetalBuffer) throws -> GPUMatrix {
         let format = GPUMatrixFormat(m), v = try arena.buffer(values).buffer
-        guard format.quantized != nil else {
-            format.write(m, values: v.contents())
-            return GPUMatrix(format, values: (v, 0))
-        }
-        let s = try arena.buffer(scales).buffer, b = try arena.buffer(biases).buffer
-        format.write(m, values: v.contents(), scales: s.contents(), biases: b.contents())
-        return GPUMatrix(format, values: (v, 0), scales: (s, 0), biases: (b, 0))
+        let w = format.quantized == nil
+            ? GPUMatrix(format, values: (v, 0))
+            : GPUMatrix(format, values: (v, 0), scales: (try arena.buffer(scales).buffer, 0),
+                        biases: (try arena.buffer(biases).buffer, 0))
+        format.upload(m, to: w, arena: arena)
+        return w
     }
 
     /// Byte offset of sequence `seq`'s conv rings of layer `layer` in convState (as forward.c's mcpu_conv_state).

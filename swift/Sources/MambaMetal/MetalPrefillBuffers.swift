@@ -21,8 +21,8 @@ enum MetalPrefillBuffer: String, CaseIterable {
         case .xbc: return BufferShape(rows: T, rowBytes: f * c.convDim)
         // (n_heads, T) f32: clamped softplus dt
         case .dt: return BufferShape(rows: c.nHeads, rowBytes: f * T)
-        // (n_heads, T) f32: Σ dt·A within each chunk
-        case .cumsum: return BufferShape(rows: c.nHeads, rowBytes: f * T)
+        // (n_heads, 2, T) f32: Σ dt·A within each chunk as hi + lo (ssd_prefill.metal's chunk_cumsum says why)
+        case .cumsum: return BufferShape(rows: c.nHeads, rowBytes: 2 * f * T)
         // (chunks, n_groups, Q, Q) f32: C·Bᵀ, causal
         case .cb: return BufferShape(rows: chunks * c.nGroups, rowBytes: f * Q * Q)
         // (chunks, n_heads, head_dim, d_state) f32: each chunk's own state, then its start state

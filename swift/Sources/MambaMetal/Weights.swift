@@ -123,6 +123,26 @@ final class WeightMatrix {
         return rows * q.codeBytes(cols: cols) + 2 * rows * (cols / q.groupSize) * scaleDType.floatBytes
     }
 
+    /// Returns the matrix's pages to the OS once a backend holds its own copy and nothing reads this one
+    /// again (the CPU backend streams packed copies; mamba_cpu.h says which matrices it never reads
+    /// after packing), so the weights are not resident twice. Pages of a mapped file are dropped from
+    /// this process and would be read back from the file if touched; the pages of an owned copy
+    /// (converted or quantized at load) are freed and read as zeros afterwards. Only whole pages inside
+    /// the codes, scales and biases are released.
+    func releaseResidentPages() {
+        func drop(_ p: UnsafeRawPointer?, _ bytes: Int) {
+            guard let p else { return }
+            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+            let first = (Int(bitPattern: p) + page - 1) / page * page, end = (Int(bitPattern: p) + bytes) / page * page
+            guard end > first, let start = UnsafeMutableRawPointer(bitPattern: first) else { return }
+            _ = madvise(start, end - first, Int32(MADV_DONTNEED))
+        }
+        guard let q = quant else { return drop(data, rows * cols * dtype.floatBytes) }
+        drop(data, rows * q.codeBytes(cols: cols))
+        drop(scales, rows * (cols / q.groupSize) * scaleDType.floatBytes)
+        drop(biases, rows * (cols / q.groupSize) * scaleDType.floatBytes)
+    }
+
     /// This matrix in `target`'s form: quantized with MLX's algorithm (when float and cols divide
     /// into groups), converted to another float dtype (dequantized if quantized), or itself.
     func converted(to target: MatrixTarget) -> WeightMatrix {

@@ -222,14 +222,24 @@ final class MetalPrefillKernelTests: MetalTestCase {
     /// chunk_cumsum → C·Bᵀ → chunk_state → state_passing → chunk_scan, as the prefill chains them, against
     /// the recurrence one token at a time. Returns the worst relative errors (gated, final state).
     @discardableResult
-    func checkSSD(_ s: SSDShape, seed: UInt64) throws -> (Double, Double) {
+    func checkSSD(_ s: SSDShape, seed: UInt64, extreme: Bool = false) throws -> (Double, Double) {
         var rng = TestRandom(state: seed)
-        let zx = rng.floats(s.capacity * s.DP, -2, 2), xbc = rng.floats(s.capacity * s.CD)
+        var zx = rng.floats(s.capacity * s.DP, -2, 2)
+        let xbc = rng.floats(s.capacity * s.CD)
         let ssm0 = rng.floats(s.H * s.P * s.N)
         var dtBias = rng.floats(s.H, -3, 1)
         dtBias[0] = 25       // softplus' identity branch; above dt_max (26) for some tokens
         dtBias[1] = -20      // below dt_min: clamped
-        let A = rng.floats(s.H, -2, -0.1), Dp = rng.floats(s.H, 0.5, 1.5)
+        var A = rng.floats(s.H, -2, -0.1)
+        let Dp = rng.floats(s.H, 0.5, 1.5)
+        if extreme {
+            // dt from ~0 to ≈4 and A ≈ −15: Σ dt·A reaches −10⁴ within a chunk, where a float's spacing is
+            // ~10⁻³, while neighbouring tokens with small dt still weigh exp(cs_t − cs_s) ≈ 1.
+            for t in 0..<s.capacity { for h in 0..<s.H { zx[t * s.DP + s.D + s.CD + h] = rng.floats(1, -9, 4)[0] } }
+            dtBias = [Float](repeating: 0, count: s.H)
+            dtBias[0] = 25 // the identity branch still, clamped at dt_max
+            A = rng.floats(s.H, -16, -14)
+        }
         let dtMin: Float = 0.001, dtMax: Float = 26
         let C = ssdConstants(s, dtMin: dtMin, dtMax: dtMax)
         let cumsum = try kernels.pipeline(Kernel.ChunkCumsum.self, C)
@@ -240,7 +250,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
 
         func poisoned(_ n: Int) -> any MTLBuffer { buffer([Float](repeating: .nan, count: n)) }
         let zxB = buffer(zx), xbcB = buffer(xbc), headB = buffer(dtBias + A + Dp), count = countBuffer(s.T)
-        let dtB = poisoned(s.H * s.capacity), csB = poisoned(s.H * s.capacity)
+        let dtB = poisoned(s.H * s.capacity), csB = poisoned(2 * s.H * s.capacity)
         let cbB = poisoned(s.chunks * s.G * s.Q * s.Q), statesB = poisoned(s.chunks * s.H * s.P * s.N)
         let ssmB = buffer(ssm0), gatedB = poisoned(s.capacity * s.D)
         let tile = 32, tiles = { (n: Int) in (n + tile - 1) / tile }
@@ -295,15 +305,16 @@ final class MetalPrefillKernelTests: MetalTestCase {
                 }
             }
         }
-        XCTAssert(identityBranch && clampedLow && clampedHigh,
+        XCTAssert(identityBranch && (clampedLow || extreme) && clampedHigh,
                   "the inputs should reach softplus' identity branch and the clamp at dt_min and dt_max")
         let what = "SSD P=\(s.P) N=\(s.N) H=\(s.H) G=\(s.G) Q=\(s.Q) T=\(s.T)"
         let got = read(gatedB, gated.count)
         XCTAssert(got[(s.T * s.D)...].allSatisfy { $0.isNaN }, what + ": wrote past the block")
         let gotGated = Array(got[0..<s.T * s.D]), wantGated = Array(gated[0..<s.T * s.D])
         let wantState = state.map { Float($0) }, gotState = read(ssmB, state.count)
-        assertClose(gotGated, wantGated, rel: 1e-4, what + " gated")
-        assertClose(gotState, wantState, rel: 1e-4, what + " final state")
+        let tolerance: Float = extreme ? 1e-6 : 1e-4
+        assertClose(gotGated, wantGated, rel: tolerance, what + " gated")
+        assertClose(gotState, wantState, rel: tolerance, what + " final state")
         return (relativeError(gotGated, wantGated), relativeError(gotState, wantState))
     }
 
@@ -326,5 +337,19 @@ final class MetalPrefillKernelTests: MetalTestCase {
             worst = (max(worst.0, e.0), max(worst.1, e.1))
         }
         print("chunked SSD vs recurrence: max relative error \(worst.0) (gated), \(worst.1) (final state)")
+    }
+
+    /// dt up to ≈4 with A ≈ −15 over a 256-token chunk (issue 12, item 7): the cumulative sum of dt·A must
+    /// keep the precision of the differences that decide each weight exp(cs_t − cs_s).
+    func testChunkedSSDWithExtremeDecay() throws {
+        var worst = (0.0, 0.0)
+        for (i, s) in [
+            SSDShape(P: 16, N: 32, H: 2, G: 1, K: 4, Q: 256, T: 256),
+            SSDShape(P: 8, N: 12, H: 2, G: 2, K: 4, Q: 256, T: 300),
+        ].enumerated() {
+            let e = try checkSSD(s, seed: 90 + UInt64(i), extreme: true)
+            worst = (max(worst.0, e.0), max(worst.1, e.1))
+        }
+        print("chunked SSD with dt ≤ 4, A ≈ −15: max relative error \(worst.0) (gated), \(worst.1) (final state)")
     }
 }

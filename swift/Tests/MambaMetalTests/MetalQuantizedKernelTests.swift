@@ -49,12 +49,14 @@ extension WeightMatrix {
 }
 
 final class MetalQuantizedKernelTests: MetalTestCase {
-    /// `m` in GPU buffers, written by the backend's upload code.
+    /// `m` in GPU buffers: codes written by the backend's upload code, scales and biases as loaded.
     func upload(_ m: WeightMatrix) -> GPUMatrix {
         let format = GPUMatrixFormat(m)
-        func make(_ bytes: Int) -> any MTLBuffer { device.makeBuffer(length: max(bytes, 16), options: .storageModeShared)! }
-        let v = make(format.bytes(m)), s = make(format.scaleBytes(m)), b = make(format.scaleBytes(m))
-        format.write(m, values: v.contents(), scales: s.contents(), biases: b.contents())
+        let v = device.makeBuffer(length: max(format.bytes(m), 16), options: .storageModeShared)!
+        format.write(m, values: v.contents())
+        let n = format.scaleBytes(m)
+        let s = device.makeBuffer(bytes: m.scales!, length: n, options: .storageModeShared)!
+        let b = device.makeBuffer(bytes: m.biases!, length: n, options: .storageModeShared)!
         return GPUMatrix(format, values: (v, 0), scales: (s, 0), biases: (b, 0))
     }
 
@@ -242,7 +244,8 @@ final class MetalQuantizedKernelTests: MetalTestCase {
     /// As a Q4_K_M GGUF file mixes Q4_K and Q6_K layers: each matrix of tiny-g2 in another format (4 and 8
     /// bits, groups of 16 to 128, f16 and f32 scales, one f16 matrix, an untied lm_head). The Metal backend
     /// (decode plans for batch 2 and 1, chunked prefill) against the CPU backend on the same weights
-    /// dequantized to float32 at load: logits within 1e-5 · max|ref|.
+    /// dequantized to float32 at load, and against the CPU backend's quantized kernels: logits within
+    /// 1e-5 · max|ref|.
     func testModelWithEveryFormatMatchesTheDequantizedModelOnTheCPU() throws {
         let dir = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath().deletingLastPathComponent()
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -276,28 +279,34 @@ final class MetalQuantizedKernelTests: MetalTestCase {
         options.batchSize = 2
         let metal = try MetalBackend(weights: mixed, options: options)
         let cpu = try CPUBackend(weights: reference, batch: 2, threads: 1)
+        // The CPU backend's own quantized kernels on the same (mixed) weights, as a second opinion.
+        let cpuQuantized = try CPUBackend(weights: mixed, batch: 2, threads: 1)
         let V = mixed.config.vocabSize
         var rng = TestRandom(state: 77)
         let prompt = (0..<37).map { _ in Int32(rng.next() % UInt64(V)) }
-        var worst: Float = 0
+        var worst: Float = 0, worstQuantized: Float = 0
         func compare(_ what: String) {
             let got = Array(UnsafeBufferPointer(start: metal.logits, count: 2 * V))
             let want = Array(UnsafeBufferPointer(start: cpu.logits, count: 2 * V))
+            let other = Array(UnsafeBufferPointer(start: cpuQuantized.logits, count: 2 * V))
             assertClose(got, want, rel: 1e-5, what)
+            assertClose(got, other, rel: 1e-5, what + ", vs the CPU's quantized kernels")
             let top = want.map(abs).max()!
             worst = max(worst, zip(got, want).map { abs($0 - $1) }.max()! / top)
+            worstQuantized = max(worstQuantized, zip(got, other).map { abs($0 - $1) }.max()! / top)
         }
-        for backend in [metal, cpu] as [any Backend] {
+        let all: [any Backend] = [metal, cpu, cpuQuantized]
+        for backend in all {
             try prompt.withUnsafeBufferPointer { try backend.prefill($0, seq: 1) }
         }
         compare("after a 37-token prefill of sequence 1 (chunked: in_proj and out_proj by the matmul)")
         for t in 0..<4 {
             let tokens: [Int32] = [Int32(t * 5 % V), prompt[t]]
-            for backend in [metal, cpu] as [any Backend] {
+            for backend in all {
                 try tokens.withUnsafeBufferPointer { try backend.step($0) }
             }
             compare("decode step \(t), batch 2")
         }
-        print("mixed-format model, Metal vs dequantized f32 on the CPU: max|Δ| / max|ref| = \(worst)")
+        print("mixed-format model, Metal vs dequantized f32 on the CPU: max|Δ| / max|ref| = \(worst); vs the CPU's quantized kernels: \(worstQuantized)")
     }
 }

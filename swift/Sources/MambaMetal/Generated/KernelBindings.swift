@@ -477,7 +477,7 @@ enum Kernel {
             let xbc: KernelBuffer
             /// `device const float *dt`: (heads, SSD_CAPACITY)
             let dt: KernelBuffer
-            /// `device const float *cs`: (heads, SSD_CAPACITY)
+            /// `device const float *cs`: (heads, 2, SSD_CAPACITY)
             let cs: KernelBuffer
             /// `device float *states`: (chunks, heads, P, N)
             let states: KernelBuffer
@@ -511,7 +511,7 @@ enum Kernel {
             let states: KernelBuffer
             /// `device float *ssm_state`: (heads, P, N), this sequence and layer
             let ssm_state: KernelBuffer
-            /// `device const float *cs`: (heads, SSD_CAPACITY)
+            /// `device const float *cs`: (heads, 2, SSD_CAPACITY)
             let cs: KernelBuffer
             /// `device const uint *count`
             let count: KernelBuffer
@@ -545,7 +545,7 @@ enum Kernel {
             let xbc: KernelBuffer
             /// `device const float *dt`: (heads, SSD_CAPACITY)
             let dt: KernelBuffer
-            /// `device const float *cs`: (heads, SSD_CAPACITY)
+            /// `device const float *cs`: (heads, 2, SSD_CAPACITY)
             let cs: KernelBuffer
             /// `device const float *cb`: (chunks, groups, Q, Q)
             let cb: KernelBuffer
