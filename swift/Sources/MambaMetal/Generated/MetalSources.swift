@@ -46,8 +46,9 @@ inline float4 affine_values4(device const uchar *codes, device const uchar *scal
     device const uchar *row = codes + r * ulong(cols * bits / 8);
     const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
     const ulong g = r * ulong(cols / group) + ulong(c / group);
-    return fma(float4(affine_param(scales, g, scales_half)), affine_codes4(uint2(word, 0u), 0, bits),
-               float4(affine_param(biases, g, scales_half)));
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
 }
 #line 6 "metal/embedding.metal"
 
@@ -151,8 +152,9 @@ inline float4 affine_values4(device const uchar *codes, device const uchar *scal
     device const uchar *row = codes + r * ulong(cols * bits / 8);
     const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
     const ulong g = r * ulong(cols / group) + ulong(c / group);
-    return fma(float4(affine_param(scales, g, scales_half)), affine_codes4(uint2(word, 0u), 0, bits),
-               float4(affine_param(biases, g, scales_half)));
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
 }
 #line 8 "metal/matmul.metal"
 
@@ -355,8 +357,9 @@ inline float4 affine_values4(device const uchar *codes, device const uchar *scal
     device const uchar *row = codes + r * ulong(cols * bits / 8);
     const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
     const ulong g = r * ulong(cols / group) + ulong(c / group);
-    return fma(float4(affine_param(scales, g, scales_half)), affine_codes4(uint2(word, 0u), 0, bits),
-               float4(affine_param(biases, g, scales_half)));
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
 }
 #line 7 "metal/matvec.metal"
 
