@@ -77,4 +77,31 @@ class MetalTestCase: XCTestCase {
     func countBuffer(_ n: Int) -> any MTLBuffer {
         device.makeBuffer(bytes: [UInt32(n)], length: 16, options: .storageModeShared)!
     }
+
+    /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.
+    func matvecReference(W: [Float], N: Int, K: Int, x: [Float], nb: Int, y0: [Float], norm: MatvecNorm, normW: [Float],
+                         sumsq: [Float], groups: Int, heads: Int, eps: Float, accumulate: Bool) -> [Float] {
+        var y = y0
+        for b in 0..<nb {
+            var xh = (0..<K).map { Double(x[b * K + $0]) }
+            if norm == .rms {
+                let ms = xh.reduce(0) { $0 + $1 * $1 } / Double(K)
+                let s = 1 / (ms + Double(eps)).squareRoot()
+                xh = (0..<K).map { xh[$0] * s * Double(normW[$0]) }
+            } else if norm == .gatedGroups {
+                let gs = K / groups, hpg = heads / groups
+                for k in 0..<K {
+                    let g = k / gs
+                    let ss = (0..<hpg).reduce(0.0) { $0 + Double(sumsq[b * heads + g * hpg + $1]) }
+                    xh[k] *= Double(normW[k]) / (ss / Double(gs) + Double(eps)).squareRoot()
+                }
+            }
+            for r in 0..<N {
+                var s = 0.0
+                for k in 0..<K { s += Double(W[r * K + k]) * xh[k] }
+                y[b * N + r] = Float((accumulate ? Double(y0[b * N + r]) : 0) + s)
+            }
+        }
+        return y
+    }
 }
