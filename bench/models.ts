@@ -4,25 +4,32 @@
  * (3.1 GB) never shares memory with another.
  *
  * Environment: `MAMBA_BENCH_SHAPES` (default `130m,780m`) and `MAMBA_BENCH_DTYPES` (default
- * `f32,f16,bf16`) narrow the matrix; `MAMBA_BENCH_THREADS` sets the CPU threads (default: all cores).
+ * `f32,f16,bf16`; also `q8`, `q4`: the f16 model quantized at load) narrow the matrix;
+ * `MAMBA_BENCH_THREADS` sets the CPU threads (default: all cores).
  *
  * @module
  */
-import { MambaEngine, Tokenizer, type TokenizerJson } from "../mod.ts";
-import { type BenchDType, type BenchShape, ensureBenchModel } from "../tools/make_bench_models.ts";
+import { MambaEngine, Tokenizer, type TokenizerJson, type WeightDType } from "../mod.ts";
+import {
+  BENCH_FORMATS,
+  type BenchFormat,
+  type BenchShape,
+  benchSource,
+  ensureBenchModel,
+} from "../tools/make_bench_models.ts";
 
 /** The shape × dtype matrix chosen by the environment. */
-export function benchMatrix(): { shape: BenchShape; dtype: BenchDType }[] {
-  const list = (name: string, all: string[]) => {
+export function benchMatrix(): { shape: BenchShape; dtype: BenchFormat }[] {
+  const list = (name: string, all: readonly string[], defaults: readonly string[]) => {
     const v = Deno.env.get(name);
-    const picked = v ? v.split(",").map((s) => s.trim()).filter(Boolean) : all;
+    const picked = v ? v.split(",").map((s) => s.trim()).filter(Boolean) : [...defaults];
     for (const p of picked) {
       if (!all.includes(p)) throw new Error(`${name}: unknown value ${p} (${all.join(", ")})`);
     }
     return picked;
   };
-  const shapes = list("MAMBA_BENCH_SHAPES", ["130m", "780m"]) as BenchShape[];
-  const dtypes = list("MAMBA_BENCH_DTYPES", ["f32", "f16", "bf16"]) as BenchDType[];
+  const shapes = list("MAMBA_BENCH_SHAPES", ["130m", "780m"], ["130m", "780m"]) as BenchShape[];
+  const dtypes = list("MAMBA_BENCH_DTYPES", BENCH_FORMATS, ["f32", "f16", "bf16"]) as BenchFormat[];
   return shapes.flatMap((shape) => dtypes.map((dtype) => ({ shape, dtype })));
 }
 
@@ -36,15 +43,21 @@ let current: { key: string; engine: MambaEngine } | undefined;
 /** The engine for a benchmark model at a batch size; the previous one is closed when the key changes. */
 export async function benchEngine(
   shape: BenchShape,
-  dtype: BenchDType,
+  dtype: BenchFormat,
   batchSize: number,
 ): Promise<MambaEngine> {
   const key = `${shape}/${dtype}/${batchSize}`;
   if (current?.key === key) return current.engine;
   current?.engine.close();
   current = undefined;
-  const dir = await ensureBenchModel(shape, dtype);
-  const engine = await MambaEngine.load(dir, { backend: "cpu", batchSize, threads: benchThreads() });
+  const { stored, loadDType } = benchSource(dtype);
+  const dir = await ensureBenchModel(shape, stored);
+  const engine = await MambaEngine.load(dir, {
+    backend: "cpu",
+    batchSize,
+    threads: benchThreads(),
+    ...(loadDType ? { dtype: loadDType as WeightDType } : {}),
+  });
   current = { key, engine };
   return engine;
 }

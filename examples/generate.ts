@@ -8,15 +8,23 @@
  *
  * @module
  */
-import { type BackendName, Generator, MambaEngine, MambaError, Tokenizer, type WeightDType } from "../mod.ts";
+import {
+  type BackendName,
+  Generator,
+  isGGUFFile,
+  MambaEngine,
+  MambaError,
+  Tokenizer,
+  type WeightDType,
+} from "../mod.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 import { fail, numberOption, parseCli } from "./cli.ts";
 
 const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
 
   --prompt TEXT          text to continue (required; "" starts from the end-of-text token)
-  --model DIR            model directory (default: the bundled demo model, models/demo)
-  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)
+  --model PATH           model directory or .gguf file (default: the bundled demo model, models/demo)
+  --tokenizer FILE       tokenizer.json or .gguf (default: DIR/tokenizer.json, or the GGUF model itself)
   --max-tokens N         tokens to generate (default 128)
   --temperature T        0 = greedy (default 0.8)
   --top-k K              keep the K most likely tokens (default 0 = off)
@@ -25,8 +33,10 @@ const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
   --repeat-penalty R     penalise tokens already seen (default 1.1)
   --seed S               PRNG seed, for repeatable samples
   --backend B            auto | cpu | metal (default auto)
-  --dtype D              weights in memory: auto (as stored) | f32 | f16 | bf16 (default auto);
-                         f16 halves what a decode step reads from float32 checkpoints
+  --dtype D              weights in memory: auto (as stored) | f32 | f16 | bf16 | q8 | q4 (default auto);
+                         f16 halves what a decode step reads from float32 checkpoints; q8/q4 quantize
+                         at load (MLX's affine algorithm, as deno task quantize)
+  --group-size G         columns per quantization group for q8/q4: 32, 64 or 128 (default 64)
   --stop TEXT            stop at TEXT (repeatable)
   --help                 this text
 `;
@@ -45,6 +55,7 @@ async function main(): Promise<void> {
     seed: { type: "string" },
     backend: { type: "string" },
     dtype: { type: "string" },
+    "group-size": { type: "string" },
     stop: { type: "string", multiple: true },
     help: { type: "boolean", short: "h" },
   }, HELP) as Record<string, string | undefined> & { stop?: string[]; help?: boolean };
@@ -58,8 +69,12 @@ async function main(): Promise<void> {
     fail(`--backend must be auto, cpu or metal, got "${backend}"`);
   }
   const dtype = args.dtype ?? "auto";
-  if (!["auto", "f32", "f16", "bf16"].includes(dtype)) {
-    fail(`--dtype must be auto, f32, f16 or bf16, got "${dtype}"`);
+  if (!["auto", "f32", "f16", "bf16", "q8", "q4"].includes(dtype)) {
+    fail(`--dtype must be auto, f32, f16, bf16, q8 or q4, got "${dtype}"`);
+  }
+  const groupSize = numberOption("group-size", args["group-size"], 64, { integer: true });
+  if (![32, 64, 128].includes(groupSize)) {
+    fail(`--group-size must be 32, 64 or 128, got "${args["group-size"]}"`);
   }
   const options = {
     maxTokens: numberOption("max-tokens", args["max-tokens"], 128, { min: 0, integer: true }),
@@ -73,13 +88,18 @@ async function main(): Promise<void> {
   };
 
   const modelDir = args.model ?? new URL("../models/demo", import.meta.url).pathname;
+  let isFile = false;
   try {
-    if (!Deno.statSync(modelDir).isDirectory) fail(`model directory ${modelDir} is not a directory`);
+    isFile = Deno.statSync(modelDir).isFile;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) fail(`model directory ${modelDir} does not exist`);
+    if (e instanceof Deno.errors.NotFound) fail(`model ${modelDir} does not exist`);
     throw e;
   }
-  const tokenizerPath = args.tokenizer ?? `${modelDir}/tokenizer.json`;
+  if (isFile && !(await isGGUFFile(modelDir))) {
+    fail(`model ${modelDir} is neither a directory nor a GGUF file`);
+  }
+  // A GGUF file carries its tokenizer.
+  const tokenizerPath = args.tokenizer ?? (isFile ? modelDir : `${modelDir}/tokenizer.json`);
   let tokenizer: Tokenizer;
   try {
     tokenizer = await Tokenizer.load(tokenizerPath);
@@ -99,6 +119,7 @@ async function main(): Promise<void> {
   using engine = await MambaEngine.load(modelDir, {
     backend: backend as BackendName,
     dtype: dtype as WeightDType,
+    groupSize,
     libraryPath,
   });
   console.error(

@@ -7,14 +7,22 @@
  *
  * @module
  */
-import { type BackendName, MambaEngine, MambaError, serve, Tokenizer, type WeightDType } from "../mod.ts";
+import {
+  type BackendName,
+  isGGUFFile,
+  MambaEngine,
+  MambaError,
+  serve,
+  Tokenizer,
+  type WeightDType,
+} from "../mod.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 import { fail, numberOption, parseCli } from "./cli.ts";
 
 const HELP = `Usage: deno task serve [--] [options]
 
-  --model DIR            model directory (default: the bundled demo model, models/demo)
-  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)
+  --model PATH           model directory or .gguf file (default: the bundled demo model, models/demo)
+  --tokenizer FILE       tokenizer.json or .gguf (default: DIR/tokenizer.json, or the GGUF model itself)
   --host HOST            interface to listen on (default 127.0.0.1)
   --port N               port (default 8080; 0 picks a free one)
   --slots N              requests decoded together: the engine's batch size (default 4)
@@ -26,7 +34,8 @@ const HELP = `Usage: deno task serve [--] [options]
   --prefill-block N      prompt tokens prefilled between two decode steps (default 256)
   --body-limit N         largest request body in bytes (default 1M)
   --backend B            auto | cpu | metal (default auto)
-  --dtype D              auto | f32 | f16 | bf16 (default auto)
+  --dtype D              auto | f32 | f16 | bf16 | q8 | q4 (default auto: as stored)
+  --group-size G         q8/q4 at load: columns per scale/bias group, 32 | 64 | 128 (default 64)
   --threads N            CPU threads (default: one per core)
   --help                 this text
 `;
@@ -56,6 +65,7 @@ async function main(): Promise<void> {
     "body-limit": { type: "string" },
     backend: { type: "string" },
     dtype: { type: "string" },
+    "group-size": { type: "string" },
     threads: { type: "string" },
     help: { type: "boolean", short: "h" },
   }, HELP) as Record<string, string | undefined> & { help?: boolean };
@@ -68,8 +78,12 @@ async function main(): Promise<void> {
     fail(`--backend must be auto, cpu or metal, got "${backend}"`);
   }
   const dtype = args.dtype ?? "auto";
-  if (!["auto", "f32", "f16", "bf16"].includes(dtype)) {
-    fail(`--dtype must be auto, f32, f16 or bf16, got "${dtype}"`);
+  if (!["auto", "f32", "f16", "bf16", "q8", "q4"].includes(dtype)) {
+    fail(`--dtype must be auto, f32, f16, bf16, q8 or q4, got "${dtype}"`);
+  }
+  const groupSize = numberOption("group-size", args["group-size"], 64, { integer: true });
+  if (![32, 64, 128].includes(groupSize)) {
+    fail(`--group-size must be 32, 64 or 128, got "${args["group-size"]}"`);
   }
   const port = numberOption("port", args.port, 8080, { min: 0, max: 65535, integer: true });
   const slots = numberOption("slots", args.slots, 4, { min: 1, max: 256, integer: true });
@@ -89,15 +103,18 @@ async function main(): Promise<void> {
   };
 
   const modelPath = args.model ?? new URL("../models/demo", import.meta.url).pathname;
-  let isDir: boolean;
+  let isFile = false;
   try {
-    isDir = Deno.statSync(modelPath).isDirectory;
+    isFile = Deno.statSync(modelPath).isFile;
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) fail(`model ${modelPath} does not exist`);
     throw e;
   }
-  const modelDir = isDir ? modelPath : modelPath.replace(/\/[^/]*$/, "") || ".";
-  const tokenizerPath = args.tokenizer ?? `${modelDir}/tokenizer.json`;
+  if (isFile && !(await isGGUFFile(modelPath))) {
+    fail(`model ${modelPath} is neither a directory nor a GGUF file`);
+  }
+  // A GGUF file carries its tokenizer.
+  const tokenizerPath = args.tokenizer ?? (isFile ? modelPath : `${modelPath}/tokenizer.json`);
   let tokenizer: Tokenizer;
   try {
     tokenizer = await Tokenizer.load(tokenizerPath);
@@ -114,11 +131,13 @@ async function main(): Promise<void> {
   const engine = await MambaEngine.load(modelPath, {
     backend: backend as BackendName,
     dtype: dtype as WeightDType,
+    groupSize,
     batchSize: slots,
     threads,
     libraryPath,
   });
-  const modelId = args["model-id"] ?? modelPath.replace(/\/+$/, "").split("/").pop()!;
+  const modelId = args["model-id"] ??
+    modelPath.replace(/\/+$/, "").split("/").pop()!.replace(/\.gguf$/i, "");
   console.error(
     `${modelId}: ${engine.config.nLayer} layers, d_model ${engine.config.dModel}, ${engine.dtype} weights, ` +
       `${engine.device}; ${slots} slots, state cache ${options.cacheBytes} bytes`,

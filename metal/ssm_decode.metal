@@ -1,6 +1,7 @@
 // The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
 #include <metal_stdlib>
 using namespace metal;
+#include "activations.h"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -12,11 +13,6 @@ constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every 
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
-// precision, and computing it as exp keeps tiny dt from rounding to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 // One (head, sequence) per threadgroup:
 //   conv:  x (P channels of this head), B and C (N channels each, of the head's group)

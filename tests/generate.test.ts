@@ -115,7 +115,7 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
   assert.match(help.stdout, /--repeat-penalty R/);
   const noModel = await cli("--prompt", "x", "--model", "/nonexistent/model");
   assert.equal(noModel.code, 1);
-  assert.equal(noModel.stderr.trim(), "error: model directory /nonexistent/model does not exist");
+  assert.equal(noModel.stderr.trim(), "error: model /nonexistent/model does not exist");
   const dir = await Deno.makeTempDir();
   const noTok = await cli("--prompt", "x", "--model", dir);
   assert.equal(noTok.code, 1);
@@ -126,7 +126,7 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
   assert.match(bad.stderr, /--temperature expects a number/);
   const badDtype = await cli("--prompt", "x", "--dtype", "f8");
   assert.equal(badDtype.code, 1);
-  assert.equal(badDtype.stderr.trim(), 'error: --dtype must be auto, f32, f16 or bf16, got "f8"');
+  assert.equal(badDtype.stderr.trim(), 'error: --dtype must be auto, f32, f16, bf16, q8 or q4, got "f8"');
 });
 
 Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as f32 give the same text)", async () => {

@@ -133,38 +133,3 @@ Deno.test("native sampling: one call samples several sequences; a failed call ch
     (e) => e instanceof MambaError && /sequence 1 has no sampler/.test(e.message),
   );
 });
-
-/** Fields of a C struct as (type, name, count), in order. */
-function structFields(header: string, name: string): { type: string; name: string; count: number }[] {
-  const body = new RegExp(`typedef struct(?: ${name})? \\{([^}]*)\\} ${name};`).exec(header)?.[1];
-  assert.ok(body, `struct ${name} not found`);
-  return [...body.replace(/\/\*[\s\S]*?\*\//g, "").matchAll(/(\w+)\s+(\w+)(?:\[(\d+)\])?;/g)]
-    .map(([, type, field, count]) => ({ type, name: field, count: Number(count ?? 1) }));
-}
-
-Deno.test("mamba_sampling: the TypeScript offsets and CMambaCPU's mcpu_sampling follow mamba.h", async () => {
-  const { SAMPLING_LAYOUT } = await import("../src/engine.ts");
-  const abi = structFields(Deno.readTextFileSync(`${ROOT}swift/include/mamba.h`), "mamba_sampling");
-  const cpu = structFields(
-    Deno.readTextFileSync(`${ROOT}swift/Sources/CMambaCPU/include/mcpu_sample.h`),
-    "mcpu_sampling",
-  );
-  assert.deepEqual(
-    cpu.map((f) => [f.type, f.count]),
-    abi.map((f) => [f.type, f.count]),
-    "field types differ",
-  );
-  const sizes: Record<string, number> = { double: 8, int32_t: 4, uint32_t: 4 };
-  let offset = 0, align = 1;
-  const offsets: Record<string, number> = {};
-  for (const f of abi) {
-    const size = sizes[f.type];
-    assert.ok(size, `unexpected type ${f.type}`);
-    offset = Math.ceil(offset / size) * size;
-    offsets[f.name] = offset;
-    offset += size * f.count;
-    align = Math.max(align, size);
-  }
-  offsets.size = Math.ceil(offset / align) * align;
-  assert.deepEqual(offsets, { ...SAMPLING_LAYOUT });
-});

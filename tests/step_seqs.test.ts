@@ -16,9 +16,9 @@ function same(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
 /** Different states in every sequence, then a full step and each subset from the same states. */
 function checkSubsets(engine: MambaEngine, subsets: number[][]): void {
   const B = engine.batchSize, V = engine.vocabSize;
-  for (let s = 0; s < B; s++) engine.prefill([s + 1, 17 * s + 3, 99, 5 + s, 40 + s], s);
+  for (let s = 0; s < B; s++) engine.prefill([s + 1, 17 * s + 3, 99, 5 + s, 40 + s].map((t) => t % V), s);
   const before = Array.from({ length: B }, (_, s) => engine.saveState(s));
-  const tokens = Array.from({ length: B }, (_, s) => 11 + 13 * s);
+  const tokens = Array.from({ length: B }, (_, s) => (11 + 13 * s) % V);
   const full = engine.step(tokens).slice();
   const after = Array.from({ length: B }, (_, s) => engine.saveState(s));
   for (const seqs of subsets) {
@@ -43,6 +43,31 @@ const SUBSETS = [[0, 2, 3], [3, 1], [1, 2], [2], [0, 1, 2, 3], [3, 2, 1, 0], [1,
 Deno.test("cpu: stepping some sequences gives the full step's bits and leaves the others alone", () => {
   using engine = load(DEMO, { backend: "cpu", batchSize: 4 });
   checkSubsets(engine, SUBSETS);
+});
+
+Deno.test("cpu, quantized: MLX q4 and load-time q8 matrices give the full step's bits too", () => {
+  const cases = [["mlx-q4-g32", {}, "q4"], ["tiny-g2", { dtype: "q8", groupSize: 32 }, "q8"]] as const;
+  for (const [fixture, options, dtype] of cases) {
+    using engine = load(`${FIXTURES}${fixture}`, { backend: "cpu", batchSize: 4, ...options });
+    assert.equal(engine.dtype, dtype);
+    checkSubsets(engine, SUBSETS);
+  }
+});
+
+Deno.test("cpu, quantized: a batch larger than the direct kernels' 8 tokens is invariant too", () => {
+  // A full step of 10 sequences and a step of 3 or 9 of them take the same integer kernels per token.
+  using engine = load(`${FIXTURES}mlx-q8-g32-bf16`, { backend: "cpu", batchSize: 10 });
+  checkSubsets(engine, [[0, 5, 9], [1, 2, 3, 4, 5, 6, 7, 8, 9], [7]]);
+  using one = load(`${FIXTURES}mlx-q8-g32-bf16`, { backend: "cpu", batchSize: 1 });
+  engine.reset();
+  engine.prefill([1, 2, 3], 6);
+  one.prefill([1, 2, 3]);
+  const tokens = Array.from({ length: 10 }, (_, s) => 4 + s);
+  for (let t = 0; t < 3; t++) {
+    engine.step(tokens);
+    one.step(tokens[6]);
+  }
+  assert.ok(same(engine.row(6), one.row(0)), "sequence 6 of a batch of 10 differs from a batch of 1");
 });
 
 Deno.test("cpu: a generation on one sequence equals the same generation with the others stepped too", () => {
@@ -93,4 +118,12 @@ Deno.test("metal: stepping some sequences gives the full step's bits in one comm
   assert.equal(c1.commandBuffers - c0.commandBuffers, 1);
   assert.equal(c1.dispatches - c0.dispatches, runs + L * (2 + runs) + runs);
   assert.equal(c1.bufferAllocations - c0.bufferAllocations, 0);
+});
+
+Deno.test("metal, quantized: subsets of MLX q4 and q8 checkpoints give the full step's bits", () => {
+  for (const fixture of ["mlx-q4-g32", "mlx-q8-g32-bf16"]) {
+    using engine = load(`${FIXTURES}${fixture}`, { backend: "metal", batchSize: 4 });
+    assert.match(engine.dtype, /q4|q8/);
+    checkSubsets(engine, [[0, 2, 3], [3, 1], [2], [1, 3, 0]]);
+  }
 });

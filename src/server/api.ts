@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { MambaError } from "../errors.ts";
+import { MambaError } from "../../ffi/errors.ts";
 import type { Tokenizer } from "../tokenizer.ts";
 import { ApiError, jsonResponse } from "./errors.ts";
 import { CompletionJob, type FinishReason, type JobSink, type Usage } from "./job.ts";

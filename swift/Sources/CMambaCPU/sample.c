@@ -461,7 +461,7 @@ int32_t mcpu_sample(mcpu_sample_scratch *s, const float *logits, mcpu_sampling *
     double total = 0;
     int count = candidates(s, row, V, p, &total);
     if (count < 0) return argmax(row, V);
-    return draw(s, count, total, p->rng, V);
+    return draw(s, count, total, p->rng_state, V);
 }
 
 typedef struct {

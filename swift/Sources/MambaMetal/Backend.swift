@@ -11,9 +11,19 @@ struct GPUCounters {
     var heapAllocations: UInt64 = 0
     var allocatedBytes: UInt64 = 0
 
-    var array: [UInt64] {
-        [commandBuffers, computeEncoders, dispatches, bufferAllocations, heapAllocations, allocatedBytes]
+    subscript(_ counter: GPUCounter) -> UInt64 {
+        switch counter {
+        case .commandBuffers: return commandBuffers
+        case .computeEncoders: return computeEncoders
+        case .dispatches: return dispatches
+        case .bufferAllocations: return bufferAllocations
+        case .heapAllocations: return heapAllocations
+        case .allocatedBytes: return allocatedBytes
+        }
     }
+
+    /// In mamba_gpu_counters' order (enum mamba_gpu_counter).
+    var array: [UInt64] { GPUCounter.allCases.map { self[$0] } }
 }
 
 protocol Backend: AnyObject {
@@ -38,13 +48,13 @@ protocol Backend: AnyObject {
     func writeState(seq: Int, from: UnsafeRawBufferPointer)
     func counters() -> GPUCounters
     /// Backend-specific fields for the engine info JSON (e.g. the GPU name and kernel parameters).
-    var extraInfo: [String: JSON] { get }
+    var extraInfo: [InfoKey: JSON] { get }
     /// A CMambaCPU engine whose thread pool samples several sequences at once (nil: one by one).
     var samplingPool: OpaquePointer? { get }
 }
 
 extension Backend {
-    var extraInfo: [String: JSON] { [:] }
+    var extraInfo: [InfoKey: JSON] { [:] }
     var samplingPool: OpaquePointer? { nil }
 }
 

@@ -7,8 +7,15 @@ struct Checkpoint {
     let tensors: [String: TensorView]
     /// Tensors present with a dtype the engine cannot use: name → dtype.
     let unusable: [String: String]
+    /// U32 tensors: MLX's packed quantized weights.
+    let packed: [String: PackedView]
+    /// config.json's "quantization" (MLX), if any.
+    let quantization: MLXQuantization?
     /// Which files the weights came from (for messages).
     let weightFiles: [String]
+
+    /// The file holding tensor `name` (the directory if unknown), for messages.
+    func fileOf(_ name: String) -> String { tensors[name]?.file.path ?? packed[name]?.file.path ?? directory }
 
     static func load(directory dir: String) throws -> Checkpoint {
         guard fileExists(dir) else { throw MambaFailure.io("model directory \(dir) does not exist") }
@@ -16,23 +23,26 @@ struct Checkpoint {
         let configPath = dir + "/config.json"
         guard fileExists(configPath) else { throw MambaFailure.io("\(configPath) is missing") }
         let configFile = try MappedFile(path: configPath)
-        let config = try MambaConfig.parse(
-            JSON.parse(UnsafeRawBufferPointer(start: configFile.base, count: configFile.size), context: configPath),
-            file: configPath)
+        let configJSON = try JSON.parse(UnsafeRawBufferPointer(start: configFile.base, count: configFile.size),
+                                        context: configPath)
+        let config = try MambaConfig.parse(configJSON, file: configPath)
+        let quantization = try MLXQuantization.parse(configJSON["quantization"], file: configPath)
 
         var views: [TensorView] = []
         var unusable: [String: String] = [:]
+        var packedViews: [PackedView] = []
         var files: [String] = []
         let single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json"
         let torchBin = dir + "/pytorch_model.bin"
         if fileExists(single) {
-            (views, unusable) = try SafeTensors.read(path: single)
+            (views, unusable, packedViews) = try SafeTensors.read(path: single)
             files = [single]
         } else if fileExists(index) {
             files = try shardFiles(index: index, dir: dir)
             for f in files {
-                let (v, u) = try SafeTensors.read(path: f)
+                let (v, u, p) = try SafeTensors.read(path: f)
                 views += v
+                packedViews += p
                 unusable.merge(u) { a, _ in a }
             }
         } else if fileExists(torchBin) {
@@ -47,7 +57,15 @@ struct Checkpoint {
             if tensors[v.name] != nil { throw MambaFailure.format("tensor \(v.name) appears twice in \(dir)") }
             tensors[v.name] = v
         }
-        return Checkpoint(directory: dir, config: config, tensors: tensors, unusable: unusable, weightFiles: files)
+        var packed: [String: PackedView] = [:]
+        for v in packedViews {
+            if tensors[v.name] != nil || packed[v.name] != nil {
+                throw MambaFailure.format("tensor \(v.name) appears twice in \(dir)")
+            }
+            packed[v.name] = v
+        }
+        return Checkpoint(directory: dir, config: config, tensors: tensors, unusable: unusable, packed: packed,
+                          quantization: quantization, weightFiles: files)
     }
 
     /// The shard files named by a model.safetensors.index.json, in a stable order.

@@ -71,9 +71,11 @@ final class MetalBackend: Backend {
         runs.reserveCapacity(batch)
         prefillPlan = try MetalPrefillPlan(kernels: kernels, model: model, tuning: tuning)
         prefillMode = options.prefillMode
-        logits = model.logits.contents().assumingMemoryBound(to: Float.self)
+        logits = model.logits.buffer.contents().assumingMemoryBound(to: Float.self)
         if options.recorded {
-            let recorder = try RecordingSink(device: gpu, maxCommands: stepPlan.dispatchesPerToken)
+            let count = CountingSink()
+            stepPlan.encode(count, seq: 0, tokenIndex: 0, logits: true)
+            let recorder = try RecordingSink(device: gpu, maxCommands: count.dispatches)
             stepPlan.encode(recorder, seq: 0, tokenIndex: 0, logits: true)
             recorded = recorder
         } else {
@@ -84,21 +86,22 @@ final class MetalBackend: Backend {
         own.allocatedBytes = UInt64(model.arena.heap.size)
     }
 
-    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.contents().assumingMemoryBound(to: Int32.self) }
+    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.buffer.contents().assumingMemoryBound(to: Int32.self) }
 
     /// One command buffer with one compute encoder: `body` encodes, then commit and wait.
-    private func run(_ body: (EncoderSink) -> Int) throws {
+    private func run(_ body: (EncoderSink) -> Void) throws {
         try autoreleasepool {
             guard let cb = queue.makeCommandBuffer(),
                   let enc = cb.makeComputeCommandEncoder(dispatchType: .concurrent)
             else { throw MambaFailure.backend("cannot create a Metal command buffer") }
-            let dispatches = body(EncoderSink(enc))
+            let sink = EncoderSink(enc)
+            body(sink)
             enc.endEncoding()
             cb.commit()
             cb.waitUntilCompleted()
             own.commandBuffers += 1
             own.computeEncoders += 1
-            own.dispatches += UInt64(dispatches)
+            own.dispatches += UInt64(sink.dispatches)
             if cb.status == .error {
                 throw MambaFailure.backend("Metal command buffer failed: \(cb.error.map { "\($0)" } ?? "unknown error")")
             }
@@ -109,11 +112,7 @@ final class MetalBackend: Backend {
         tokenSlots.update(from: tokens.baseAddress!, count: tokens.count)
         if let recorded {
             // Replay: the recorded commands read the token slots, which were just rewritten.
-            try run { sink in
-                sink.encoder.useHeap(model.arena.heap)
-                sink.encoder.executeCommandsInBuffer(recorded.icb, range: 0..<recorded.count)
-                return recorded.count
-            }
+            try run { sink in sink.execute(recorded, heap: model.arena.heap) }
         } else {
             try run { sink in stepPlan.encode(sink, seq: 0, tokenIndex: 0, logits: true) }
         }
@@ -144,7 +143,7 @@ final class MetalBackend: Backend {
     /// One command buffer per block of prefillPlan.capacity tokens; each block continues from the state
     /// the previous one left (or the sequence's state), and the last one also computes the logits.
     private func prefillChunked(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
-        let pf = model.prefill, c = model.config
+        let pf = model.prefill
         var start = 0
         while start < tokens.count {
             let n = min(pf.capacity, tokens.count - start)
@@ -152,12 +151,8 @@ final class MetalBackend: Backend {
             pf.setCount(n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = prefillPlan.encode(enc, seq: seq, tokens: n)
-                if last {
-                    sequencePlan.encodeLogits(enc, residual: pf.residual, offset: 4 * (n - 1) * c.dModel, seq: seq)
-                    dispatches += 1
-                }
-                return dispatches
+                prefillPlan.encode(enc, seq: seq, tokens: n)
+                if last { sequencePlan.encodeLogits(enc, residual: pf.residual.row(n - 1), seq: seq) }
             }
             start += n
         }
@@ -171,11 +166,7 @@ final class MetalBackend: Backend {
             tokenSlots.update(from: tokens.baseAddress! + start, count: n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = 0
-                for t in 0..<n {
-                    dispatches += sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1)
-                }
-                return dispatches
+                for t in 0..<n { sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1) }
             }
             start += n
         }
@@ -188,18 +179,15 @@ final class MetalBackend: Backend {
 }
 
 extension MetalBackend {
-    var extraInfo: [String: JSON] {
+    var extraInfo: [InfoKey: JSON] {
         [
-            "gpu": .string(gpu.name),
+            .gpu: .string(gpu.name),
             // The key configs/metal_tune.json entries are looked up by, with gpu and batch.
-            "tuneShape": .string(MetalTuning.shapeKey(model.config)),
-            "recorded": .bool(recorded != nil),
-            "tuning": .object([
-                "matvecRowsPerSimdgroup": .number(Double(tuning.matvecRowsPerSimdgroup)),
-                "matmulTile": .number(Double(tuning.matmulTile)),
-            ]),
-            "prefillMode": .string(prefillMode.rawValue),
-            "prefillBlock": .number(Double(model.prefill.capacity)),
+            .tuneShape: .string(MetalTuning.shapeKey(model.config)),
+            .recorded: .bool(recorded != nil),
+            .tuning: tuning.json,
+            .prefillMode: .string(prefillMode.rawValue),
+            .prefillBlock: .number(Double(model.prefill.capacity)),
         ]
     }
 }

@@ -16,6 +16,14 @@ struct MetalTuning: Equatable {
     static let defaults = MetalTuning()
     static let schema = "mamba-metal-tune/1"
 
+    /// The parameters as the info JSON reports them (the @tuning keys of mamba.h).
+    var json: JSON {
+        let fields: [TuningKey: JSON] = [
+            .matvecRowsPerSimdgroup: .number(Double(matvecRowsPerSimdgroup)), .matmulTile: .number(Double(matmulTile)),
+        ]
+        return .object(fields)
+    }
+
     /// The key a model shape is tuned under.
     static func shapeKey(_ c: MambaConfig) -> String {
         "d\(c.dModel)-l\(c.nLayer)-s\(c.dState)-h\(c.headDim)-g\(c.nGroups)-v\(c.vocabSize)"
@@ -25,19 +33,18 @@ struct MetalTuning: Equatable {
     static func params(_ json: JSON, context: String, base: MetalTuning = .defaults) throws -> MetalTuning {
         guard let obj = json.object else { throw MambaFailure.format("\(context): params must be an object") }
         var t = base
-        for (key, v) in obj {
-            guard let n = v.int else { throw MambaFailure.format("\(context): \(key) must be an integer") }
+        for (name, v) in obj {
+            guard let n = v.int else { throw MambaFailure.format("\(context): \(name) must be an integer") }
+            guard let key = TuningKey(rawValue: name) else { throw MambaFailure.format("\(context): unknown parameter \"\(name)\"") }
             switch key {
-            case "matvecRowsPerSimdgroup":
+            case .matvecRowsPerSimdgroup:
                 guard (1...4).contains(n) else {
                     throw MambaFailure.format("\(context): matvecRowsPerSimdgroup must be 1…4, got \(n)")
                 }
                 t.matvecRowsPerSimdgroup = n
-            case "matmulTile":
+            case .matmulTile:
                 guard n == 16 || n == 32 else { throw MambaFailure.format("\(context): matmulTile must be 16 or 32, got \(n)") }
                 t.matmulTile = n
-            default:
-                throw MambaFailure.format("\(context): unknown parameter \"\(key)\"")
             }
         }
         return t

@@ -3,6 +3,10 @@
 // CMambaCPU's sample.c, on the logits rows the backend wrote (shared memory for Metal too).
 import CMambaCPU
 
+/// mamba.h's `struct mamba_sampling`, which the C ABI takes: CMambaCPU declares the same fields as
+/// `mcpu_sampling` (tests/abi.test.ts checks that the two declarations agree).
+public typealias mamba_sampling = mcpu_sampling
+
 /// One sequence's sampler: parameters, xoshiro128** state, and the ids seen so far (prompt and
 /// samples), each once, for the repetition penalty.
 final class SequenceSampler {
@@ -100,7 +104,7 @@ final class SamplerBank {
         guard p.vocab >= 1, Int(p.vocab) <= rowLength else {
             throw MambaFailure.argument("sampling: vocab must be from 1 to \(rowLength) (0: all), got \(raw.vocab)")
         }
-        guard p.rng.0 | p.rng.1 | p.rng.2 | p.rng.3 != 0 else {
+        guard p.rng_state.0 | p.rng_state.1 | p.rng_state.2 | p.rng_state.3 != 0 else {
             throw MambaFailure.argument("sampling: the xoshiro128** state must not be all zero")
         }
         let sampler = samplers[seq] ?? SequenceSampler(vocab: rowLength)
@@ -111,7 +115,7 @@ final class SamplerBank {
     /// The PRNG state of a sequence's sampler.
     func rngState(seq: Int) throws -> (UInt32, UInt32, UInt32, UInt32) {
         guard let s = samplers[seq] else { throw noSampler(seq) }
-        return s.params.pointee.rng
+        return s.params.pointee.rng_state
     }
 
     private func noSampler(_ seq: Int) -> MambaFailure {

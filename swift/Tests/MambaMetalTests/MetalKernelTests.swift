@@ -14,55 +14,23 @@ import XCTest
 final class MetalKernelTests: MetalTestCase {
     // MARK: matvec
 
-    /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.
-    func matvecReference(W: [Float], N: Int, K: Int, x: [Float], nb: Int, y0: [Float], norm: Int, normW: [Float],
-                         sumsq: [Float], groups: Int, heads: Int, eps: Float, accumulate: Bool) -> [Float] {
-        var y = y0
-        for b in 0..<nb {
-            var xh = (0..<K).map { Double(x[b * K + $0]) }
-            if norm == 1 {
-                let ms = xh.reduce(0) { $0 + $1 * $1 } / Double(K)
-                let s = 1 / (ms + Double(eps)).squareRoot()
-                xh = (0..<K).map { xh[$0] * s * Double(normW[$0]) }
-            } else if norm == 2 {
-                let gs = K / groups, hpg = heads / groups
-                for k in 0..<K {
-                    let g = k / gs
-                    let ss = (0..<hpg).reduce(0.0) { $0 + Double(sumsq[b * heads + g * hpg + $1]) }
-                    xh[k] *= Double(normW[k]) / (ss / Double(gs) + Double(eps)).squareRoot()
-                }
-            }
-            for r in 0..<N {
-                var s = 0.0
-                for k in 0..<K { s += Double(W[r * K + k]) * xh[k] }
-                y[b * N + r] = Float((accumulate ? Double(y0[b * N + r]) : 0) + s)
-            }
-        }
-        return y
-    }
-
-    func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: Int, accumulate: Bool, groups: Int = 1,
+    func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, groups: Int = 1,
                      heads: Int = 1, rowsPerSimdgroup: Int = 2, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
-        var W = rng.floats(N * K)
-        if half { W = W.map { halfToFloat(floatToHalf($0)) } }
+        let W = rng.weights(N * K, half: half)
         let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
         let sumsq = rng.floats(nb * heads, 0.5, 4)
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
         let eps: Float = 1e-5
-        let pipe = try kernels.pipeline("matvec.metal", "matvec", [
-            0: .int(N), 1: .int(K), 2: .int(nb), 3: .bool(half), 4: .int(norm), 5: .bool(accumulate),
-            6: .int(groups), 7: .int(heads), 8: .float(eps), 9: .int(rowsPerSimdgroup),
-        ])
+        let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
+            n: N, k: K, batch: nb, weights: half ? .f16 : .f32, norm: norm, accumulate: accumulate, groups: groups, heads: heads,
+            eps: eps, rowsPerSimdgroup: rowsPerSimdgroup))
         let wb = half ? halfBuffer(W) : buffer(W)
         let xb = buffer(x), yb = buffer(y0), nwb = buffer(normW), ssb = buffer(sumsq)
-        try run { enc in
-            enc.setComputePipelineState(pipe)
-            for (i, b) in [wb, xb, yb, nwb, ssb].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-            enc.setThreadgroupMemoryLength(roundUp(4 * nb * max(groups, 1), 16), index: 0)
-            let perGroup = 4 * rowsPerSimdgroup
-            enc.dispatchThreadgroups(MTLSize(width: (N + perGroup - 1) / perGroup, height: 1, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 128, height: 1, depth: 1))
+        try run { sink in
+            // Only the inputs this norm reads are bound: the others are switched off by function constants.
+            mv.encode(sink, w: GPUMatrix(half ? .f16 : .f32, values: (wb, 0)), x: (xb, 0), y: (yb, 0), norm: norm == .none ? nil : (nwb, 0),
+                      sumsq: norm == .gatedGroups ? (ssb, 0) : nil)
         }
         let want = matvecReference(W: W, N: N, K: K, x: x, nb: nb, y0: y0, norm: norm, normW: normW, sumsq: sumsq,
                                    groups: groups, heads: heads, eps: eps, accumulate: accumulate)
@@ -71,27 +39,27 @@ final class MetalKernelTests: MetalTestCase {
     }
 
     func testMatvecPlainAndBatched() throws {
-        try checkMatvec(N: 37, K: 52, nb: 1, half: false, norm: 0, accumulate: false, seed: 1)
-        try checkMatvec(N: 37, K: 52, nb: 3, half: true, norm: 0, accumulate: false, seed: 2)
-        try checkMatvec(N: 129, K: 300, nb: 8, half: true, norm: 0, accumulate: false, rowsPerSimdgroup: 4, seed: 3)
-        try checkMatvec(N: 5, K: 1, nb: 2, half: false, norm: 0, accumulate: false, rowsPerSimdgroup: 1, seed: 4)
+        try checkMatvec(N: 37, K: 52, nb: 1, half: false, norm: .none, accumulate: false, seed: 1)
+        try checkMatvec(N: 37, K: 52, nb: 3, half: true, norm: .none, accumulate: false, seed: 2)
+        try checkMatvec(N: 129, K: 300, nb: 8, half: true, norm: .none, accumulate: false, rowsPerSimdgroup: 4, seed: 3)
+        try checkMatvec(N: 5, K: 1, nb: 2, half: false, norm: .none, accumulate: false, rowsPerSimdgroup: 1, seed: 4)
     }
 
     func testMatvecScalarPathWhenKIsNotAMultipleOfFour() throws {
-        try checkMatvec(N: 33, K: 50, nb: 2, half: true, norm: 1, accumulate: false, seed: 5)
-        try checkMatvec(N: 33, K: 51, nb: 1, half: false, norm: 0, accumulate: true, rowsPerSimdgroup: 3, seed: 6)
+        try checkMatvec(N: 33, K: 50, nb: 2, half: true, norm: .rms, accumulate: false, seed: 5)
+        try checkMatvec(N: 33, K: 51, nb: 1, half: false, norm: .none, accumulate: true, rowsPerSimdgroup: 3, seed: 6)
     }
 
     func testMatvecFusedRMSNorm() throws {
-        try checkMatvec(N: 70, K: 96, nb: 3, half: false, norm: 1, accumulate: false, seed: 7)
-        try checkMatvec(N: 70, K: 96, nb: 1, half: true, norm: 1, accumulate: false, seed: 8)
+        try checkMatvec(N: 70, K: 96, nb: 3, half: false, norm: .rms, accumulate: false, seed: 7)
+        try checkMatvec(N: 70, K: 96, nb: 1, half: true, norm: .rms, accumulate: false, seed: 8)
     }
 
     func testMatvecGatedGroupNormWithResidualAdd() throws {
-        try checkMatvec(N: 41, K: 96, nb: 3, half: false, norm: 2, accumulate: true, groups: 2, heads: 6, seed: 9)
-        try checkMatvec(N: 41, K: 96, nb: 2, half: true, norm: 2, accumulate: true, groups: 3, heads: 6, seed: 10)
+        try checkMatvec(N: 41, K: 96, nb: 3, half: false, norm: .gatedGroups, accumulate: true, groups: 2, heads: 6, seed: 9)
+        try checkMatvec(N: 41, K: 96, nb: 2, half: true, norm: .gatedGroups, accumulate: true, groups: 3, heads: 6, seed: 10)
         // group size 6: not a multiple of 4, so the scalar path applies the per-group scale
-        try checkMatvec(N: 9, K: 18, nb: 1, half: false, norm: 2, accumulate: true, groups: 3, heads: 3, seed: 11)
+        try checkMatvec(N: 9, K: 18, nb: 1, half: false, norm: .gatedGroups, accumulate: true, groups: 3, heads: 3, seed: 11)
     }
 
     // MARK: embedding
@@ -100,21 +68,20 @@ final class MetalKernelTests: MetalTestCase {
         for half in [false, true] {
             var rng = TestRandom(state: half ? 12 : 13)
             let vocab = 11, dModel = 300, nb = 3, dConv = 4
-            var E = rng.floats(vocab * dModel)
-            if half { E = E.map { halfToFloat(floatToHalf($0)) } }
+            let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10]
-            let pipe = try kernels.pipeline("embedding.metal", "embedding_gather",
-                                            [0: .int(dModel), 1: .int(nb), 2: .bool(half), 3: .int(dConv)])
+            let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
+                dModel: dModel, dConv: dConv, rows: nb, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
             let tb = device.makeBuffer(bytes: tokens, length: 16, options: .storageModeShared)!
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pos: [UInt32] = [3, 0, 2]
             let pb = device.makeBuffer(bytes: pos, length: 16, options: .storageModeShared)!
-            try run { enc in
-                enc.setComputePipelineState(pipe)
-                for (i, b) in [eb, tb, rb, pb].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-                enc.dispatchThreads(MTLSize(width: dModel, height: nb, depth: 1),
-                                    threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+            try run { sink in
+                sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
+                                          scales: nil, biases: nil),
+                              .threads(MTLSize(width: dModel, height: nb, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             }
             let want = tokens.flatMap { t in E[Int(t) * dModel..<(Int(t) + 1) * dModel] }
             XCTAssertEqual(read(rb, nb * dModel), want)
@@ -154,21 +121,20 @@ final class MetalKernelTests: MetalTestCase {
         dtBias[0] = 25  // softplus' identity branch
         let A = rng.floats(s.H, -4, -0.2), Dp = rng.floats(s.H, 0.5, 1.5)
         let dtMin: Float = 0.001, dtMax: Float = 3
-        let pipe = try kernels.pipeline("ssm_decode.metal", "ssm_decode_block", [
-            0: .int(s.D), 1: .int(s.N), 2: .int(s.P), 3: .int(s.H), 4: .int(s.G), 5: .int(s.K), 6: .int(s.layers),
-            7: .float(dtMin), 8: .float(dtMax),
-        ])
+        let pipe = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
+            SSM_D_INNER: s.D, SSM_D_STATE: s.N, SSM_HEAD_DIM: s.P, SSM_HEADS: s.H, SSM_GROUPS: s.G, SSM_D_CONV: s.K,
+            SSM_LAYERS: s.layers, SSM_DT_MIN: dtMin, SSM_DT_MAX: dtMax))
         let zb = buffer(zx), cb = buffer(conv0), sb = buffer(ssm0)
         let pb = device.makeBuffer(bytes: pos, length: max(16, 4 * s.nb), options: .storageModeShared)!
         let gb = buffer([Float](repeating: .nan, count: s.nb * s.D))
         let qb = buffer([Float](repeating: .nan, count: s.nb * s.H))
-        let bufs = [zb, cb, sb, pb, buffer(convW), buffer(convB), buffer(dtBias + A + Dp), gb, qb]
-        try run { enc in
-            enc.setComputePipelineState(pipe)
-            for (i, b) in bufs.enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-            enc.setThreadgroupMemoryLength(roundUp(4 * (s.P + 2 * s.N + 8), 16), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: s.H, height: s.nb, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+        try run { sink in
+            sink.dispatch(pipe, .init(zxbcdt: (zb, 0), conv_state: (cb, 0), ssm_state: (sb, 0), conv_pos: (pb, 0),
+                                      conv_w: (buffer(convW), 0), conv_b: (buffer(convB), 0),
+                                      head_p: (buffer(dtBias + A + Dp), 0), gated: (gb, 0), sumsq: (qb, 0),
+                                      shared: roundUp(4 * (s.P + 2 * s.N + 8), 16)),
+                          .threadgroups(MTLSize(width: s.H, height: s.nb, depth: 1),
+                                        threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
         }
 
         // Reference, in Double, written from the math (mamba_ssm's step) rather than from the kernel.

@@ -18,7 +18,8 @@
 extern "C" {
 #endif
 
-/* The parameters of one sequence's sampler (the layout of mamba.h's mamba_sampling). */
+/* The parameters of one sequence's sampler: mamba.h's mamba_sampling field for field (Swift passes one as the
+ * other; tests/abi.test.ts checks the two declarations agree). */
 typedef struct {
     double temperature;        /* <= 0: greedy */
     double top_p;              /* (0, 1]; 1: off */
@@ -26,7 +27,7 @@ typedef struct {
     double repetition_penalty; /* > 0; 1: off */
     int32_t top_k;             /* >= 0; 0: off; 1: greedy */
     int32_t vocab;             /* entries of the row that may be sampled (a prefix of the row) */
-    uint32_t rng[4];           /* xoshiro128** state, advanced by every draw */
+    uint32_t rng_state[4];     /* xoshiro128** state, advanced by every draw */
 } mcpu_sampling;
 
 /* Scratch for rows of up to `capacity` entries: a penalised copy of the row, float64 weights and the
@@ -37,7 +38,7 @@ mcpu_sample_scratch *mcpu_sample_scratch_create(int32_t capacity);
 void mcpu_sample_scratch_destroy(mcpu_sample_scratch *scratch);
 
 /* One token from row[0 .. p->vocab) (p->vocab <= capacity). `penalized` lists the ids the repetition
- * penalty applies to, each once (ids outside [0, vocab) are ignored). Advances p->rng when it draws. */
+ * penalty applies to, each once (ids outside [0, vocab) are ignored). Advances p->rng_state when it draws. */
 int32_t mcpu_sample(mcpu_sample_scratch *scratch, const float *row, mcpu_sampling *p, const int32_t *penalized,
                     int32_t n_penalized);
 

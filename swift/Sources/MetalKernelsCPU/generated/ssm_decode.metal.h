@@ -4,6 +4,19 @@
 // The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 5 "metal/ssm_decode.metal"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -15,11 +28,6 @@ constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every 
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
-// precision, and computing it as exp keeps tiny dt from rounding to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 
 // One (head, sequence) per threadgroup:
 //   conv:  x (P channels of this head), B and C (N channels each, of the head's group)
