@@ -273,25 +273,51 @@ function summary(p: PhaseResult) {
   };
 }
 
+const OPTIONS = {
+  clients: { type: "string", default: "16" },
+  requests: { type: "string", default: "8" },
+  slots: { type: "string", default: "4" },
+  timeout: { type: "string", default: "3600" },
+  "min-ratio": { type: "string", default: "2.5" },
+  out: { type: "string" },
+  model: { type: "string" },
+  tokenizer: { type: "string" },
+  threads: { type: "string", default: "0" },
+  unique: { type: "boolean", default: false },
+  "max-tokens": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const HELP = `Usage: deno task loadtest [--] [options]
+
+  --clients N          concurrent streaming clients (default 16)
+  --requests N         requests per client, one after another (default 8)
+  --slots N            the server's slots (default 4)
+  --threads N          the server's CPU threads (default 0: one per core)
+  --unique             no shared preambles: every prompt token is prefilled
+  --max-tokens LIST    completion lengths, used in turn (default ${MAX_TOKENS.join(",")})
+  --timeout S          seconds before the run is ended (default 3600)
+  --min-ratio R        fail below R × one client's tokens/s (default 2.5)
+  --out FILE           also write the report (JSON) to FILE
+  --model DIR          default: the 130m f16 bench model (made in the cache)
+  --tokenizer FILE     default: GPT-NeoX's from ../shared/data, else a synthetic one
+  --help               this text
+`;
+
 async function main(): Promise<number> {
   const argv = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      clients: { type: "string", default: "16" },
-      requests: { type: "string", default: "8" },
-      slots: { type: "string", default: "4" },
-      timeout: { type: "string", default: "3600" },
-      "min-ratio": { type: "string", default: "2.5" },
-      out: { type: "string" },
-      model: { type: "string" },
-      tokenizer: { type: "string" },
-      threads: { type: "string", default: "0" },
-      unique: { type: "boolean", default: false },
-      "max-tokens": { type: "string" },
-    },
-    strict: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, strict: true });
+  } catch (e) {
+    console.error(`error: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { values } = parsed;
+  if (values.help) {
+    console.log(HELP);
+    return 0;
+  }
   const clients = Number(values.clients), requests = Number(values.requests), slots = Number(values.slots);
   const minRatio = Number(values["min-ratio"]);
   const deadline = AbortSignal.timeout(Number(values.timeout) * 1000);
