@@ -3,7 +3,15 @@
 // statuses, the queue bound, and disconnects freeing their slot.
 import assert from "node:assert/strict";
 import { setImmediate } from "node:timers";
-import { Generator, MambaEngine, serve, type ServeOptions, Tokenizer, Xoshiro128 } from "../mod.ts";
+import {
+  Generator,
+  type LoadOptions,
+  MambaEngine,
+  serve,
+  type ServeOptions,
+  Tokenizer,
+  Xoshiro128,
+} from "../mod.ts";
 import { CompletionJob } from "../src/server/job.ts";
 import { Scheduler } from "../src/server/scheduler.ts";
 import { StateCache } from "../src/server/state_cache.ts";
@@ -18,8 +26,8 @@ interface Running {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-async function start(slots: number, options: ServeOptions = {}): Promise<Running> {
-  const engine = MambaEngine.loadSync(DEMO, { backend: "cpu", batchSize: slots });
+async function start(slots: number, options: ServeOptions = {}, load: LoadOptions = {}): Promise<Running> {
+  const engine = MambaEngine.loadSync(DEMO, { backend: "cpu", ...load, batchSize: slots });
   const { promise, resolve } = Promise.withResolvers<number>();
   const server = serve(engine, tokenizer, {
     port: 0,
@@ -49,8 +57,8 @@ interface SamplingFields {
   seed?: number;
 }
 
-async function expected(prompt: string | number[], options: SamplingFields) {
-  using engine = MambaEngine.loadSync(DEMO, { backend: "cpu" });
+async function expected(prompt: string | number[], options: SamplingFields, load: LoadOptions = {}) {
+  using engine = MambaEngine.loadSync(DEMO, { backend: "cpu", ...load });
   const gen = new Generator(engine, tokenizer).generate(prompt, {
     maxTokens: options.max_tokens ?? 16,
     temperature: options.temperature ?? 1,
@@ -168,6 +176,29 @@ Deno.test("server: concurrent requests, more than the slots, each equal their so
     const got = results[i];
     const text = "json" in got ? got.json.choices[0].text : got.text;
     assert.equal(text, want.text, `request ${i} (${r.prompt.length} prompt tokens)`);
+  }
+});
+
+Deno.test("server: with q8 weights (quantized at load), concurrent requests equal their solo runs", async () => {
+  const q8: LoadOptions = { dtype: "q8", groupSize: 64 };
+  await using s = await start(3, { prefillBlock: 64, cacheBytes: 0 }, q8);
+  assert.equal(s.engine.dtype, "q8");
+  const requests = [40, 130, 3, 70].map((n, i) => ({
+    prompt: randomPrompt(n, 20 + i),
+    max_tokens: 10 + 4 * i,
+    temperature: 0.8,
+    top_p: 0.95,
+    seed: 200 + i,
+  }));
+  const results = await Promise.all(requests.map((r, i) => i % 2 ? streamed(s.url, r) : complete(s.url, r)));
+  for (const [i, r] of requests.entries()) {
+    const got = results[i];
+    const text = "json" in got ? got.json.choices[0].text : got.text;
+    assert.equal(
+      text,
+      (await expected(r.prompt, r, q8)).text,
+      `request ${i} (${r.prompt.length} prompt tokens)`,
+    );
   }
 });
 
