@@ -58,3 +58,4 @@ export {
   Generator,
   type StopReason,
 } from "./src/generate.ts";
+export { serve, type ServeOptions } from "./src/server/serve.ts";

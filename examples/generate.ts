@@ -8,7 +8,6 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import {
   type BackendName,
   Generator,
@@ -19,10 +18,11 @@ import {
   type WeightDType,
 } from "../mod.ts";
 import { ensureLibrary } from "../ffi/build.ts";
+import { fail, numberOption, parseCli } from "./cli.ts";
 
 const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
 
-  --prompt TEXT          text to continue (required)
+  --prompt TEXT          text to continue (required; "" starts from the end-of-text token)
   --model PATH           model directory or .gguf file (default: the bundled demo model, models/demo)
   --tokenizer FILE       tokenizer.json or .gguf (default: DIR/tokenizer.json, or the GGUF model itself)
   --max-tokens N         tokens to generate (default 128)
@@ -41,47 +41,24 @@ const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
   --help                 this text
 `;
 
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(1);
-}
-
-function number(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n)) fail(`--${name} expects a number, got "${value}"`);
-  return n;
-}
-
 async function main(): Promise<void> {
-  // `deno task generate -- --prompt x` passes the "--" through: drop it.
-  const argv = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        prompt: { type: "string" },
-        model: { type: "string" },
-        tokenizer: { type: "string" },
-        "max-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        "min-p": { type: "string" },
-        "repeat-penalty": { type: "string" },
-        seed: { type: "string" },
-        backend: { type: "string" },
-        dtype: { type: "string" },
-        "group-size": { type: "string" },
-        stop: { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    fail(`${(e as Error).message}\n\n${HELP}`);
-  }
+  const args = parseCli(Deno.args, {
+    prompt: { type: "string" },
+    model: { type: "string" },
+    tokenizer: { type: "string" },
+    "max-tokens": { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    "min-p": { type: "string" },
+    "repeat-penalty": { type: "string" },
+    seed: { type: "string" },
+    backend: { type: "string" },
+    dtype: { type: "string" },
+    "group-size": { type: "string" },
+    stop: { type: "string", multiple: true },
+    help: { type: "boolean", short: "h" },
+  }, HELP) as Record<string, string | undefined> & { stop?: string[]; help?: boolean };
   if (args.help) {
     console.log(HELP);
     return;
@@ -95,10 +72,20 @@ async function main(): Promise<void> {
   if (!["auto", "f32", "f16", "bf16", "q8", "q4"].includes(dtype)) {
     fail(`--dtype must be auto, f32, f16, bf16, q8 or q4, got "${dtype}"`);
   }
-  const groupSize = number("group-size", args["group-size"], 64);
+  const groupSize = numberOption("group-size", args["group-size"], 64, { integer: true });
   if (![32, 64, 128].includes(groupSize)) {
     fail(`--group-size must be 32, 64 or 128, got "${args["group-size"]}"`);
   }
+  const options = {
+    maxTokens: numberOption("max-tokens", args["max-tokens"], 128, { min: 0, integer: true }),
+    temperature: numberOption("temperature", args.temperature, 0.8, { min: 0 }),
+    topK: numberOption("top-k", args["top-k"], 0, { min: 0, integer: true }),
+    topP: numberOption("top-p", args["top-p"], 0.95, { above: 0, max: 1 }),
+    minP: numberOption("min-p", args["min-p"], 0, { min: 0, max: 1 }),
+    repetitionPenalty: numberOption("repeat-penalty", args["repeat-penalty"], 1.1, { above: 0 }),
+    seed: args.seed === undefined ? undefined : numberOption("seed", args.seed, 0, { integer: true }),
+    stop: args.stop,
+  };
 
   const modelDir = args.model ?? new URL("../models/demo", import.meta.url).pathname;
   let isFile = false;
@@ -140,16 +127,7 @@ async function main(): Promise<void> {
       `${engine.config.dModel}, ${engine.dtype} weights, ${engine.device}`,
   );
 
-  const generation = new Generator(engine, tokenizer).generate(args.prompt, {
-    maxTokens: number("max-tokens", args["max-tokens"], 128),
-    temperature: number("temperature", args.temperature, 0.8),
-    topK: number("top-k", args["top-k"], 0),
-    topP: number("top-p", args["top-p"], 0.95),
-    minP: number("min-p", args["min-p"], 0),
-    repetitionPenalty: number("repeat-penalty", args["repeat-penalty"], 1.1),
-    seed: args.seed === undefined ? undefined : number("seed", args.seed, 0),
-    stop: args.stop,
-  });
+  const generation = new Generator(engine, tokenizer).generate(args.prompt, options);
   const out = new TextEncoder();
   await Deno.stdout.write(out.encode(args.prompt));
   for await (const piece of generation) await Deno.stdout.write(out.encode(piece));
@@ -165,6 +143,6 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (e) {
-  if (e instanceof MambaError) fail(e.message);
+  if (e instanceof MambaError || e instanceof RangeError) fail(e.message);
   throw e;
 }

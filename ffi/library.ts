@@ -91,22 +91,30 @@ export function openLibrary(libraryPath?: string): OpenedLibrary {
   const cached = opened.get(path);
   if (cached) return cached;
   requirePermission({ name: "ffi" }, "--allow-ffi", "loading the native library");
-  let lib: Deno.DynamicLibrary<typeof symbols>;
-  try {
-    lib = Deno.dlopen(path, symbols);
-  } catch (e) {
-    throw new MambaError(
-      MambaStatus.LIBRARY,
-      `cannot open ${path}: ${(e as Error).message}. Rebuild it with \`deno task build\``,
-    );
-  }
+  const open = <S extends Deno.ForeignLibraryInterface>(table: S): Deno.DynamicLibrary<S> => {
+    try {
+      return Deno.dlopen(path, table);
+    } catch (e) {
+      throw new MambaError(
+        MambaStatus.LIBRARY,
+        `cannot open ${path}: ${(e as Error).message}. Rebuild it with \`deno task build\``,
+      );
+    }
+  };
+  // The identity calls first: a library of another ABI version lacks some symbols (or has them with other
+  // types), and binding the whole table would fail with dlopen's "undefined symbol" instead of the
+  // version check's message.
+  const identity = open({
+    mamba_abi_version: symbols.mamba_abi_version,
+    mamba_version: symbols.mamba_version,
+  });
   let version: string;
   try {
-    version = checkLibrary(lib.symbols, path);
-  } catch (e) {
-    lib.close();
-    throw e;
+    version = checkLibrary(identity.symbols, path);
+  } finally {
+    identity.close();
   }
+  const lib = open(symbols);
   const entry = { symbols: lib.symbols, path, version };
   opened.set(path, entry);
   return entry;

@@ -4,11 +4,12 @@
  * @module
  */
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
-import { GPU_COUNTERS } from "../ffi/symbols.ts";
+import { GPU_COUNTERS, STRUCTS } from "../ffi/symbols.ts";
 import { type LoadOptions, nativeOptions } from "./options.ts";
 import { readTuneTable, readTuneTableSync, type TuneTable } from "./tune_table.ts";
 import { ensureLibrary } from "../ffi/build.ts";
 import { MambaError, MambaStatus } from "../ffi/errors.ts";
+import { resolveSamplingOptions, type SamplingOptions, Xoshiro128 } from "./sampling.ts";
 
 /**
  * The model's shape.
@@ -101,6 +102,9 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
   },
 );
 
+/** Where each field of `mamba_sampling` (swift/include/mamba.h) goes in the bytes handed to the library. */
+const SAMPLING = STRUCTS.mamba_sampling;
+
 function encodeCString(s: string): Uint8Array<ArrayBuffer> {
   const bytes = new TextEncoder().encode(s);
   const out = new Uint8Array(bytes.length + 1);
@@ -159,6 +163,11 @@ export class MambaEngine implements Disposable {
   #logitsBuffer: ArrayBuffer;
   #rows: Float32Array[];
   #stepTokens: Int32Array<ArrayBuffer>;
+  #stepSeqs: Int32Array<ArrayBuffer>;
+  #sampled: Int32Array<ArrayBuffer>;
+  #sampledViews: Int32Array[];
+  #samplerParams = new DataView(new ArrayBuffer(SAMPLING.size));
+  #rngOut = new Uint32Array(4);
   #countersOut = new BigUint64Array(GPU_COUNTERS.length);
 
   private constructor(lib: OpenedLibrary, handle: Deno.PointerValue) {
@@ -193,6 +202,10 @@ export class MambaEngine implements Disposable {
       (_, s) => this.logits.subarray(s * this.vocabSize, (s + 1) * this.vocabSize),
     );
     this.#stepTokens = new Int32Array(this.batchSize);
+    this.#stepSeqs = new Int32Array(this.batchSize);
+    this.#sampled = new Int32Array(this.batchSize);
+    // One view per length, made once: sampling a step allocates nothing.
+    this.#sampledViews = Array.from({ length: this.batchSize + 1 }, (_, n) => this.#sampled.subarray(0, n));
     finalizer.register(this.#logitsBuffer, { lib, handle }, this);
   }
 
@@ -325,6 +338,137 @@ export class MambaEngine implements Disposable {
     return this.logits;
   }
 
+  /**
+   * Advances only the sequences `seqs` by one token each (`tokens[i]` for `seqs[i]`, distinct sequences)
+   * and returns {@linkcode MambaEngine.logits}. Their logits rows are rewritten, bit-identical to what a
+   * full {@linkcode MambaEngine.step} gives them; every other sequence's state and logits row is left
+   * alone, and costs no state traffic.
+   *
+   * @example
+   * ```ts
+   * const engine = await MambaEngine.load("models/demo", { batchSize: 4 });
+   * engine.stepSeqs([42, 7], [0, 2]); // sequences 1 and 3 stay where they are
+   * ```
+   */
+  stepSeqs(tokens: ArrayLike<number>, seqs: ArrayLike<number>): Float32Array {
+    const handle = this.#live();
+    if (tokens.length !== seqs.length || seqs.length > this.batchSize) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `stepSeqs takes one token per listed sequence: got ${tokens.length} tokens for ${seqs.length} ` +
+          `sequences, batch size is ${this.batchSize}`,
+      );
+    }
+    const tok = this.#stepTokens, sq = this.#stepSeqs;
+    for (let i = 0; i < seqs.length; i++) {
+      const t = tokens[i], s = seqs[i];
+      if (!Number.isInteger(t)) {
+        throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${i} is not an integer`);
+      }
+      if (!Number.isInteger(s)) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${s} at position ${i} is not an integer`);
+      }
+      tok[i] = t;
+      sq[i] = s;
+    }
+    check(this.#lib, this.#lib.symbols.mamba_step_seqs(handle, tok, sq, seqs.length));
+    return this.logits;
+  }
+
+  /**
+   * Sets the native sampler of sequence `seq`: the same options, algorithm and PRNG as
+   * {@linkcode Sampler}, so the same seed gives the same tokens. `history` (e.g. the prompt) seeds the
+   * ids the repetition penalty applies to; every sampled id joins it. `vocabLimit` restricts sampling to
+   * ids below it (default: the whole logits row).
+   *
+   * @example
+   * ```ts
+   * engine.setSampler(0, { temperature: 0.8, topP: 0.95, seed: 1 }, promptIds, tokenizer.vocabSize);
+   * const next = engine.sample(0);
+   * ```
+   */
+  setSampler(
+    seq: number,
+    options: SamplingOptions = {},
+    history: ArrayLike<number> = [],
+    vocabLimit = 0,
+  ): void {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    const o = resolveSamplingOptions(options);
+    if (!Number.isInteger(vocabLimit) || vocabLimit < 0 || vocabLimit > this.vocabSize) {
+      throw new RangeError(`vocabLimit must be an integer from 0 to ${this.vocabSize}, got ${vocabLimit}`);
+    }
+    const rng = new Xoshiro128(options.seed ?? Math.floor(Math.random() * 2 ** 52)).state();
+    const p = this.#samplerParams;
+    const at = SAMPLING.offsets;
+    p.setFloat64(at.temperature, o.temperature, true);
+    p.setFloat64(at.top_p, o.topP, true);
+    p.setFloat64(at.min_p, o.minP, true);
+    p.setFloat64(at.repetition_penalty, o.repetitionPenalty, true);
+    p.setInt32(at.top_k, o.topK, true);
+    p.setInt32(at.vocab, vocabLimit, true);
+    for (let i = 0; i < 4; i++) p.setUint32(at.rng_state + 4 * i, rng[i], true);
+    const ids = history instanceof Int32Array ? history : Int32Array.from(history);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_sampler_set(
+        handle,
+        seq,
+        new Uint8Array(p.buffer),
+        ids as Int32Array<ArrayBuffer>,
+        ids.length,
+      ),
+    );
+  }
+
+  /** Samples the next token of sequence `seq` from its logits row (see {@linkcode MambaEngine.setSampler}). */
+  sample(seq = 0): number {
+    this.#checkSeq(seq);
+    this.#stepSeqs[0] = seq;
+    this.#sampleInto(1);
+    return this.#sampled[0];
+  }
+
+  /**
+   * Samples one token for each of `seqs` (distinct) in one native call. Returns a view of an internal
+   * buffer, rewritten by the next call (the same view for the same count): `out[i]` is the token of
+   * `seqs[i]`.
+   *
+   * @example
+   * ```ts
+   * const next = engine.sampleSeqs([0, 2]);
+   * engine.stepSeqs(next, [0, 2]);
+   * ```
+   */
+  sampleSeqs(seqs: ArrayLike<number>): Int32Array {
+    if (seqs.length > this.batchSize) {
+      throw new MambaError(MambaStatus.ARGUMENT, `${seqs.length} sequences, batch size is ${this.batchSize}`);
+    }
+    for (let i = 0; i < seqs.length; i++) {
+      if (!Number.isInteger(seqs[i])) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${seqs[i]} is not an integer`);
+      }
+      this.#stepSeqs[i] = seqs[i];
+    }
+    this.#sampleInto(seqs.length);
+    return this.#sampledViews[seqs.length];
+  }
+
+  #sampleInto(n: number): void {
+    const handle = this.#live();
+    check(this.#lib, this.#lib.symbols.mamba_sample(handle, this.#stepSeqs, n, this.#sampled));
+  }
+
+  /** The xoshiro128** state of sequence `seq`'s native sampler (four unsigned 32-bit words). */
+  samplerState(seq = 0): [number, number, number, number] {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    check(this.#lib, this.#lib.symbols.mamba_sampler_rng(handle, seq, this.#rngOut));
+    const s = this.#rngOut;
+    return [s[0], s[1], s[2], s[3]];
+  }
+
   /** Zeroes the state of sequence `seq`, or of all sequences when omitted. */
   reset(seq?: number): void {
     const handle = this.#live();
@@ -332,14 +476,31 @@ export class MambaEngine implements Disposable {
     check(this.#lib, this.#lib.symbols.mamba_reset(handle, seq ?? -1));
   }
 
-  /** A copy of sequence `seq`'s conv and SSM state (for prompt caching). */
-  saveState(seq = 0): Uint8Array {
+  /**
+   * A copy of sequence `seq`'s conv and SSM state (for prompt caching), written into `into` when given
+   * (a buffer of {@linkcode MambaEngine.stateBytes} bytes, e.g. one to reuse), else into a new one.
+   */
+  saveState(seq = 0, into?: Uint8Array): Uint8Array {
     const handle = this.#live();
     this.#checkSeq(seq);
     const size = Number(this.#lib.symbols.mamba_state_size(handle));
-    const out = new Uint8Array(size);
-    check(this.#lib, this.#lib.symbols.mamba_state_save(handle, seq, out, BigInt(size)));
+    if (into && into.byteLength !== size) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `saveState: the buffer has ${into.byteLength} bytes; this model's state needs ${size}`,
+      );
+    }
+    const out = into ?? new Uint8Array(size);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_state_save(handle, seq, out as Uint8Array<ArrayBuffer>, BigInt(size)),
+    );
     return out;
+  }
+
+  /** Bytes of one sequence's saved state ({@linkcode MambaEngine.saveState}). */
+  get stateBytes(): number {
+    return Number(this.#lib.symbols.mamba_state_size(this.#live()));
   }
 
   /** Restores sequence `seq` from bytes returned by {@linkcode MambaEngine.saveState} of the same model. */

@@ -4,12 +4,28 @@
 // counter order of ffi/, the TypeScript types of options, info, config, tuning and counters, and the
 // keys real engines report. A function or key added to the header is checked without editing this file.
 import assert from "node:assert/strict";
-import { counterName, counters, parseHeader, readHeader, statuses, statusName } from "../tools/abi/header.ts";
-import { checkNames, checkSwiftExports, checkSymbols, type SwiftSource } from "../tools/abi/check.ts";
+import {
+  counterName,
+  counters,
+  parseHeader,
+  parseStructs,
+  readHeader,
+  statuses,
+  statusName,
+} from "../tools/abi/header.ts";
+import {
+  checkNames,
+  checkStructMirror,
+  checkStructs,
+  checkSwiftExports,
+  checkSymbols,
+  type SwiftSource,
+} from "../tools/abi/check.ts";
 import { emitABI, expectedABI } from "../tools/gen_abi.ts";
 import { staleFiles } from "../tools/generated.ts";
-import { ABI_VERSION, GPU_COUNTERS, symbols } from "../ffi/symbols.ts";
-import { MambaStatus } from "../ffi/errors.ts";
+import { ABI_VERSION, GPU_COUNTERS, STRUCTS, symbols } from "../ffi/symbols.ts";
+import { MambaError, MambaStatus } from "../ffi/errors.ts";
+import { openLibrary } from "../ffi/library.ts";
 import { nativeOptions } from "../src/options.ts";
 import type { LoadOptions } from "../src/options.ts";
 import { FIXTURES, load } from "./helpers.ts";
@@ -66,6 +82,20 @@ Deno.test("the Swift @c exports are exactly mamba.h's functions, with its C type
   assert.deepEqual(checkSwiftExports(header, await swiftSources()), []);
 });
 
+Deno.test("ffi/symbols.ts lays out mamba.h's structs as C does; CMambaCPU's copies have the same fields", () => {
+  assert.ok(header.structs.some((s) => s.name === "mamba_sampling"), "the structs were read");
+  assert.deepEqual(checkStructs(header, STRUCTS), []);
+  // Native code that reads an ABI struct under its own name (Swift passes one as the other).
+  const mirrors: Record<string, [file: string, struct: string]> = {
+    mamba_sampling: ["swift/Sources/CMambaCPU/include/mcpu_sample.h", "mcpu_sampling"],
+  };
+  for (const [abi, [file, name]] of Object.entries(mirrors)) {
+    const mirror = parseStructs(Deno.readTextFileSync(`${ROOT}/${file}`), file, name)[0];
+    assert.ok(mirror, `${file}: no struct ${name}`);
+    assert.deepEqual(checkStructMirror(header.structs.find((s) => s.name === abi)!, mirror), []);
+  }
+});
+
 Deno.test("the checks catch a header that drifted", async () => {
   const drifted = parseHeader(
     headerText
@@ -97,6 +127,31 @@ Deno.test("the checks catch a header that drifted", async () => {
     checkSymbols(header, broken, symbolsSource).some((p) => p.includes("parameter n_tokens is int32_t")),
   );
   assert.deepEqual(checkNames("x", ["a", "b"], ["b", "a"], true), ["x: order is b, a; mamba.h says a, b"]);
+  // Structs: natural alignment, and a field that moved is named.
+  assert.deepEqual(
+    parseStructs("typedef struct t { int32_t a; double b; uint8_t c[3]; } t;")[0],
+    {
+      name: "t",
+      fields: [
+        { type: "int32_t", name: "a", count: 1, offset: 0 },
+        { type: "double", name: "b", count: 1, offset: 8 },
+        { type: "uint8_t", name: "c", count: 3, offset: 16 },
+      ],
+      size: 24,
+    },
+  );
+  const moved = parseHeader(headerText.replace("    int32_t top_k; ", "    int64_t top_k; "));
+  const structProblems = checkStructs(moved, STRUCTS);
+  assert.ok(
+    structProblems.includes("struct mamba_sampling: size 56 in symbols.ts, 64 in mamba.h"),
+    structProblems.join("\n"),
+  );
+  assert.ok(structProblems.includes("struct mamba_sampling: vocab is at 36 in symbols.ts, 40 in mamba.h"));
+  assert.equal(
+    checkStructMirror(moved.structs[0], header.structs[0]).length,
+    1,
+    "a mirror with another field type is reported",
+  );
   // A new kind of documented key becomes a Swift enum of its own.
   const widget = parseHeader(
     headerText.replace(" * @option backend", " * @widget bits  4 or 8\n * @option backend"),
@@ -166,5 +221,34 @@ Deno.test("engines report exactly mamba.h's info, config and tuning keys", () =>
       assert.deepEqual(Object.keys(engine.info.tuning as object).sort(), keys(header.tuning));
     }
     assert.equal(engine.info.abiVersion, header.abiVersion);
+  }
+});
+
+Deno.test("a library of the previous ABI is refused by the version check, not by dlopen", async () => {
+  // What an old build of the library exports: the identity calls, without this ABI's new functions.
+  const dir = await Deno.makeTempDir({ prefix: "mamba-old-abi-" });
+  try {
+    const so = `${dir}/libold.so`;
+    await Deno.writeTextFile(
+      `${dir}/old.c`,
+      `#include <stdint.h>
+       uint32_t mamba_abi_version(void) { return ${header.abiVersion - 1}; }
+       const char *mamba_version(void) { return "0.1.0"; }
+       const char *mamba_last_error(void) { return ""; }
+       int32_t mamba_step(void *e, const int32_t *t, int32_t n) { (void)e; (void)t; (void)n; return 0; }`,
+    );
+    const cc = await new Deno.Command("cc", { args: ["-shared", "-fPIC", "-o", so, `${dir}/old.c`] })
+      .output();
+    assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
+    assert.throws(
+      () => openLibrary(so),
+      (e) =>
+        e instanceof MambaError && e.code === MambaStatus.LIBRARY &&
+        e.message.includes(
+          `has C ABI version ${header.abiVersion - 1}, these bindings need ${header.abiVersion}`,
+        ),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });

@@ -135,3 +135,23 @@ Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as 
   assert.match(r.stderr, /f32 weights/);
   assert.equal(r.stdout, fixture.prompt + tokenizer.decode(fixture.greedyIds.slice(0, 12)) + "\n");
 });
+
+Deno.test("CLI: an empty prompt starts from the end-of-text token; a negative count says what is wrong", async () => {
+  const empty = await cli("--prompt", "", "--max-tokens", "6", "--temperature", "0", "--backend", "cpu");
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.match(empty.stderr, /prompt 1 tokens/);
+  using engine = MambaEngine.loadSync(DEMO, { backend: "cpu" });
+  const gen = new Generator(engine, tokenizer).generate("", {
+    maxTokens: 6,
+    temperature: 0,
+    repetitionPenalty: 1.1,
+  });
+  assert.equal(empty.stdout, (await collect(gen)) + "\n");
+  assert.deepEqual(new Generator(engine, tokenizer).promptIds(""), [tokenizer.tokenToId("<|endoftext|>")]);
+
+  const negative = await cli("--prompt", "x", "--max-tokens", "-5");
+  assert.equal(negative.code, 1);
+  assert.equal(negative.stderr.trim(), 'error: --max-tokens expects a whole number ≥ 0, got "-5"');
+  const topP = await cli("--prompt", "x", "--top-p=0");
+  assert.equal(topP.stderr.trim(), 'error: --top-p expects a number in (0, 1], got "0"');
+});

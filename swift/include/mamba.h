@@ -16,8 +16,12 @@
  * This header is the one statement of the ABI: Swift's copy of its constants and keys is generated
  * from it (tools/gen_abi.ts → swift/Sources/MambaMetal/Generated/ABI.swift), and tests/abi.test.ts
  * checks every other restatement (ffi/symbols.ts, ffi/errors.ts, src/) against it. Tools read the
- * #define, the enums, the prototypes and the `@option`, `@tuning`, `@info` and `@config` lines below
+ * #define, the enums, the structs (`typedef struct name { fixed-width fields } name;`, laid out with
+ * natural alignment), the prototypes and the `@option`, `@tuning`, `@info` and `@config` lines below
  * (`@info[metal]`: present only with that backend); keep those forms.
+ *
+ * ABI versions: 1 first release; 2 adds mamba_step_seqs, mamba_sampling, mamba_sampler_set,
+ * mamba_sample and mamba_sampler_rng.
  */
 #ifndef MAMBA_H
 #define MAMBA_H
@@ -28,7 +32,7 @@
 extern "C" {
 #endif
 
-#define MAMBA_ABI_VERSION 1
+#define MAMBA_ABI_VERSION 2
 
 typedef struct mamba_engine mamba_engine;
 
@@ -127,6 +131,11 @@ float *mamba_engine_logits(mamba_engine *engine);
 /* One decode step: tokens[n_tokens] with n_tokens == batchSize, one token per sequence.
  * Writes logits[seq * vocabSize ...] for every sequence. */
 int32_t mamba_step(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens);
+/* One decode step for some sequences only: tokens[i] goes to sequence seqs[i], i < n (0 <= n <= batchSize,
+ * distinct sequences; n == 0 does nothing). Writes the logits rows of those sequences; every other
+ * sequence's state and logits row are left untouched, and no other sequence's state is read or written.
+ * The listed sequences get bit-identical results to mamba_step with the same tokens. */
+int32_t mamba_step_seqs(mamba_engine *engine, const int32_t *tokens, const int32_t *seqs, int32_t n);
 /* Feed a prompt to sequence `seq`, continuing from its current state. Writes the logits row of
  * `seq` for the last token; other rows are untouched. */
 int32_t mamba_prefill(mamba_engine *engine, const int32_t *tokens, int32_t n_tokens, int32_t seq);
@@ -140,6 +149,32 @@ int32_t mamba_state_save(mamba_engine *engine, int32_t seq, uint8_t *out, int64_
 /* Replace sequence `seq`'s state with bytes from mamba_state_save of a model with the same shapes
  * and weights fingerprint. */
 int32_t mamba_state_load(mamba_engine *engine, int32_t seq, const uint8_t *data, int64_t size);
+
+/*
+ * Sampling in the library, one call per step for all sequences. The algorithm is src/sampling.ts's
+ * Sampler's: repetition penalty -> temperature -> top-k -> top-p -> min-p -> draw with xoshiro128**, in
+ * the same order over the same candidates, so a seed gives the same tokens (weights are float64; only
+ * last-bit differences of exp and sums, which move a draw only within ~1e-15 of a token boundary).
+ */
+typedef struct mamba_sampling {
+    double temperature;        /* >= 0; 0: greedy (argmax, lowest id on ties) */
+    double top_p;              /* (0, 1]; 1: off */
+    double min_p;              /* [0, 1]; 0: off */
+    double repetition_penalty; /* > 0; 1: off. Positive logits of seen ids are divided, negative multiplied */
+    int32_t top_k;             /* >= 0; 0: off; 1: greedy */
+    int32_t vocab;             /* sample only ids < vocab (0: every row entry), e.g. the tokenizer's size */
+    uint32_t rng_state[4];     /* xoshiro128** state words, not all zero (the TS Xoshiro128's state()) */
+} mamba_sampling;              /* 56 bytes */
+
+/* Set sequence `seq`'s sampler: a copy of `params` and the ids seen so far (history[n_history], e.g. the
+ * prompt; ids outside [0, vocab) are ignored), which the repetition penalty applies to. */
+int32_t mamba_sampler_set(mamba_engine *engine, int32_t seq, const mamba_sampling *params,
+                          const int32_t *history, int32_t n_history);
+/* For each i < n, out_tokens[i] = a token sampled from the logits row of sequence seqs[i] (distinct, each
+ * with a sampler set), which advances that sampler's PRNG and joins its history. */
+int32_t mamba_sample(mamba_engine *engine, const int32_t *seqs, int32_t n, int32_t *out_tokens);
+/* The current xoshiro128** state of sequence `seq`'s sampler, out_state[4]. */
+int32_t mamba_sampler_rng(mamba_engine *engine, int32_t seq, uint32_t *out_state);
 
 /* Indices of mamba_gpu_counters' output. */
 enum mamba_gpu_counter {

@@ -1,9 +1,9 @@
 // Checks the restatements of swift/include/mamba.h that are not generated from it: the Deno FFI table
-// (ffi/symbols.ts) and the Swift functions exported with @c. Each check returns the problems it found,
+// (ffi/symbols.ts) with its struct layouts, and the Swift functions exported with @c. Each check returns the problems it found,
 // one sentence each, so tests/abi.test.ts can show them all and can test the checks themselves on a
 // broken header. A C function added to the header is checked without touching this file.
 
-import { type CFunction, type Header, normaliseType } from "./header.ts";
+import { type CFunction, type CStruct, type Header, normaliseType } from "./header.ts";
 
 /** A `Deno.dlopen` symbol definition, as far as the checks read it. */
 export interface FfiSymbol {
@@ -75,8 +75,58 @@ export function checkSymbols(h: Header, symbols: Record<string, FfiSymbol>, sour
   return problems;
 }
 
-/** The C type a Swift @c parameter or result type stands for (undefined: not a C type). */
-function swiftToC(swift: string, opaque: string[]): string | undefined {
+/** A struct layout as ffi/symbols.ts states it: the size and each field's offset. */
+export interface StatedLayout {
+  size: number;
+  offsets: Record<string, number>;
+}
+
+/** Every struct of the header has an entry in `stated` (ffi/symbols.ts's STRUCTS) with its size and offsets. */
+export function checkStructs(h: Header, stated: Record<string, StatedLayout>): string[] {
+  const problems: string[] = [];
+  for (const s of h.structs) {
+    const t = stated[s.name];
+    if (!t) {
+      problems.push(`struct ${s.name} is in mamba.h but not in ffi/symbols.ts' STRUCTS`);
+      continue;
+    }
+    if (t.size !== s.size) {
+      problems.push(`struct ${s.name}: size ${t.size} in symbols.ts, ${s.size} in mamba.h`);
+    }
+    const want = Object.fromEntries(s.fields.map((f) => [f.name, f.offset]));
+    for (const [name, offset] of Object.entries(want)) {
+      if (t.offsets[name] !== offset) {
+        problems.push(
+          `struct ${s.name}: ${name} is at ${t.offsets[name]} in symbols.ts, ${offset} in mamba.h`,
+        );
+      }
+    }
+    for (const name of Object.keys(t.offsets)) {
+      if (!(name in want)) problems.push(`struct ${s.name}: symbols.ts has a field ${name} mamba.h lacks`);
+    }
+  }
+  for (const name of Object.keys(stated)) {
+    if (!h.structs.some((s) => s.name === name)) {
+      problems.push(`struct ${name} is in symbols.ts but not in mamba.h`);
+    }
+  }
+  return problems;
+}
+
+/** `mirror` (a struct of another C header that native code reads an ABI struct as) has `abi`'s fields:
+ * the same names, types, counts and so offsets, and the same size. */
+export function checkStructMirror(abi: CStruct, mirror: CStruct): string[] {
+  const show = (s: CStruct) =>
+    s.fields.map((f) => `${f.type} ${f.name}${f.count > 1 ? `[${f.count}]` : ""} @${f.offset}`).join(", ") +
+    `; ${s.size} bytes`;
+  return show(abi) === show(mirror)
+    ? []
+    : [`${mirror.name} is {${show(mirror)}}; mamba.h's ${abi.name} is {${show(abi)}}`];
+}
+
+/** The C type a Swift @c parameter or result type stands for (undefined: not a C type). A struct of the
+ * header keeps its C name in Swift (a typealias where Swift imports it under another name). */
+function swiftToC(swift: string, opaque: string[], structs: string[] = []): string | undefined {
   const t = swift.trim().replace(/\?$/, "");
   const scalars: Record<string, string> = {
     Void: "void",
@@ -93,11 +143,12 @@ function swiftToC(swift: string, opaque: string[]): string | undefined {
     CChar: "char",
   };
   if (scalars[t]) return scalars[t];
+  if (structs.includes(t)) return t;
   // Swift imports a pointer to an incomplete struct as OpaquePointer.
   if (t === "OpaquePointer") return opaque.length === 1 ? `${opaque[0]} *` : "opaque *";
   const m = /^Unsafe(Mutable)?Pointer<(.+)>$/.exec(t);
   if (!m) return undefined;
-  const pointee = swiftToC(m[2], opaque);
+  const pointee = swiftToC(m[2], opaque, structs);
   return pointee === undefined ? undefined : normaliseType(`${m[1] ? "" : "const "}${pointee} *`);
 }
 
@@ -112,6 +163,7 @@ export function swiftExports(
   h: Header,
 ): Map<string, { where: string; fn: CFunction }> {
   const out = new Map<string, { where: string; fn: CFunction }>();
+  const structs = h.structs.map((s) => s.name);
   const pattern =
     /@(?:c\((\w+)\)|_cdecl\("(\w+)"\))[\s\S]*?public func \w+\(([^)]*)\)\s*(?:->\s*([^{]+?))?\s*\{/g;
   for (const { path, text } of sources) {
@@ -120,9 +172,12 @@ export function swiftExports(
       if (out.has(name)) continue; // the @c and @_cdecl spellings of the same function
       const params = m[3].split(",").map((p) => p.trim()).filter(Boolean).map((p) => {
         const [label, type] = p.split(":").map((x) => x.trim());
-        return { name: label.split(/\s+/).pop()!, type: swiftToC(type, h.opaqueTypes) ?? `?${type}` };
+        return {
+          name: label.split(/\s+/).pop()!,
+          type: swiftToC(type, h.opaqueTypes, structs) ?? `?${type}`,
+        };
       });
-      const result = m[4] ? swiftToC(m[4], h.opaqueTypes) ?? `?${m[4].trim()}` : "void";
+      const result = m[4] ? swiftToC(m[4], h.opaqueTypes, structs) ?? `?${m[4].trim()}` : "void";
       const line = text.slice(0, m.index).split("\n").length;
       out.set(name, { where: `${path}:${line}`, fn: { name, result, params, prototype: "" } });
     }

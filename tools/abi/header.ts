@@ -1,5 +1,5 @@
 // Reads the C ABI's one statement, swift/include/mamba.h: the ABI version, the enums (status codes and
-// GPU counters), every function prototype, and the documented keys of the JSON objects the ABI takes
+// GPU counters), the structs passed by pointer and their layout, every function prototype, and the documented keys of the JSON objects the ABI takes
 // and gives (`@option key  doc` lines in its comments; any `@kind` names one such object). tools/gen_abi.ts generates Swift from
 // it and tests/abi.test.ts checks every other restatement against it.
 
@@ -24,6 +24,26 @@ export interface CFunction {
   prototype: string;
 }
 
+/** A field of a C struct, where it sits. */
+export interface CField {
+  /** A fixed-width scalar type: `double`, `int32_t`, `uint32_t`, … */
+  type: string;
+  name: string;
+  /** Elements: 1, or N for an array field `type name[N]`. */
+  count: number;
+  /** offsetof. */
+  offset: number;
+}
+
+/** `typedef struct [tag] { fields } name;`, laid out with natural alignment (what every C ABI does for
+ * fixed-width scalars). */
+export interface CStruct {
+  name: string;
+  fields: CField[];
+  /** sizeof, trailing padding included. */
+  size: number;
+}
+
 /** A key of a JSON object the ABI takes or gives (`@option`, `@tuning`, `@info`, `@config`, …). */
 export interface JsonKey {
   key: string;
@@ -37,6 +57,8 @@ export interface Header {
   /** `typedef struct x x;`: types only ever handled through pointers. */
   opaqueTypes: string[];
   enums: Map<string, EnumEntry[]>;
+  /** The structs the header defines (not the opaque ones), in order. */
+  structs: CStruct[];
   functions: CFunction[];
   options: JsonKey[];
   tuning: JsonKey[];
@@ -66,6 +88,48 @@ function withoutComments(text: string): string {
   return text.replace(/\/\*[\s\S]*?\*\//g, (c) => c.replace(/[^\n]/g, " ")).replace(/\/\/[^\n]*/g, "");
 }
 
+/** Bytes (and alignment) of the scalar types a struct of the ABI may hold. */
+const SCALAR_BYTES: Record<string, number> = {
+  int8_t: 1,
+  uint8_t: 1,
+  int16_t: 2,
+  uint16_t: 2,
+  int32_t: 4,
+  uint32_t: 4,
+  float: 4,
+  int64_t: 8,
+  uint64_t: 8,
+  double: 8,
+};
+
+const STRUCT_PATTERN = /typedef\s+struct\s*(?:\w+\s*)?\{([^}]*)\}\s*(\w+)\s*;/g;
+
+/** Every `typedef struct [tag] { … } name;` of a C text (mamba.h, or with `only` the one struct of a
+ * header that mirrors one of its structs), with its layout. */
+export function parseStructs(text: string, file = HEADER_PATH, only?: string): CStruct[] {
+  const out: CStruct[] = [];
+  for (const m of withoutComments(text).matchAll(STRUCT_PATTERN)) {
+    if (only !== undefined && m[2] !== only) continue;
+    const fields: CField[] = [];
+    let offset = 0, align = 1;
+    for (const declaration of m[1].split(";").map((d) => d.replace(/\s+/g, " ").trim()).filter(Boolean)) {
+      const f = /^(\w+) (\w+)(?:\s*\[(\d+)\])?$/.exec(declaration);
+      const bytes = f && SCALAR_BYTES[f[1]];
+      if (!f || !bytes) {
+        throw new Error(
+          `${file}: struct ${m[2]}: cannot lay out '${declaration}' (fixed-width scalars only)`,
+        );
+      }
+      offset = Math.ceil(offset / bytes) * bytes;
+      fields.push({ type: f[1], name: f[2], count: Number(f[3] ?? 1), offset });
+      offset += bytes * Number(f[3] ?? 1);
+      align = Math.max(align, bytes);
+    }
+    out.push({ name: m[2], fields, size: Math.ceil(offset / align) * align });
+  }
+  return out;
+}
+
 export function parseHeader(text: string, file = HEADER_PATH): Header {
   const code = withoutComments(text);
   const version = /^\s*#define\s+MAMBA_ABI_VERSION\s+(\d+)/m.exec(code);
@@ -83,7 +147,8 @@ export function parseHeader(text: string, file = HEADER_PATH): Header {
   }
 
   const functions: CFunction[] = [];
-  const flat = code.replace(/^\s*#.*$/gm, "").replace(/enum\s+\w+\s*\{[\s\S]*?\};/g, "");
+  const flat = code.replace(/^\s*#.*$/gm, "").replace(/enum\s+\w+\s*\{[\s\S]*?\};/g, "")
+    .replace(STRUCT_PATTERN, "");
   for (const statement of flat.split(";")) {
     const s = statement.replace(/\s+/g, " ").trim();
     const m = /^(.*?)\b(mamba_\w+)\s*\((.*)\)$/.exec(s);
@@ -117,6 +182,7 @@ export function parseHeader(text: string, file = HEADER_PATH): Header {
     abiVersion: Number(version[1]),
     opaqueTypes: [...code.matchAll(/typedef\s+struct\s+\w+\s+(\w+)\s*;/g)].map((m) => m[1]),
     enums,
+    structs: parseStructs(text, file),
     functions,
     options: keys.get("option")!,
     tuning: keys.get("tuning")!,

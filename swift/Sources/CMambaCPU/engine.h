@@ -35,6 +35,8 @@ struct mcpu_engine {
     float *y;              /* (max_rows, d_inner)   SSM output, then gated and normalised */
     float *cb;             /* (n_groups, prefill_block / chunk_size, chunk_size, chunk_size)  C·Bᵀ per chunk */
     float *thread_scratch; /* per thread: scratch_floats */
+    float *subset_logits;  /* (batch, vocab) lm_head rows of a subset step whose sequences are not one run */
+    const int32_t *row_seq; /* decode: the sequence of each activation row (NULL: row b is sequence b) */
     size_t scratch_floats;
     float *arena;          /* all of the float buffers above but qprep */
 };
@@ -51,6 +53,9 @@ static inline void mcpu_embed(const mcpu_engine *e, int token, float *out) {
 static inline float *mcpu_scratch(const mcpu_engine *e, int thread) {
     return e->thread_scratch + (size_t)thread * e->scratch_floats;
 }
+
+/* The sequence whose state decode row `row` advances. */
+static inline int mcpu_row_seq(const mcpu_engine *e, int row) { return e->row_seq ? e->row_seq[row] : row; }
 
 /* conv_state of one sequence and layer: (conv_dim, d_conv), oldest input first. */
 static inline float *mcpu_conv_state(const mcpu_engine *e, int seq, int layer) {
@@ -76,7 +81,8 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
                  int accumulate);
 /* hidden[r] = rmsnorm(residual[r]) * w for rows [0, n). */
 void mcpu_rmsnorm_rows(mcpu_engine *e, const float *w, int n);
-/* Causal conv + silu of rows [0, n) of zxbcdt into xbc. seq < 0: row b belongs to sequence b (decode);
+/* Causal conv + silu of rows [0, n) of zxbcdt into xbc. seq < 0: row b belongs to sequence
+ * mcpu_row_seq(b) (decode);
  * else all rows are consecutive tokens of sequence seq (prefill). Advances conv_state. */
 void mcpu_conv_rows(mcpu_engine *e, const mcpu_layer *L, int layer, int n, int seq);
 /* y[r] = rmsnorm_per_group(y[r] * silu(z[r])) * gnorm for rows [0, n). */

@@ -170,7 +170,8 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
     size_t cb = (size_t)m->n_groups * (size_t)m->prefill_block * Q;
     size_t sizes[] = {R * (size_t)m->d_model, R * (size_t)m->d_model, R * (size_t)e->d_in_proj,
                       R * (size_t)e->conv_dim, R * (size_t)m->d_inner, cb,
-                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats};
+                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats,
+                      m->batch > 1 ? (size_t)m->batch * (size_t)m->vocab : 0};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += round_up(sizes[i], 16);
     e->arena = aligned_alloc(64, total * sizeof(float));
@@ -179,7 +180,8 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
         return NULL;
     }
     memset(e->arena, 0, total * sizeof(float));
-    float **slots[] = {&e->residual, &e->hidden, &e->zxbcdt, &e->xbc, &e->y, &e->cb, &e->thread_scratch};
+    float **slots[] = {&e->residual, &e->hidden, &e->zxbcdt, &e->xbc, &e->y, &e->cb, &e->thread_scratch,
+                       &e->subset_logits};
     float *cursor = e->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = cursor;
@@ -352,8 +354,8 @@ static void conv_task(void *ctx, int task, int thread) {
     int block = task % j->blocks, item = task / j->blocks;
     int c0 = block * j->channels_per_task, c1 = c0 + j->channels_per_task;
     if (c1 > j->e->conv_dim) c1 = j->e->conv_dim;
-    if (j->seq < 0) /* decode: row `item` is sequence `item` */
-        conv_channels(j->e, j->L, mcpu_conv_state(j->e, item, j->layer), item, 1, c0, c1);
+    if (j->seq < 0) /* decode: row `item` advances the state of its sequence */
+        conv_channels(j->e, j->L, mcpu_conv_state(j->e, mcpu_row_seq(j->e, item), j->layer), item, 1, c0, c1);
     else
         conv_channels(j->e, j->L, mcpu_conv_state(j->e, j->seq, j->layer), 0, j->n, c0, c1);
 }
@@ -381,34 +383,49 @@ typedef struct {
     int layer, parts; /* parts: tasks per sequence, each a run of consecutive heads */
 } layer_job;
 
-/* Task (sequence, part): one step of the recurrence of heads [h0, h1) on the conv outputs. */
+/* Task (row, part): one step of the recurrence of heads [h0, h1) on the conv outputs of activation row
+ * `row`, which advances the state of sequence mcpu_row_seq(row). */
 static void step_heads_task(void *ctx, int task, int thread) {
     (void)thread;
     layer_job *j = ctx;
     mcpu_engine *e = j->e;
     const mcpu_model *m = e->m;
     const mcpu_layer *L = j->L;
-    int seq = task / j->parts, part = task % j->parts;
+    int row = task / j->parts, part = task % j->parts, seq = mcpu_row_seq(e, row);
     int h0 = part * m->n_heads / j->parts, h1 = (part + 1) * m->n_heads / j->parts;
-    const float *xbc = e->xbc + (size_t)seq * e->conv_dim;
+    const float *xbc = e->xbc + (size_t)row * e->conv_dim;
     for (int h = h0; h < h1; h++) {
         int P = m->head_dim, N = m->d_state, g = h / (m->n_heads / m->n_groups);
-        float dt = mcpu_head_dt(m, L, h, e->zxbcdt[(size_t)seq * e->d_in_proj + m->d_inner + e->conv_dim + h]);
+        float dt = mcpu_head_dt(m, L, h, e->zxbcdt[(size_t)row * e->d_in_proj + m->d_inner + e->conv_dim + h]);
         float *state = mcpu_ssm_state(e, seq, j->layer) + (size_t)h * P * N;
         e->ops->ssm_step_head(state, P, N, xbc + h * P, xbc + m->d_inner + g * N,
                               xbc + m->d_inner + (m->n_groups + g) * N, dt, expf(dt * L->A[h]), L->D[h],
-                              e->y + (size_t)seq * m->d_inner + h * P);
+                              e->y + (size_t)row * m->d_inner + h * P);
     }
 }
 
-void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
+/* A decode product. A quantized W goes MCPU_QDIRECT_MAX tokens at a time, so every token takes the
+ * direct kernels, whose arithmetic per token does not depend on the tile: a sequence gets the same bits
+ * in a step of any number of sequences (a full step of a large batch, a subset step, a batch of one).
+ * mcpu_matmul would multiply more than MCPU_QDIRECT_MAX tokens by dequantized float panels, which round
+ * differently. */
+static void decode_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int B, float *y, int ldy,
+                          int accumulate) {
+    int run = mcpu_is_quant(W->dtype) ? MCPU_QDIRECT_MAX : B;
+    for (int b = 0; b < B; b += run)
+        mcpu_matmul(e, W, x + (size_t)b * ldx, ldx, B - b < run ? B - b : run, y + (size_t)b * ldy, ldy, accumulate);
+}
+
+/* One token for each of B activation rows (row b advances sequence mcpu_row_seq(b)); the logits of row b
+ * go to logits[b * vocab]. */
+static void decode_rows(mcpu_engine *e, const int32_t *tokens, int B, float *logits) {
     const mcpu_model *m = e->m;
-    const int B = m->batch, Dm = m->d_model;
+    const int Dm = m->d_model;
     for (int b = 0; b < B; b++) mcpu_embed(e, tokens[b], e->residual + (size_t)b * Dm);
     for (int l = 0; l < m->n_layer; l++) {
         const mcpu_layer *L = &m->layers[l];
         mcpu_rmsnorm_rows(e, L->norm, B);
-        mcpu_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
+        decode_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
         mcpu_conv_rows(e, L, l, B, -1);
         /* The SSM step streams each sequence's state (786 KB a layer for 130m) once: a task takes a
          * run of consecutive heads, one contiguous stretch of state, and there are only as many tasks
@@ -420,10 +437,28 @@ void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
         layer_job j = {e, L, l, parts};
         mcpu_pool_run(e->pool, step_heads_task, &j, B * parts);
         mcpu_gated_norm_rows(e, L, B);
-        mcpu_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
+        decode_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
     }
     mcpu_rmsnorm_rows(e, m->norm_f, B);
-    mcpu_matmul(e, &e->lm_head, e->hidden, Dm, B, m->logits, m->vocab, 0);
+    decode_matmul(e, &e->lm_head, e->hidden, Dm, B, logits, m->vocab, 0);
+}
+
+void mcpu_step(mcpu_engine *e, const int32_t *tokens) { decode_rows(e, tokens, e->m->batch, e->m->logits); }
+
+/* Rows are computed compactly (row i for seqs[i]); only the listed sequences' state is read or written.
+ * Each row's arithmetic is the same as in a full step (the matrix kernels' sums do not depend on the
+ * number of rows), so the results are bit-identical to mcpu_step's for those sequences. */
+void mcpu_step_seqs(mcpu_engine *e, const int32_t *tokens, const int32_t *seqs, int32_t n) {
+    const mcpu_model *m = e->m;
+    int run = 1; /* seqs[0], seqs[0] + 1, ...: the logits rows can be written in place */
+    for (int i = 1; i < n && run; i++) run = seqs[i] == seqs[0] + i;
+    e->row_seq = seqs;
+    decode_rows(e, tokens, n, run ? m->logits + (size_t)seqs[0] * m->vocab : e->subset_logits);
+    e->row_seq = NULL;
+    if (!run)
+        for (int i = 0; i < n; i++)
+            memcpy(m->logits + (size_t)seqs[i] * m->vocab, e->subset_logits + (size_t)i * m->vocab,
+                   (size_t)m->vocab * sizeof(float));
 }
 
 /* ---- testing hooks (mamba_cpu.h) ---------------------------------------------------------------- */

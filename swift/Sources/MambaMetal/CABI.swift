@@ -176,6 +176,64 @@ public func mambaStep(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?,
 }
 
 #if compiler(>=6.3.1)
+@c(mamba_step_seqs)
+#else
+@_cdecl("mamba_step_seqs")
+#endif
+public func mambaStepSeqs(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ seqs: UnsafePointer<Int32>?,
+                          _ n: Int32) -> Int32 {
+    withEngine(handle) { e in
+        try e.step(try tokenBuffer(tokens, n), seqs: try tokenBuffer(seqs, n))
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sampler_set)
+#else
+@_cdecl("mamba_sampler_set")
+#endif
+public func mambaSamplerSet(_ handle: OpaquePointer?, _ seq: Int32, _ params: UnsafePointer<mamba_sampling>?,
+                            _ history: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
+    withEngine(handle) { e in
+        guard let params else { throw MambaFailure.argument("params is NULL") }
+        try e.setSampler(seq: Int(seq), params: params.pointee, history: try tokenBuffer(history, n))
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sample)
+#else
+@_cdecl("mamba_sample")
+#endif
+public func mambaSample(_ handle: OpaquePointer?, _ seqs: UnsafePointer<Int32>?, _ n: Int32,
+                        _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(handle) { e in
+        let list = try tokenBuffer(seqs, n)
+        guard let out else {
+            if n == 0 { return }
+            throw MambaFailure.argument("out_tokens is NULL")
+        }
+        try e.sample(seqs: list, out: out)
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sampler_rng)
+#else
+@_cdecl("mamba_sampler_rng")
+#endif
+public func mambaSamplerRNG(_ handle: OpaquePointer?, _ seq: Int32, _ out: UnsafeMutablePointer<UInt32>?) -> Int32 {
+    withEngine(handle) { e in
+        guard let out else { throw MambaFailure.argument("out_state is NULL") }
+        guard seq >= 0, Int(seq) < e.batch else {
+            throw MambaFailure.argument("sequence index \(seq) is out of range [0, \(e.batch))")
+        }
+        let s = try e.samplers.rngState(seq: Int(seq))
+        (out[0], out[1], out[2], out[3]) = s
+    }
+}
+
+#if compiler(>=6.3.1)
 @c(mamba_prefill)
 #else
 @_cdecl("mamba_prefill")

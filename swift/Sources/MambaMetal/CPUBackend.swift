@@ -110,6 +110,10 @@ final class CPUBackend: Backend {
         mcpu_step(engine, tokens.baseAddress!)
     }
 
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        mcpu_step_seqs(engine, tokens.baseAddress!, seqs.baseAddress!, Int32(seqs.count))
+    }
+
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
         mcpu_prefill(engine, tokens.baseAddress!, Int32(tokens.count), Int32(seq))
     }
@@ -143,4 +147,6 @@ final class CPUBackend: Backend {
     }
 
     func counters() -> GPUCounters { GPUCounters() }
+
+    var samplingPool: OpaquePointer? { engine }
 }

@@ -1,6 +1,7 @@
 // An engine: one model, a batch of independent sequences, one backend. Every input is validated
 // here, before a backend sees it, so a failed call leaves state and logits exactly as they were.
 
+import CMambaCPU
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -98,6 +99,8 @@ final class Engine {
     let layout: StateLayout
     /// NUL-terminated JSON for mamba_engine_info.
     let info: UnsafeMutablePointer<CChar>
+    /// Per-sequence samplers (mamba_sampler_set / mamba_sample).
+    let samplers: SamplerBank
 
     /// Saved state: magic, format version, weights fingerprint, float count, then the floats.
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
@@ -157,6 +160,8 @@ final class Engine {
             .matrices: .array(weights.matrices.map(\.info)),
         ]
         fields.merge(backend.extraInfo) { a, _ in a }
+        samplers = try SamplerBank(batch: batch, rowLength: config.vocabSize, pool: backend.samplingPool,
+                                   threads: backend.threads)
         info = strdup(JSON.object(fields).text)!
     }
 
@@ -182,11 +187,42 @@ final class Engine {
         try backend.step(tokens)
     }
 
+    /// tokens[i] for sequence seqs[i] only; a full step when every sequence is listed in order.
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        guard tokens.count == seqs.count else {
+            throw MambaFailure.argument("step_seqs: \(tokens.count) tokens for \(seqs.count) sequences")
+        }
+        guard seqs.count <= batch else {
+            throw MambaFailure.argument("step_seqs: \(seqs.count) sequences, batch size is \(batch)")
+        }
+        var inOrder = seqs.count == batch
+        for (i, s) in seqs.enumerated() {
+            guard s >= 0 && Int(s) < batch else {
+                throw MambaFailure.argument("sequence index \(s) at position \(i) is out of range [0, \(batch))")
+            }
+            for j in 0..<i where seqs[j] == s { throw MambaFailure.argument("sequence \(s) is listed twice") }
+            inOrder = inOrder && Int(s) == i
+        }
+        try checkTokens(tokens)
+        if seqs.isEmpty { return }
+        if inOrder { try backend.step(tokens) } else { try backend.step(tokens, seqs: seqs) }
+    }
+
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
         try checkSeq(seq)
         guard tokens.count > 0 else { throw MambaFailure.argument("prefill needs at least one token") }
         try checkTokens(tokens)
         try backend.prefill(tokens, seq: seq)
+    }
+
+    func setSampler(seq: Int, params: mamba_sampling, history: UnsafeBufferPointer<Int32>) throws {
+        try checkSeq(seq)
+        try samplers.set(seq: seq, params: params, history: history)
+    }
+
+    func sample(seqs: UnsafeBufferPointer<Int32>, out: UnsafeMutablePointer<Int32>) throws {
+        try samplers.check(seqs: seqs, batch: batch)
+        samplers.sample(logits: backend.logits, seqs: seqs, out: out)
     }
 
     func reset(seq: Int) throws {

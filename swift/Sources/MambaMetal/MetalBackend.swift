@@ -22,6 +22,10 @@ final class MetalBackend: Backend {
     private let model: MetalModel
     private let stepPlan: MetalDecodePlan
     private let sequencePlan: MetalDecodePlan
+    /// plans[n - 1] encodes n rows (stepPlan and sequencePlan among them): the subset steps' plans.
+    private let plans: [MetalDecodePlan]
+    /// The runs of consecutive sequences of a subset step (capacity kept between steps).
+    private var runs: [(seq: Int, row: Int, count: Int)] = []
     private let prefillPlan: MetalPrefillPlan
     private let prefillMode: EngineOptions.PrefillMode
     private let batch: Int
@@ -58,6 +62,13 @@ final class MetalBackend: Backend {
         self.tuning = tuning
         stepPlan = try MetalDecodePlan(kernels: kernels, model: model, rows: batch, tuning: tuning)
         sequencePlan = batch == 1 ? stepPlan : try MetalDecodePlan(kernels: kernels, model: model, rows: 1, tuning: tuning)
+        var plans = [sequencePlan]
+        for rows in stride(from: 2, to: batch, by: 1) {
+            plans.append(try MetalDecodePlan(kernels: kernels, model: model, rows: rows, tuning: tuning))
+        }
+        if batch > 1 { plans.append(stepPlan) }
+        self.plans = plans
+        runs.reserveCapacity(batch)
         prefillPlan = try MetalPrefillPlan(kernels: kernels, model: model, tuning: tuning)
         prefillMode = options.prefillMode
         logits = model.logits.buffer.contents().assumingMemoryBound(to: Float.self)
@@ -105,6 +116,21 @@ final class MetalBackend: Backend {
         } else {
             try run { sink in stepPlan.encode(sink, seq: 0, tokenIndex: 0, logits: true) }
         }
+    }
+
+    /// Only the listed sequences, in one command buffer (MetalDecodePlan.encodeSubset).
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        tokenSlots.update(from: tokens.baseAddress!, count: tokens.count)
+        runs.removeAll(keepingCapacity: true)
+        var i = 0
+        while i < seqs.count {
+            var k = 1
+            while i + k < seqs.count && seqs[i + k] == seqs[i] + Int32(k) { k += 1 }
+            runs.append((seq: Int(seqs[i]), row: i, count: k))
+            i += k
+        }
+        let plan = plans[seqs.count - 1]
+        try run { sink in plan.encodeSubset(sink, runs: runs[...], plans: plans) }
     }
 
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {

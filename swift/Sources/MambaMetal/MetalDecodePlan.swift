@@ -56,12 +56,17 @@ final class MetalDecodePlan {
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
             SSM_GROUPS: c.nGroups, SSM_D_CONV: c.dConv, SSM_LAYERS: c.nLayer, SSM_DT_MIN: Float(c.timeStepMin),
             SSM_DT_MAX: Float(c.timeStepMax)))
-        blockGrid = .threadgroups(MTLSize(width: c.nHeads, height: rows, depth: 1),
-                                  threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+        blockGrid = MetalDecodePlan.blockGrid(heads: c.nHeads, rows: rows)
         blockThreadgroupMemory = roundUp(4 * (c.headDim + 2 * c.dState + 8), 16)
         for p in [embed.state, block.state] where p.maxTotalThreadsPerThreadgroup < 256 {
             throw MambaFailure.backend("a Metal pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }
+    }
+
+    /// ssm_decode_block's grid: one threadgroup of 256 threads per head and row.
+    private static func blockGrid(heads: Int, rows: Int) -> DispatchGrid {
+        .threadgroups(MTLSize(width: heads, height: rows, depth: 1),
+                      threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
     }
 
     /// Encodes one token for sequences seq ..< seq + rows, reading tokens[tokenIndex ..< tokenIndex + rows].
@@ -89,6 +94,46 @@ final class MetalDecodePlan {
             enc.barrier()
         }
         if logits { encodeLogits(enc, residual: m.residual.row(seq), seq: seq) }
+    }
+
+    /// One token for some sequences only: `runs` lists them as runs of consecutive sequences (sequence
+    /// `seq` ..< seq + count) whose tokens and activations sit at compact rows `row` ..< row + count; this
+    /// plan's `rows` is the number of rows in all. The matrix products run once over every row, so each
+    /// weight is read once; the dispatches that touch state (the embedding's conv ring position and the
+    /// SSM block) run per run at that run's state offsets, so no other sequence's state is read or
+    /// written; the lm_head runs per run (with `plans[count - 1]`, the plan for `count` rows) into those
+    /// sequences' logits rows. Per row the arithmetic is that of `encode`, so the results are the same bits.
+    func encodeSubset(_ enc: MetalCommandSink, runs: ArraySlice<(seq: Int, row: Int, count: Int)>,
+                      plans: [MetalDecodePlan]) {
+        let m = model, c = model.config
+        for r in runs {
+            // EMB_BATCH = rows bounds the grid; this grid has only the run's rows.
+            enc.dispatch(embed, .init(embedding: m.embedding.values, tokens: m.tokens.row(r.row),
+                                      residual: m.residual.row(r.row), conv_pos: m.convPos.row(r.seq),
+                                      scales: m.embedding.scales, biases: m.embedding.biases),
+                         .threads(MTLSize(width: c.dModel, height: r.count, depth: 1),
+                                  threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
+        }
+        enc.barrier()
+        for (l, L) in m.layers.enumerated() {
+            inProj[l].encode(enc, w: L.inProj, x: m.residual.row(0), y: m.zxbcdt.row(0), norm: L[.norm])
+            enc.barrier()
+            for r in runs {
+                enc.dispatch(block, .init(
+                    zxbcdt: m.zxbcdt.row(r.row),
+                    conv_state: (m.convState.buffer, m.convStateOffset(seq: r.seq, layer: l)),
+                    ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: r.seq, layer: l)),
+                    conv_pos: m.convPos.row(r.seq), conv_w: L[.convWeight], conv_b: L[.convBias],
+                    head_p: L[.headParams], gated: m.gated.row(r.row), sumsq: m.sumsq.row(r.row),
+                    shared: blockThreadgroupMemory),
+                    MetalDecodePlan.blockGrid(heads: c.nHeads, rows: r.count))
+            }
+            enc.barrier()
+            outProj[l].encode(enc, w: L.outProj, x: m.gated.row(0), y: m.residual.row(0), norm: L[.gatedNorm],
+                              sumsq: m.sumsq.row(0))
+            enc.barrier()
+        }
+        for r in runs { plans[r.count - 1].encodeLogits(enc, residual: m.residual.row(r.row), seq: r.seq) }
     }
 
     /// logits[seq ..< seq + rows] = lm_head · RMSNorm(rows of `residual`): also how a prompt block gets

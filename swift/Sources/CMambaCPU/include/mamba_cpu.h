@@ -82,6 +82,9 @@ const char *mcpu_isa(void);
 
 /* One token per sequence: tokens[batch], all in range. Writes logits (batch, vocab). */
 void mcpu_step(mcpu_engine *engine, const int32_t *tokens);
+/* One token for each of n sequences: tokens[i] for sequence seqs[i] (distinct, 1 <= n <= batch, all in
+ * range). Writes those sequences' logits rows; no other sequence's state or logits are touched. */
+void mcpu_step_seqs(mcpu_engine *engine, const int32_t *tokens, const int32_t *seqs, int32_t n);
 /* n > 0 tokens for sequence seq, continuing its state, by the chunked (SSD) algorithm. Writes logits
  * row seq for the last token. */
 void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t seq);

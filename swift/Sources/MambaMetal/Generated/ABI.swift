@@ -1,7 +1,7 @@
 // GENERATED from swift/include/mamba.h by tools/gen_abi.ts: do not edit; rerun `deno task gen:abi`.
 
 /// MAMBA_ABI_VERSION: the C ABI this library implements.
-let mambaABIVersion: UInt32 = 1
+let mambaABIVersion: UInt32 = 2
 
 /// enum mamba_status: what every call that can fail returns.
 enum MambaStatus: Int32, CaseIterable {
