@@ -3,11 +3,12 @@
 //   embedding_gather ─┐ residual = E[token]; conv_pos += 1
 //   for each layer:   │
 //     matvec in_proj  ├─ zxbcdt = in_proj · RMSNorm(residual)                   (.rms)
-//     ssm_decode_block├─ conv ring, SSM state update, gated = y · silu(z), sumsq per head
+//     ssm_decode_block├─ conv ring, SSM state update, gated = y · silu(z), sumsq per block of a head's rows
 //     matvec out_proj ├─ residual += out_proj · GroupNorm(gated)                 (.gatedGroups)
 //   matvec lm_head    ┘ logits = lm_head · RMSNorm(residual)                     (.rms)
 //
-// 3 dispatches per layer + 2, a buffer barrier between each. Which sequences a dispatch touches is
+// 3 dispatches per layer + 2, a buffer barrier between each. How many threadgroups each dispatch has is
+// MetalTuning's choice (rows per simdgroup and K slices of the matvecs, blocks per head of the SSM block). Which sequences a dispatch touches is
 // chosen only by buffer offsets (row `seq` of every activation and state buffer), so the same plan
 // serves a batch step (rows = batch, seq = 0) and a one-sequence prefill (rows = 1, seq = s).
 #if canImport(Metal)
@@ -30,21 +31,30 @@ final class MetalDecodePlan {
         self.model = model
         embed = try kernels.pipeline(Kernel.EmbeddingGather.self, .init(
             EMB_D_MODEL: c.dModel, EMB_BATCH: rows, EMB_HALF: model.formats.embedding.half, EMB_D_CONV: c.dConv))
-        func matvec(_ n: Int, _ k: Int, half: Bool, norm: MatvecNorm, accumulate: Bool) throws -> MetalMatvec {
+        let split = tuning.ssmSplit
+        func matvec(_ n: Int, _ k: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, rowsPerSimdgroup: Int,
+                    splitK: Int) throws -> MetalMatvec {
             try MetalMatvec(kernels: kernels, spec: MatvecSpec(
                 n: n, k: k, batch: rows, weightsHalf: half, norm: norm, accumulate: accumulate, groups: c.nGroups,
-                heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup))
+                heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK,
+                headParts: split))
         }
-        inProj = try matvec(c.dInProj, c.dModel, half: model.formats.inProj.half, norm: .rms, accumulate: false)
-        outProj = try matvec(c.dModel, c.dInner, half: model.formats.outProj.half, norm: .gatedGroups, accumulate: true)
-        lmHead = try matvec(c.vocabSize, c.dModel, half: model.formats.lmHead.half, norm: .rms, accumulate: false)
+        inProj = try matvec(c.dInProj, c.dModel, half: model.formats.inProj.half, norm: .rms, accumulate: false,
+                            rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
+        outProj = try matvec(c.dModel, c.dInner, half: model.formats.outProj.half, norm: .gatedGroups, accumulate: true,
+                             rowsPerSimdgroup: tuning.outProjRowsPerSimdgroup, splitK: tuning.outProjSplitK)
+        lmHead = try matvec(c.vocabSize, c.dModel, half: model.formats.lmHead.half, norm: .rms, accumulate: false,
+                            rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
         block = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
             SSM_GROUPS: c.nGroups, SSM_D_CONV: c.dConv, SSM_LAYERS: c.nLayer, SSM_DT_MIN: Float(c.timeStepMin),
-            SSM_DT_MAX: Float(c.timeStepMax)))
-        blockGrid = .threadgroups(MTLSize(width: c.nHeads, height: rows, depth: 1),
+            SSM_DT_MAX: Float(c.timeStepMax), SSM_SPLIT: split))
+        guard split <= MetalBufferLayout.maxSSMSplit else {  // sumsq's room for partial sums per head
+            throw MambaFailure.internalError("ssmSplit \(split) exceeds the sumsq buffer's \(MetalBufferLayout.maxSSMSplit)")
+        }
+        blockGrid = .threadgroups(MTLSize(width: c.nHeads * split, height: rows, depth: 1),
                                   threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
-        blockThreadgroupMemory = roundUp(4 * (c.headDim + 2 * c.dState + 8), 16)
+        blockThreadgroupMemory = roundUp(4 * ((c.headDim + split - 1) / split + 2 * c.dState + 8), 16)
         for p in [embed.state, block.state] where p.maxTotalThreadsPerThreadgroup < 256 {
             throw MambaFailure.backend("a Metal pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }

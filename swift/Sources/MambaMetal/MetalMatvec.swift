@@ -29,20 +29,27 @@ struct MatvecSpec {
     var eps: Float = 1e-5
     /// Rows of W each simdgroup computes (1…4; MetalTuning).
     var rowsPerSimdgroup = 2
+    /// Simdgroups that share each row, each summing a slice of K (1, 2 or 4; MetalTuning).
+    var splitK = 1
+    /// `.gatedGroups`: partial sums of squares per head in `sumsq` (the SSM block's split).
+    var headParts = 1
 
     static let threads = 128
+    static let simdgroups = threads / 32
 
     var constants: Kernel.MatvecConstants {
         .init(MV_ROWS: n, MV_COLS: k, MV_BATCH: batch, MV_HALF: weightsHalf, MV_NORM: norm != .none,
               MV_GATED: norm == .gatedGroups, MV_ACCUMULATE: accumulate, MV_GROUPS: groups, MV_HEADS: heads,
-              MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup)
+              MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup, MV_SPLIT_K: splitK, MV_HEAD_PARTS: headParts)
     }
 
-    /// The row scales: one float per activation row and group.
-    var threadgroupMemory: Int { roundUp(4 * batch * max(groups, 1), 16) }
+    /// The row scales (one float per activation row and group), then the K slices' sums.
+    var threadgroupMemory: Int {
+        roundUp(4 * (batch * max(groups, 1) + (splitK > 1 ? MatvecSpec.simdgroups * rowsPerSimdgroup * batch : 0)), 16)
+    }
 
     var grid: DispatchGrid {
-        let rowsPerGroup = 4 * rowsPerSimdgroup
+        let rowsPerGroup = MatvecSpec.simdgroups / splitK * rowsPerSimdgroup
         return .threadgroups(MTLSize(width: (n + rowsPerGroup - 1) / rowsPerGroup, height: 1, depth: 1),
                              threadsPerThreadgroup: MTLSize(width: MatvecSpec.threads, height: 1, depth: 1))
     }

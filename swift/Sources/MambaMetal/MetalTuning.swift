@@ -8,20 +8,58 @@
 //                 "measured": {...}}]}            ("measured" is free-form, for people)
 
 struct MetalTuning: Equatable {
-    /// Rows of W each simdgroup of the decode matvec computes (1…4).
+    /// Rows of W each simdgroup of the in_proj and lm_head matvecs computes (1…4).
     var matvecRowsPerSimdgroup = 2
+    /// Simdgroups sharing each row of the in_proj and lm_head matvecs, each a slice of K (1, 2, 4).
+    var matvecSplitK = 1
+    /// Rows of W each simdgroup of the out_proj matvec computes (1…4).
+    var outProjRowsPerSimdgroup = 1
+    /// Simdgroups sharing each row of the out_proj matvec (1, 2, 4).
+    var outProjSplitK = 4
+    /// Threadgroups per head of the SSM decode block, each a block of the head's rows (1, 2, 4, 8).
+    var ssmSplit = 4
     /// Side of the square output tile of the prefill matmul (16 or 32; 8×8 simdgroup blocks).
     var matmulTile = 32
 
     static let defaults = MetalTuning()
     static let schema = "mamba-metal-tune/1"
 
+    /// The values each parameter may take (mamba.h's @tuning lines say the same).
+    static func allowed(_ key: TuningKey) -> [Int] {
+        switch key {
+        case .matvecRowsPerSimdgroup, .outProjRowsPerSimdgroup: return [1, 2, 3, 4]
+        case .matvecSplitK, .outProjSplitK: return [1, 2, 4]
+        case .ssmSplit: return [1, 2, 4, 8]
+        case .matmulTile: return [16, 32]
+        }
+    }
+
+    subscript(key: TuningKey) -> Int {
+        get {
+            switch key {
+            case .matvecRowsPerSimdgroup: return matvecRowsPerSimdgroup
+            case .matvecSplitK: return matvecSplitK
+            case .outProjRowsPerSimdgroup: return outProjRowsPerSimdgroup
+            case .outProjSplitK: return outProjSplitK
+            case .ssmSplit: return ssmSplit
+            case .matmulTile: return matmulTile
+            }
+        }
+        set {
+            switch key {
+            case .matvecRowsPerSimdgroup: matvecRowsPerSimdgroup = newValue
+            case .matvecSplitK: matvecSplitK = newValue
+            case .outProjRowsPerSimdgroup: outProjRowsPerSimdgroup = newValue
+            case .outProjSplitK: outProjSplitK = newValue
+            case .ssmSplit: ssmSplit = newValue
+            case .matmulTile: matmulTile = newValue
+            }
+        }
+    }
+
     /// The parameters as the info JSON reports them (the @tuning keys of mamba.h).
     var json: JSON {
-        let fields: [TuningKey: JSON] = [
-            .matvecRowsPerSimdgroup: .number(Double(matvecRowsPerSimdgroup)), .matmulTile: .number(Double(matmulTile)),
-        ]
-        return .object(fields)
+        .object(Dictionary(uniqueKeysWithValues: TuningKey.allCases.map { ($0, JSON.number(Double(self[$0]))) }))
     }
 
     /// The key a model shape is tuned under.
@@ -36,16 +74,14 @@ struct MetalTuning: Equatable {
         for (name, v) in obj {
             guard let n = v.int else { throw MambaFailure.format("\(context): \(name) must be an integer") }
             guard let key = TuningKey(rawValue: name) else { throw MambaFailure.format("\(context): unknown parameter \"\(name)\"") }
-            switch key {
-            case .matvecRowsPerSimdgroup:
-                guard (1...4).contains(n) else {
-                    throw MambaFailure.format("\(context): matvecRowsPerSimdgroup must be 1…4, got \(n)")
-                }
-                t.matvecRowsPerSimdgroup = n
-            case .matmulTile:
-                guard n == 16 || n == 32 else { throw MambaFailure.format("\(context): matmulTile must be 16 or 32, got \(n)") }
-                t.matmulTile = n
+            let allowed = allowed(key)
+            guard allowed.contains(n) else {
+                let list = allowed.count == 2 ? "\(allowed[0]) or \(allowed[1])"
+                    : allowed == [1, 2, 3, 4] ? "1…4"
+                    : allowed.dropLast().map(String.init).joined(separator: ", ") + " or \(allowed.last!)"
+                throw MambaFailure.format("\(context): \(name) must be \(list), got \(n)")
             }
+            t[key] = n
         }
         return t
     }

@@ -223,11 +223,16 @@ enum Kernel {
         let MV_EPS: Float
         /// 1..4
         let MV_ROWS_PER_SIMDGROUP: Int
+        /// simdgroups sharing each row, each a slice of K: 1, 2, 4
+        let MV_SPLIT_K: Int
+        /// MV_GATED: sums of squares per head (the SSM block's split)
+        let MV_HEAD_PARTS: Int
 
         /// [[function_constant(id)]] of each constant.
         enum ID: Int {
             case MV_ROWS = 0, MV_COLS = 1, MV_BATCH = 2, MV_HALF = 3, MV_NORM = 4, MV_GATED = 5
             case MV_ACCUMULATE = 6, MV_GROUPS = 7, MV_HEADS = 8, MV_EPS = 9, MV_ROWS_PER_SIMDGROUP = 10
+            case MV_SPLIT_K = 20, MV_HEAD_PARTS = 21
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -243,6 +248,8 @@ enum Kernel {
                 (ID.MV_HEADS.rawValue, .int(self.MV_HEADS)),
                 (ID.MV_EPS.rawValue, .float(self.MV_EPS)),
                 (ID.MV_ROWS_PER_SIMDGROUP.rawValue, .int(self.MV_ROWS_PER_SIMDGROUP)),
+                (ID.MV_SPLIT_K.rawValue, .int(self.MV_SPLIT_K)),
+                (ID.MV_HEAD_PARTS.rawValue, .int(self.MV_HEAD_PARTS)),
             ]
         }
     }
@@ -520,11 +527,13 @@ enum Kernel {
         let SSM_LAYERS: Int
         let SSM_DT_MIN: Float
         let SSM_DT_MAX: Float
+        /// threadgroups per head (MetalTuning.ssmSplit: 1, 2, 4 or 8)
+        let SSM_SPLIT: Int
 
         /// [[function_constant(id)]] of each constant.
         enum ID: Int {
             case SSM_D_INNER = 0, SSM_D_STATE = 1, SSM_HEAD_DIM = 2, SSM_HEADS = 3, SSM_GROUPS = 4
-            case SSM_D_CONV = 5, SSM_LAYERS = 6, SSM_DT_MIN = 7, SSM_DT_MAX = 8
+            case SSM_D_CONV = 5, SSM_LAYERS = 6, SSM_DT_MIN = 7, SSM_DT_MAX = 8, SSM_SPLIT = 9
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -538,6 +547,7 @@ enum Kernel {
                 (ID.SSM_LAYERS.rawValue, .int(self.SSM_LAYERS)),
                 (ID.SSM_DT_MIN.rawValue, .float(self.SSM_DT_MIN)),
                 (ID.SSM_DT_MAX.rawValue, .float(self.SSM_DT_MAX)),
+                (ID.SSM_SPLIT.rawValue, .int(self.SSM_SPLIT)),
             ]
         }
     }
@@ -573,7 +583,7 @@ enum Kernel {
             let head_p: KernelBuffer
             /// `device float *gated`: (batch, d_inner)
             let gated: KernelBuffer
-            /// `device float *sumsq`: (batch, heads)
+            /// `device float *sumsq`: (batch, heads, SSM_SPLIT) Σ gated² per block
             let sumsq: KernelBuffer
             /// `threadgroup float *shared`: bytes of threadgroup memory
             let shared: Int

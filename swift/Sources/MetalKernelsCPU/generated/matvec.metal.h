@@ -17,6 +17,9 @@ constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups o
 constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
 constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
 constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
+constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
+constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
 
 #define MV_RMS ((bool)(MV_NORM && ! MV_GATED))              // scale = rsqrt(mean(x²) + eps), per row
 #define MV_GROUP ((bool)(MV_NORM && MV_GATED))             // scale = rsqrt(group's sumsq / group + eps)
@@ -32,10 +35,17 @@ constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
 //             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
-// Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
-// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
-// stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4).
-// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales.
+// Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
+// summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
+// slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
+// Fewer rows per threadgroup and more slices give more threadgroups and shorter chains per simdgroup
+// (a small N such as out_proj's d_model), more rows per simdgroup fewer, longer ones (a large N).
+// Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
+// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
+// … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
+// when K or the group size is not a multiple of 4).
+// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
+// MV_BATCH floats of the slices' sums.
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
@@ -43,10 +53,9 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                    device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads)
                    threadgroup float *scale [[mc_threadgroup_index(0)]],
                    uint tg [[threadgroup_position_in_grid]],
-                   uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
+    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP, SK = MV_SPLIT_K;
     const int group = MV_GROUP ? K / MV_GROUPS : K;
 
     if (MV_RMS) {
@@ -57,24 +66,29 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
         }
     } else if (MV_GROUP) {
-        const int per_group = MV_HEADS / MV_GROUPS;
-        for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
+        // A group's sum of squares: its heads' MV_HEAD_PARTS partial sums each, by one simdgroup per
+        // (row, group), so a large split adds no serial chain here.
+        const int per_group = MV_HEADS / MV_GROUPS * MV_HEAD_PARTS;
+        for (int i = int(sg); i < NB * MV_GROUPS; i += MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
+            device const float *parts = sumsq + b * MV_HEADS * MV_HEAD_PARTS + g * per_group;
             float ss = 0.0f;
-            for (int h = 0; h < per_group; h++) ss += sumsq[b * MV_HEADS + g * per_group + h];
-            scale[i] = rsqrt(ss / float(group) + MV_EPS);
+            for (int j = int(lane); j < per_group; j += 32) ss += parts[j];
+            ss = simd_sum(ss);
+            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);
         }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const int row0 = (int(tg) * MV_SIMDGROUPS + int(sg)) * R;
+    const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
+    const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
     float acc[MV_MAX_ROWS][MV_MAX_BATCH];
     for (int r = 0; r < MV_MAX_ROWS; r++)
         for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
 
     if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
-        for (int k4 = int(lane); k4 < K4; k4 += 32) {
+        for (int k4 = k_first; k4 < K4; k4 += k_step) {
             const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
@@ -90,7 +104,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else {
-        for (int k = int(lane); k < K; k += 32) {
+        for (int k = k_first; k < K; k += k_step) {
             const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
@@ -107,12 +121,30 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
+    threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);  // (simdgroup, R, NB), MV_SPLIT_K > 1
     for (int r = 0; r < R; r++) {
         const int row = row0 + r;
         for (int b = 0; b < NB; b++) {
             float s = simd_sum(acc[r][b]);
+            if (SK > 1) {
+                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
+                continue;
+            }
             if (MV_RMS) s *= scale[b];
             if (lane == 0 && row < N) {
+                device float *out = y + b * N + row;
+                *out = MV_ACCUMULATE ? *out + s : s;
+            }
+        }
+    }
+    if (SK > 1) {
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
+            const int r = i / NB, b = i % NB, row = row0 + r;
+            float s = 0.0f;
+            for (int j = 0; j < SK; j++) s += sums[((int(sg) + j) * R + r) * NB + b];
+            if (MV_RMS) s *= scale[b];
+            if (row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
             }
