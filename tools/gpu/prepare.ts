@@ -131,8 +131,12 @@ if (import.meta.main) {
       "skip-build": { type: "boolean", default: false },
       "skip-traces": { type: "boolean", default: false },
       "repack": { type: "boolean", default: false },
+      // Metal kernel parameters for every session (configs/metal_tune.json's params), e.g. the winners of
+      // a sweep (tools/gpu/sweep.ts); CPU references already in the work folder are kept.
+      tuning: { type: "string" },
     },
   });
+  const tuning = values.tuning ? JSON.parse(values.tuning) : undefined;
   const out = values.out!;
   const traces = join(out, "traces");
   const work = join(out, "work"); // uncompressed traces (not carried)
@@ -152,6 +156,8 @@ if (import.meta.main) {
         recorded: s.recorded === true,
         dry: s.dry,
         inline: s.dry ? undefined : 1 << 30,
+        tuning,
+        keepReference: tuning !== undefined,
       });
       const dst = join(traces, s.name);
       await Deno.mkdir(dst, { recursive: true });
