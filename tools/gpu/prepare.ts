@@ -77,7 +77,7 @@ export const SESSIONS: Session[] = [
 
 /** Copies a trace gzipped, moving fills of more than 4 KiB into blobs/CRC-LENGTH.bin, shared by every
  * trace of the same model (the small vectors of a bench model are the same at every batch and dtype). */
-async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
+export async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
   await Deno.mkdir(blobs, { recursive: true });
   const lines: string[] = [];
   for (const line of (await Deno.readTextFile(src)).split("\n")) {

@@ -148,7 +148,8 @@ def main():
         print(json.dumps(check_sweep(a.build, a.sweep)), flush=True)
     for tdir in a.traces:
         print(json.dumps(check_trace(a.build, tdir)), flush=True)
-    print(f"{len(a.traces)} passed, 0 failed")
+    if a.traces:
+        print(f"{len(a.traces)} passed, 0 failed")
 
 
 if __name__ == "__main__":

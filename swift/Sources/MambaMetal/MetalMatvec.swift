@@ -43,9 +43,10 @@ struct MatvecSpec {
               MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup, MV_SPLIT_K: splitK, MV_HEAD_PARTS: headParts)
     }
 
-    /// The row scales (one float per activation row and group), then the K slices' sums.
+    /// The group scales (one float per activation row and group), then the K slices' sums and sums of squares.
     var threadgroupMemory: Int {
-        roundUp(4 * (batch * max(groups, 1) + (splitK > 1 ? MatvecSpec.simdgroups * rowsPerSimdgroup * batch : 0)), 16)
+        let slices = splitK > 1 ? MatvecSpec.simdgroups * (rowsPerSimdgroup + 1) * batch : 0
+        return roundUp(4 * (batch * max(groups, 1) + slices), 16)
     }
 
     var grid: DispatchGrid {

@@ -47,7 +47,20 @@ final class MetalKernelTests: MetalTestCase {
         var rng = TestRandom(state: seed)
         let W = rng.weights(N * K, half: half)
         let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
-        let sumsq = rng.floats(nb * heads * parts, 0.5, 4)
+        // The SSM block's partial sums of squares, as it leaves them: each group's Σ x² split into random
+        // positive pieces over its heads and parts (the kernel takes one group's scale from x itself).
+        var sumsq = rng.floats(nb * heads * parts, 0.5, 4)
+        if norm == .gatedGroups {
+            let hpg = heads / groups, gs = K / groups
+            for b in 0..<nb {
+                for g in 0..<groups {
+                    let want = (0..<gs).reduce(0.0) { $0 + Double(x[b * K + g * gs + $1] * x[b * K + g * gs + $1]) }
+                    let range = (b * heads + g * hpg) * parts..<(b * heads + (g + 1) * hpg) * parts
+                    let have = range.reduce(0.0) { $0 + Double(sumsq[$1]) }
+                    for i in range { sumsq[i] = Float(Double(sumsq[i]) * want / have) }
+                }
+            }
+        }
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
         let eps: Float = 1e-5
         let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(

@@ -274,7 +274,7 @@ enum Kernel {
             let y: KernelBuffer
             /// `device const float *norm_w`: (K) (only when MV_NORM; else nil)
             let norm_w: KernelBuffer?
-            /// `device const float *sumsq`: (batch, heads) (only when MV_GATED; else nil)
+            /// `device const float *sumsq`: (batch, heads, parts) (only when MV_GATED; else nil)
             let sumsq: KernelBuffer?
             /// `threadgroup float *scale`: bytes of threadgroup memory
             let scale: Int

@@ -219,6 +219,12 @@ constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of 
 
 constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
 constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
+// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
+// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
+// and no barrier before the loop (one memory latency less per dispatch).
+constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
+// Several groups: their scales come from the SSM block's sums of squares, before the loop.
+constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
@@ -227,8 +233,9 @@ constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
 //   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_GROUP: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   MV_GROUP: x · rsqrt(Σ_group x² / group + eps) · norm_w        (the gated RMSNorm; with several groups
+//             the sums of squares are those the SSM block kernel left per block of a head's rows, so no
+//             extra pass over x is needed; with one group, as MV_RMS).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
 // Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
@@ -241,12 +248,12 @@ constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group
 // … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
 // when K or the group size is not a multiple of 4).
 // Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
-// MV_BATCH floats of the slices' sums.
+// MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
                    device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
-                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
                    threadgroup float *scale [[threadgroup(0)]],
                    uint tg [[threadgroup_position_in_grid]],
                    uint sg [[simdgroup_index_in_threadgroup]],
@@ -254,14 +261,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP, SK = MV_SPLIT_K;
     const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_RMS) {
-        for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
-            float ss = 0.0f;
-            for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
-            ss = simd_sum(ss);
-            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
-        }
-    } else if (MV_GROUP) {
+    if (MV_GROUP_SCALES) {
         // A group's sum of squares: its heads' MV_HEAD_PARTS partial sums each, by one simdgroup per
         // (row, group), so a large split adds no serial chain here.
         const int per_group = MV_HEADS / MV_GROUPS * MV_HEAD_PARTS;
@@ -273,14 +273,16 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             ss = simd_sum(ss);
             if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);
         }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
 
     const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
     const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
-    float acc[MV_MAX_ROWS][MV_MAX_BATCH];
-    for (int r = 0; r < MV_MAX_ROWS; r++)
-        for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
+    float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
+    for (int b = 0; b < MV_MAX_BATCH; b++) {
+        ssq[b] = 0.0f;
+        for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
+    }
 
     if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
@@ -288,8 +290,10 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -304,8 +308,10 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = x[b * K + k] * nw;
-                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + k / group];
+                const float xb = x[b * K + k];
+                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -317,29 +323,45 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
-    threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);  // (simdgroup, R, NB), MV_SPLIT_K > 1
-    for (int r = 0; r < R; r++) {
-        const int row = row0 + r;
-        for (int b = 0; b < NB; b++) {
-            float s = simd_sum(acc[r][b]);
-            if (SK > 1) {
-                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
-                continue;
-            }
-            if (MV_RMS) s *= scale[b];
-            if (lane == 0 && row < N) {
-                device float *out = y + b * N + row;
-                *out = MV_ACCUMULATE ? *out + s : s;
+    if (SK == 1) {
+        // This simdgroup summed all of K: its rows and their scales are complete.
+        if (MV_ROW_SCALE) {
+            for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
+        }
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + r;
+            for (int b = 0; b < NB; b++) {
+                float s = simd_sum(acc[r][b]);
+                if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
+                if (lane == 0 && row < N) {
+                    device float *out = y + b * N + row;
+                    *out = MV_ACCUMULATE ? *out + s : s;
+                }
             }
         }
-    }
-    if (SK > 1) {
+    } else {
+        // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
+        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
+        for (int b = 0; b < NB; b++) {
+            for (int r = 0; r < R; r++) {
+                const float s = simd_sum(acc[r][b]);
+                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
+            }
+            // Stored one by one beside a simd_sum: a plain copy loop would become a memcpy, whose stores
+            // MetalCompat's checking mode does not see.
+            const float q = MV_ROW_SCALE ? simd_sum(ssq[b]) : 0.0f;
+            if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
+        }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
             const int r = i / NB, b = i % NB, row = row0 + r;
-            float s = 0.0f;
-            for (int j = 0; j < SK; j++) s += sums[((int(sg) + j) * R + r) * NB + b];
-            if (MV_RMS) s *= scale[b];
+            float s = 0.0f, ss = 0.0f;
+            for (int j = 0; j < SK; j++) {
+                s += sums[((int(sg) + j) * R + r) * NB + b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+            }
+            if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
             if (row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
