@@ -41,12 +41,17 @@ function thrown(fn: () => unknown): unknown {
 
 const DEFAULTS = {
   matvecRowsPerSimdgroup: 2,
-  matvecSplitK: 1,
+  matvecSplitK: 2,
   outProjRowsPerSimdgroup: 1,
   outProjSplitK: 4,
-  ssmSplit: 4,
+  ssmSplit: 8, // tiny-g2 (8 heads) at batch 1: the smallest split with 8 · split · batch ≥ 80 is above 8
   matmulTile: 32,
 };
+
+/** The defaults at another batch: the SSM split fitted to fill 80 cores (mamba.h's @tuning ssmSplit). */
+function defaultsAt(batch: number, heads = 8): typeof DEFAULTS {
+  return { ...DEFAULTS, ssmSplit: [1, 2, 4, 8].find((s) => heads * s * batch >= 80) ?? 8 };
+}
 
 /** Every value each parameter may take (mamba.h's @tuning lines). */
 const CHOICES: Record<keyof typeof DEFAULTS, number[]> = {
@@ -137,7 +142,9 @@ Deno.test("tuning table: the entry for this GPU, shape and nearest batch is used
   };
   withTable(table, (path) => {
     assert.deepEqual(tuningOf(path, 1), { ...DEFAULTS, matvecRowsPerSimdgroup: 4, matmulTile: 16 });
-    assert.deepEqual(tuningOf(path, 3), { ...DEFAULTS, matvecRowsPerSimdgroup: 1 }); // batch 4 is nearest
+    // batch 4 is nearest; its entry's other parameters are the defaults at batch 3 (8 · 4 · 3 ≥ 80: split 4)
+    assert.deepEqual(tuningOf(path, 3), { ...defaultsAt(3), matvecRowsPerSimdgroup: 1 });
+    assert.equal(defaultsAt(3).ssmSplit, 4);
   });
   withTable({ schema: "mamba-metal-tune/1", entries: [table.entries[0], table.entries[1]] }, (path) => {
     assert.deepEqual(tuningOf(path), DEFAULTS);

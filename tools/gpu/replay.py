@@ -895,10 +895,13 @@ def sweep(d, kernels, sweep_dir, copy_gbs, reps=50, log=print):
         extra = [tuple(x) for x in json.loads(os.environ.get("SWEEP_COMPOSE", "[]"))]  # e.g. the Mac defaults
         combos = [(a, o) for a in top_in for o in top_out] + [((e[0], e[1]), (e[2], e[3], e[4])) for e in extra]
         for a, o in combos:
-            src_in = next(r["name"] for r in rows if (r["tuning"]["matvecRowsPerSimdgroup"],
-                                                      r["tuning"]["matvecSplitK"]) == a)
-            src_out = next(r["name"] for r in rows if (r["tuning"]["outProjRowsPerSimdgroup"],
-                                                       r["tuning"]["outProjSplitK"], r["tuning"]["ssmSplit"]) == o)
+            src_in = next((r["name"] for r in rows if (r["tuning"]["matvecRowsPerSimdgroup"],
+                                                       r["tuning"]["matvecSplitK"]) == a), None)
+            src_out = next((r["name"] for r in rows if (r["tuning"]["outProjRowsPerSimdgroup"],
+                                                        r["tuning"]["outProjSplitK"], r["tuning"]["ssmSplit"]) == o), None)
+            if src_in is None or src_out is None:
+                log(f"b{batch}: no candidate traced for {a} {o}: not composed")
+                continue
             composed = []
             for L_in, L_out in zip(steps[src_in], steps[src_out]):
                 role = role_of(L_in, c)
