@@ -189,7 +189,11 @@ Deno.test("tuning: every parameter choice gives the reference logits, and batche
       const t = f.promptLength + i;
       const logits = batched.step([(t * 7) % 50, f.tokens[t], (t * 3) % 50]);
       const V = batched.vocabSize;
-      assert.deepEqual(logits.slice(V, 2 * V), steps[i], `${what}: batched step ${i} differs from the single run`);
+      assert.deepEqual(
+        logits.slice(V, 2 * V),
+        steps[i],
+        `${what}: batched step ${i} differs from the single run`,
+      );
     }
   }
 });
@@ -220,7 +224,9 @@ Deno.test("deno task tune (against MetalCompat here) writes an entry that the en
     }).output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.equal(result.code, 0, stderr);
-    for (const key of ["matvecRowsPerSimdgroup", "matvecSplitK", "outProjRowsPerSimdgroup", "outProjSplitK"]) {
+    for (
+      const key of ["matvecRowsPerSimdgroup", "matvecSplitK", "outProjRowsPerSimdgroup", "outProjSplitK"]
+    ) {
       assert.match(stderr, new RegExp(`${key} 4: .* ms/token`));
     }
     assert.match(stderr, /ssmSplit 8: .* ms\/token/);

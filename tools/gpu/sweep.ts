@@ -93,7 +93,11 @@ if (import.meta.main) {
         metalOnly: true,
       });
       // gzipped, fills in blobs shared by every candidate (the same heap): OUT/../blobs, as replay.py reads
-      await packTrace(join(dir, "trace.jsonl"), join(dir, "trace.jsonl.gz"), join(values.out!, "..", "blobs"));
+      await packTrace(
+        join(dir, "trace.jsonl"),
+        join(dir, "trace.jsonl.gz"),
+        join(values.out!, "..", "blobs"),
+      );
       await Deno.remove(join(dir, "trace.jsonl"));
       manifest.push({ name, batch, tuning: c.tuning });
       console.error(`traced ${name} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);

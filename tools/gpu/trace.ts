@@ -162,7 +162,13 @@ async function child(spec: SessionSpec, backend: "metal" | "cpu", out: string, d
  * on the Metal tuning, so retracing a session with other kernel parameters need not recompute them);
  * `metalOnly`: no reference at all (timing candidates, tools/gpu/sweep.ts). */
 export async function traceSession(
-  spec: SessionSpec & { out: string; dry: boolean; inline?: number; keepReference?: boolean; metalOnly?: boolean },
+  spec: SessionSpec & {
+    out: string;
+    dry: boolean;
+    inline?: number;
+    keepReference?: boolean;
+    metalOnly?: boolean;
+  },
 ): Promise<void> {
   await Deno.mkdir(spec.out, { recursive: true });
   const self = new URL(import.meta.url).pathname;
