@@ -126,6 +126,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Tests/MambaMetalTests/MetalKernelTests.swift",
   "swift/Tests/MambaMetalTests/MetalModelTests.swift",
   "swift/Tests/MambaMetalTests/MetalPrefillKernelTests.swift",
+  "swift/Tests/MambaMetalTests/MetalQuantizedKernelTests.swift",
   "swift/Tests/MambaMetalTests/MetalTestSupport.swift",
   "swift/Tests/MambaMetalTests/QuantizedLoadTests.swift",
   "swift/Tests/MambaMetalTests/TorchCheckpointTests.swift",
@@ -186,6 +187,7 @@ export const SOURCE_FILES: readonly string[] = [
   "metal/embedding.metal",
   "metal/matmul.metal",
   "metal/matvec.metal",
+  "metal/quantized.h",
   "metal/ssd_prefill.metal",
   "metal/ssm_decode.metal",
 ];

@@ -1,8 +1,10 @@
 // Tiled matrix × matrixᵀ for many tokens at once (prefill): in_proj with the pre-mixer RMSNorm fused
 // in, out_proj with the gated group RMSNorm fused in (plus the residual add), and the SSD's C·Bᵀ per
-// (chunk, group) with a causal mask.
+// (chunk, group) with a causal mask. W is f32, f16 or affine-quantized (quantized.h), chosen by function
+// constants.
 #include <metal_stdlib>
 using namespace metal;
+#include "quantized.h"
 
 constant int MM_N [[function_constant(0)]];            // columns of Y (rows of W); causal: ignored
 constant int MM_K [[function_constant(1)]];            // reduction length
@@ -26,6 +28,10 @@ constant int MM_W_OUTER [[function_constant(18)]];
 constant int MM_W_INNER [[function_constant(19)]];
 constant int MM_Y_OUTER [[function_constant(20)]];
 constant int MM_Y_INNER [[function_constant(21)]];
+constant bool MM_QUANT [[function_constant(22)]];        // W is affine-quantized codes, rows of MM_LDW columns (no z offsets)
+constant int MM_BITS [[function_constant(23)]];          // MM_QUANT: 4 or 8 bits per code
+constant int MM_GROUP_SIZE [[function_constant(24)]];    // MM_QUANT: columns per scale and bias
+constant bool MM_SCALES_HALF [[function_constant(25)]];  // MM_QUANT: scales and biases f16 (else f32)
 
 #define MM_THREADS 128
 #define MM_MAX_FRAGS 4
@@ -38,13 +44,16 @@ constant int MM_Y_INNER [[function_constant(21)]];
 // Grid: dispatchThreadgroups(ceil(cols / MM_BN), ceil(rows / MM_BM), batch indices).
 // Threadgroup: 128 threads = 4 simdgroups in a 2 × 2 arrangement; each owns a (MM_BM/2) × (MM_BN/2)
 // block of the output tile as 8×8 simdgroup matrices, accumulated in f32 over MM_BK-wide slices of X̂
-// and W staged in threadgroup memory (W widened to f32 there).
+// and W staged in threadgroup memory (W widened to f32 there; quantized W dequantized there, so each
+// code is read once per tile and no dequantized copy of W is ever written to device memory).
 // Threadgroup memory: max((MM_BM + MM_BN) · MM_BK, MM_BM · MM_BN) + MM_BM · max(G, 1) floats.
-kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16 or f32
+kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16/f32 or codes
                    device const float *X [[buffer(1)]],     // (M, K) rows of stride MM_LDX
                    device float *Y [[buffer(2)]],           // (M, N) rows of stride MM_LDY
                    device const float *norm_w [[buffer(3), function_constant(MM_NORM)]],  // (K)
                    device const uint *count [[buffer(4)]],  // tokens in this block
+                   device const uchar *scales [[buffer(5), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
+                   device const uchar *biases [[buffer(6), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
                    threadgroup float *shared [[threadgroup(0)]],
                    uint3 tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
@@ -105,14 +114,26 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
             }
             Xs[i] = v;
         }
-        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
-            const int n = n0 + i / BK, k = k0 + i % BK;
-            float v = 0.0f;
-            if (n < cols && k < K) {
-                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
-                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+        if (MM_QUANT) {
+            // Runs of 4 columns (BK and G are multiples of 4): one load of their codes, one scale and bias.
+            for (int i = int(tid); i < BN * BK / 4; i += MM_THREADS) {
+                const int n = n0 + (4 * i) / BK, k = k0 + (4 * i) % BK;
+                float4 v = float4(0.0f);
+                if (n < cols && k < K) {
+                    v = affine_values4(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
+                }
+                for (int e = 0; e < 4; e++) Ws[4 * i + e] = k + e < K ? v[e] : 0.0f;
             }
-            Ws[i] = v;
+        } else {
+            for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+                const int n = n0 + i / BK, k = k0 + i % BK;
+                float v = 0.0f;
+                if (n < cols && k < K) {
+                    const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                    v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                }
+                Ws[i] = v;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int kk = 0; kk < BK; kk += 8) {

@@ -90,6 +90,12 @@ Deno.test("the strict compile rejects an address-space mistake and a double", as
       assert.notEqual(text, src);
       await Deno.mkdir(join(dir, `m${i}`));
       await Deno.writeTextFile(join(dir, `m${i}`, "matvec.metal"), text);
+      // The headers matvec.metal includes (quantized.h), beside it as in metal/.
+      for (const e of Deno.readDirSync(join(ROOT, "metal"))) {
+        if (e.name.endsWith(".h")) {
+          await Deno.copyFile(join(ROOT, "metal", e.name), join(dir, `m${i}`, e.name));
+        }
+      }
       await assert.rejects(
         () => strictCompile(() => {}, join(dir, `m${i}`)),
         /strict compile of metal\/matvec.metal failed/,

@@ -55,6 +55,18 @@ export const SESSIONS: Session[] = [
     recorded: true,
     dry: false,
   },
+  // Quantized weights (issue 13): codes, scales and biases travel as bytes; the reference is the CPU
+  // backend's quantized kernels.
+  { name: "fx-mlx-q4-g32-b2", model: fixture("mlx-q4-g32"), batch: 2, prompts: [37, 5], dry: false },
+  { name: "fx-mlx-q8-g32-bf16-b1", model: fixture("mlx-q8-g32-bf16"), batch: 1, prompts: [40], dry: false },
+  {
+    name: "fx-gguf-q8_0-b3-rec",
+    model: fixture("gguf/tiny-g1.q8_0.gguf"),
+    batch: 3,
+    prompts: [40, 1, 17],
+    recorded: true,
+    dry: false,
+  },
   { name: "130m-f16-b1", model: bench("130m", "f16"), batch: 1, prompts: [512], dry: true },
   { name: "130m-f16-b4", model: bench("130m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
   { name: "130m-f32-b1", model: bench("130m", "f32"), batch: 1, prompts: [512], dry: true },

@@ -104,8 +104,8 @@ final class Engine {
     static let stateHeaderBytes = 24
 
     /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
-    /// backend joins when its CMambaCPU kernels land, Metal when its kernels do.
-    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.cpu]
+    /// backend's CMambaCPU kernels and Metal's (MV_QUANT, MM_QUANT, EMB_QUANT in metal/) read them.
+    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.cpu, .metal]
 
     /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
     static func checkQuantizedSupport(_ weights: ModelWeights, _ backend: EngineOptions.BackendChoice,

@@ -12,9 +12,14 @@ import MetalCompat
 enum MetalBuffer: Hashable, CustomStringConvertible {
     /// One layer's parameters, at the offsets of LayerLayout.
     case layerWeights(Int)
+    /// Values, or codes when quantized.
     case embedding
+    /// A quantized embedding's scales and biases (absent otherwise).
+    case embeddingScales, embeddingBiases
     /// Absent when tied: the embedding serves.
     case lmHead
+    /// An untied quantized lm_head's scales and biases (absent otherwise).
+    case lmHeadScales, lmHeadBiases
     case normF
     case residual
     /// The in_proj output: z | x B C | dt.
@@ -37,7 +42,11 @@ enum MetalBuffer: Hashable, CustomStringConvertible {
         switch self {
         case .layerWeights(let l): return "layer \(l) weights"
         case .embedding: return "embedding"
+        case .embeddingScales: return "embedding scales"
+        case .embeddingBiases: return "embedding biases"
         case .lmHead: return "lm_head"
+        case .lmHeadScales: return "lm_head scales"
+        case .lmHeadBiases: return "lm_head biases"
         case .normF: return "norm_f"
         case .residual: return "residual"
         case .zxbcdt: return "zxbcdt"
@@ -76,17 +85,15 @@ struct MetalBufferLayout {
     /// Every buffer with its shape, in heap order.
     private(set) var entries: [(buffer: MetalBuffer, shape: BufferShape)] = []
 
-    /// `prefillCapacity`: prompt tokens per chunked-prefill block.
-    init(weights: ModelWeights, formats: MetalMatrixFormats, layerBytes: Int, batch B: Int, tokenCapacity: Int,
-         prefillCapacity: Int) {
+    /// `layerBytes`: each layer's weights buffer (LayerLayout); `prefillCapacity`: prompt tokens per
+    /// chunked-prefill block.
+    init(weights: ModelWeights, layerBytes: [Int], batch B: Int, tokenCapacity: Int, prefillCapacity: Int) {
         let c = weights.config, f = 4
-        for l in 0..<c.nLayer { add(.layerWeights(l), rows: 1, rowBytes: layerBytes) }
-        // Weight matrices: (vocab, d_model) in their GPU element type.
-        let E = weights.embedding
-        add(.embedding, rows: E.rows, rowBytes: E.cols * formats.embedding.elementBytes)
-        if weights.lmHead !== weights.embedding {
-            add(.lmHead, rows: weights.lmHead.rows, rowBytes: weights.lmHead.cols * formats.lmHead.elementBytes)
-        }
+        for (l, bytes) in layerBytes.enumerated() { add(.layerWeights(l), rows: 1, rowBytes: bytes) }
+        // Weight matrices: (vocab, d_model) in their GPU format; quantized: codes, then (vocab, d_model / G)
+        // scales and biases.
+        addMatrix(weights.embedding, .embedding, .embeddingScales, .embeddingBiases)
+        if weights.lmHead !== weights.embedding { addMatrix(weights.lmHead, .lmHead, .lmHeadScales, .lmHeadBiases) }
         add(.normF, rows: 1, rowBytes: f * c.dModel)                    // (d_model) f32
         add(.residual, rows: B, rowBytes: f * c.dModel)                 // (batch, d_model) f32
         add(.zxbcdt, rows: B, rowBytes: f * c.dInProj)                  // (batch, d_in_proj) f32
@@ -103,6 +110,15 @@ struct MetalBufferLayout {
         for p in MetalPrefillBuffer.allCases {
             entries.append((.prefill(p), p.shape(config: c, capacity: prefillCapacity)))
         }
+    }
+
+    private mutating func addMatrix(_ m: WeightMatrix, _ values: MetalBuffer, _ scales: MetalBuffer,
+                                    _ biases: MetalBuffer) {
+        let format = GPUMatrixFormat(m)
+        add(values, rows: m.rows, rowBytes: format.rowBytes(cols: m.cols))
+        guard format.quantized != nil else { return }
+        add(scales, rows: m.rows, rowBytes: format.scaleRowBytes(cols: m.cols))
+        add(biases, rows: m.rows, rowBytes: format.scaleRowBytes(cols: m.cols))
     }
 
     private mutating func add(_ buffer: MetalBuffer, rows: Int, rowBytes: Int) {

@@ -17,11 +17,23 @@ import Metal
 import MetalCompat
 #endif
 
+extension Kernel.EmbeddingConstants {
+    /// embedding.metal specialised for `rows` tokens and an embedding stored as `format`.
+    static func embedding(dModel: Int, dConv: Int, rows: Int, _ format: GPUMatrixFormat) -> Self {
+        let q = format.quantized ?? .unused
+        return .init(EMB_D_MODEL: dModel, EMB_BATCH: rows, EMB_HALF: format.isHalf, EMB_D_CONV: dConv,
+                     EMB_QUANT: format.quantized != nil, EMB_BITS: q.bits, EMB_GROUP_SIZE: q.groupSize,
+                     EMB_SCALES_HALF: q.scalesHalf)
+    }
+}
+
 final class MetalDecodePlan {
     let rows: Int
     private let model: MetalModel
     private let embed: KernelPipeline<Kernel.EmbeddingGather>
-    private let inProj: MetalMatvec, outProj: MetalMatvec, lmHead: MetalMatvec
+    /// Per layer (layers may hold different formats; equal specialisations share one pipeline).
+    private let inProj: [MetalMatvec], outProj: [MetalMatvec]
+    private let lmHead: MetalMatvec
     private let block: KernelPipeline<Kernel.SsmDecodeBlock>
     private let blockGrid: DispatchGrid, blockThreadgroupMemory: Int
 
@@ -29,21 +41,25 @@ final class MetalDecodePlan {
         let c = model.config
         self.rows = rows
         self.model = model
-        embed = try kernels.pipeline(Kernel.EmbeddingGather.self, .init(
-            EMB_D_MODEL: c.dModel, EMB_BATCH: rows, EMB_HALF: model.formats.embedding.half, EMB_D_CONV: c.dConv))
+        embed = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
+            dModel: c.dModel, dConv: c.dConv, rows: rows, model.embedding.format))
         let split = tuning.ssmSplit
-        func matvec(_ n: Int, _ k: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, rowsPerSimdgroup: Int,
+        func matvec(_ n: Int, _ k: Int, _ w: GPUMatrixFormat, norm: MatvecNorm, accumulate: Bool, rowsPerSimdgroup: Int,
                     splitK: Int) throws -> MetalMatvec {
             try MetalMatvec(kernels: kernels, spec: MatvecSpec(
-                n: n, k: k, batch: rows, weightsHalf: half, norm: norm, accumulate: accumulate, groups: c.nGroups,
+                n: n, k: k, batch: rows, weights: w, norm: norm, accumulate: accumulate, groups: c.nGroups,
                 heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK,
                 headParts: split))
         }
-        inProj = try matvec(c.dInProj, c.dModel, half: model.formats.inProj.half, norm: .rms, accumulate: false,
-                            rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
-        outProj = try matvec(c.dModel, c.dInner, half: model.formats.outProj.half, norm: .gatedGroups, accumulate: true,
-                             rowsPerSimdgroup: tuning.outProjRowsPerSimdgroup, splitK: tuning.outProjSplitK)
-        lmHead = try matvec(c.vocabSize, c.dModel, half: model.formats.lmHead.half, norm: .rms, accumulate: false,
+        inProj = try model.layers.map {
+            try matvec(c.dInProj, c.dModel, $0.layout.inProj, norm: .rms, accumulate: false,
+                       rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
+        }
+        outProj = try model.layers.map {
+            try matvec(c.dModel, c.dInner, $0.layout.outProj, norm: .gatedGroups, accumulate: true,
+                       rowsPerSimdgroup: tuning.outProjRowsPerSimdgroup, splitK: tuning.outProjSplitK)
+        }
+        lmHead = try matvec(c.vocabSize, c.dModel, model.lmHead.format, norm: .rms, accumulate: false,
                             rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
         block = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
@@ -63,13 +79,14 @@ final class MetalDecodePlan {
     /// Encodes one token for sequences seq ..< seq + rows, reading tokens[tokenIndex ..< tokenIndex + rows].
     func encode(_ enc: MetalCommandSink, seq: Int, tokenIndex: Int, logits: Bool) {
         let m = model, c = model.config
-        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: m.tokens.row(tokenIndex),
-                                  residual: m.residual.row(seq), conv_pos: m.convPos.row(seq)),
+        enc.dispatch(embed, .init(embedding: m.embedding.values, tokens: m.tokens.row(tokenIndex),
+                                  residual: m.residual.row(seq), conv_pos: m.convPos.row(seq),
+                                  scales: m.embedding.scales, biases: m.embedding.biases),
                      .threads(MTLSize(width: c.dModel, height: rows, depth: 1),
                               threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
         for (l, L) in m.layers.enumerated() {
-            inProj.encode(enc, w: L[.inProj], x: m.residual.row(seq), y: m.zxbcdt.row(seq), norm: L[.norm])
+            inProj[l].encode(enc, w: L.inProj, x: m.residual.row(seq), y: m.zxbcdt.row(seq), norm: L[.norm])
             enc.barrier()
 
             enc.dispatch(block, .init(
@@ -79,8 +96,8 @@ final class MetalDecodePlan {
                 sumsq: m.sumsq.row(seq), shared: blockThreadgroupMemory), blockGrid)
             enc.barrier()
 
-            outProj.encode(enc, w: L[.outProj], x: m.gated.row(seq), y: m.residual.row(seq), norm: L[.gatedNorm],
-                           sumsq: m.sumsq.row(seq))
+            outProj[l].encode(enc, w: L.outProj, x: m.gated.row(seq), y: m.residual.row(seq), norm: L[.gatedNorm],
+                              sumsq: m.sumsq.row(seq))
             enc.barrier()
         }
         if logits { encodeLogits(enc, residual: m.residual.row(seq), seq: seq) }
@@ -90,6 +107,6 @@ final class MetalDecodePlan {
     /// its last token's logits.
     func encodeLogits(_ enc: MetalCommandSink, residual: KernelBuffer, seq: Int) {
         let m = model
-        lmHead.encode(enc, w: (m.lmHead, 0), x: residual, y: m.logits.row(seq), norm: (m.normF, 0))
+        lmHead.encode(enc, w: m.lmHead, x: residual, y: m.logits.row(seq), norm: (m.normF, 0))
     }
 }

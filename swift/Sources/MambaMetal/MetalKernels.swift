@@ -8,7 +8,7 @@ import MetalCompat
 #endif
 
 /// A function-constant value, typed as the kernel declares it.
-enum FunctionConstant {
+enum FunctionConstant: Hashable {
     case int(Int)
     case uint(Int)
     case bool(Bool)
@@ -65,7 +65,15 @@ extension MetalCommandSink {
 final class MetalKernels {
     let device: any MTLDevice
     private var libraries: [String: any MTLLibrary] = [:]
+    /// Pipelines by kernel and constants: a specialisation asked for twice (per-layer matrices of one
+    /// format, the decode plans of two batch sizes) is built once.
+    private var pipelines: [PipelineKey: any MTLComputePipelineState] = [:]
     private(set) var pipelinesBuilt = 0
+
+    private struct PipelineKey: Hashable {
+        let file: String, function: String
+        let ids: [Int], values: [FunctionConstant]
+    }
 
     init(device: any MTLDevice) throws {
         self.device = device
@@ -99,6 +107,9 @@ final class MetalKernels {
 
     /// Kernel `K` specialised with `constants`.
     func pipeline<K: KernelBinding>(_ kernel: K.Type, _ constants: K.Constants) throws -> KernelPipeline<K> {
+        let key = PipelineKey(file: K.file, function: K.function, ids: constants.values.map(\.id),
+                              values: constants.values.map(\.value))
+        if let state = pipelines[key] { return KernelPipeline(state: state) }
         guard let library = libraries[K.file] else { throw MambaFailure.internalError("no Metal library \(K.file)") }
         let values = MTLFunctionConstantValues()
         for (index, c) in constants.values {
@@ -125,6 +136,7 @@ final class MetalKernels {
             desc.supportIndirectCommandBuffers = true
             let state = try device.makeComputePipelineState(descriptor: desc, options: [], reflection: nil)
             pipelinesBuilt += 1
+            pipelines[key] = state
             return KernelPipeline(state: state)
         } catch {
             throw MambaFailure.backend("cannot build Metal pipeline \(K.function) (\(K.file)): \(error)")

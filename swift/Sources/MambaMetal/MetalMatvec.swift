@@ -21,7 +21,8 @@ struct MatvecSpec {
     var n: Int, k: Int
     /// Activation rows in one dispatch (1…8).
     var batch: Int
-    var weightsHalf: Bool
+    /// f32, f16 or affine-quantized W.
+    var weights: GPUMatrixFormat
     var norm: MatvecNorm
     var accumulate = false
     /// Groups of the gated norm and SSM heads (their sums of squares), for `.gatedGroups`.
@@ -38,9 +39,27 @@ struct MatvecSpec {
     static let simdgroups = threads / 32
 
     var constants: Kernel.MatvecConstants {
-        .init(MV_ROWS: n, MV_COLS: k, MV_BATCH: batch, MV_HALF: weightsHalf, MV_NORM: norm != .none,
-              MV_GATED: norm == .gatedGroups, MV_ACCUMULATE: accumulate, MV_GROUPS: groups, MV_HEADS: heads,
-              MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup, MV_SPLIT_K: splitK, MV_HEAD_PARTS: headParts)
+        let q = weights.quantized ?? .unused
+        return .init(MV_ROWS: n, MV_COLS: k, MV_BATCH: batch, MV_HALF: weights.isHalf, MV_NORM: norm != .none,
+                     MV_GATED: norm == .gatedGroups, MV_ACCUMULATE: accumulate, MV_GROUPS: groups, MV_HEADS: heads,
+                     MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup, MV_QUANT: weights.quantized != nil,
+                     MV_BITS: q.bits, MV_GROUP_SIZE: q.groupSize, MV_SCALES_HALF: q.scalesHalf, MV_SPLIT_K: splitK,
+                     MV_HEAD_PARTS: headParts)
+    }
+
+    /// The kernel's assumptions about its shape: quantized rows are whole groups of at least 16 columns,
+    /// so each 8-byte step of a lane lies inside one group.
+    func validate() throws {
+        guard (1...8).contains(batch), (1...4).contains(rowsPerSimdgroup), [1, 2, 4].contains(splitK), headParts >= 1
+        else {
+            throw MambaFailure.internalError(
+                "matvec: batch \(batch), \(rowsPerSimdgroup) rows per simdgroup or \(splitK) K slices unsupported")
+        }
+        if let q = weights.quantized {
+            guard [4, 8].contains(q.bits), [16, 32, 64, 128].contains(q.groupSize), k % q.groupSize == 0 else {
+                throw MambaFailure.internalError("matvec: \(q.bits)-bit groups of \(q.groupSize) do not fit K = \(k)")
+            }
+        }
     }
 
     /// The group scales (one float per activation row and group), then the K slices' sums and sums of squares.
@@ -61,6 +80,7 @@ final class MetalMatvec {
     let pipeline: KernelPipeline<Kernel.Matvec>
 
     init(kernels: MetalKernels, spec: MatvecSpec) throws {
+        try spec.validate()
         self.spec = spec
         pipeline = try kernels.pipeline(Kernel.Matvec.self, spec.constants)
         guard pipeline.state.maxTotalThreadsPerThreadgroup >= MatvecSpec.threads else {
@@ -68,11 +88,13 @@ final class MetalMatvec {
         }
     }
 
-    /// `norm` is norm_w (for `.rms` and `.gatedGroups`), `sumsq` the per-head sums of squares (for
-    /// `.gatedGroups`); nil where the spec has no such input.
-    func encode(_ enc: MetalCommandSink, w: KernelBuffer, x: KernelBuffer, y: KernelBuffer, norm: KernelBuffer?,
+    /// `w` in the spec's format; `norm` is norm_w (for `.rms` and `.gatedGroups`), `sumsq` the per-head
+    /// sums of squares (for `.gatedGroups`); nil where the spec has no such input.
+    func encode(_ enc: MetalCommandSink, w: GPUMatrix, x: KernelBuffer, y: KernelBuffer, norm: KernelBuffer?,
                 sumsq: KernelBuffer? = nil) {
-        enc.dispatch(pipeline, .init(W: w, x: x, y: y, norm_w: norm, sumsq: sumsq, scale: spec.threadgroupMemory),
+        assert(w.format == spec.weights, "matvec: a \(w.format) matrix bound to a \(spec.weights) pipeline")
+        enc.dispatch(pipeline, .init(W: w.values, x: x, y: y, norm_w: norm, sumsq: sumsq, scales: w.scales,
+                                     biases: w.biases, scale: spec.threadgroupMemory),
                      spec.grid)
     }
 }

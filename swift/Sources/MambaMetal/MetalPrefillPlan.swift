@@ -25,7 +25,9 @@ final class MetalPrefillPlan {
     private let chunkState: KernelPipeline<Kernel.ChunkState>
     private let statePassing: KernelPipeline<Kernel.StatePassing>
     private let chunkScan: KernelPipeline<Kernel.ChunkScan>
-    private let inProj: MetalMatmul, outProj: MetalMatmul, cb: MetalMatmul
+    /// Per layer (layers may hold different formats; equal specialisations share one pipeline).
+    private let inProj: [MetalMatmul], outProj: [MetalMatmul]
+    private let cb: MetalMatmul
 
     var capacity: Int { model.prefill.capacity }
 
@@ -35,8 +37,8 @@ final class MetalPrefillPlan {
     init(kernels: MetalKernels, model: MetalModel, tuning: MetalTuning) throws {
         let c = model.config, T = model.prefill.capacity, Q = c.chunkSize
         self.model = model
-        embed = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .init(
-            EMB_D_MODEL: c.dModel, EMB_BATCH: 1, EMB_HALF: model.formats.embedding.half, EMB_D_CONV: c.dConv))
+        embed = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .embedding(
+            dModel: c.dModel, dConv: c.dConv, rows: 1, model.embedding.format))
         let ssd = Kernel.SsdPrefillConstants(
             SSD_D_INNER: c.dInner, SSD_D_STATE: c.dState, SSD_HEAD_DIM: c.headDim, SSD_HEADS: c.nHeads,
             SSD_GROUPS: c.nGroups, SSD_D_CONV: c.dConv, SSD_CHUNK: Q, SSD_CAPACITY: T,
@@ -48,18 +50,21 @@ final class MetalPrefillPlan {
         chunkScan = try kernels.pipeline(Kernel.ChunkScan.self, ssd)
 
         let tile = tuning.matmulTile
-        var inSpec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
-        inSpec.weightsHalf = model.formats.inProj.half
-        inSpec.normGroups = 1
-        inSpec.eps = Float(c.eps)
-        inProj = try MetalMatmul(kernels: kernels, spec: inSpec)
-
-        var outSpec = MatmulSpec(n: c.dModel, k: c.dInner, m: T, tile: tile, ldx: c.dInner, ldw: c.dInner, ldy: c.dModel)
-        outSpec.weightsHalf = model.formats.outProj.half
-        outSpec.normGroups = c.nGroups
-        outSpec.eps = Float(c.eps)
-        outSpec.accumulate = true
-        outProj = try MetalMatmul(kernels: kernels, spec: outSpec)
+        inProj = try model.layers.map { L in
+            var spec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
+            spec.weights = L.layout.inProj
+            spec.normGroups = 1
+            spec.eps = Float(c.eps)
+            return try MetalMatmul(kernels: kernels, spec: spec)
+        }
+        outProj = try model.layers.map { L in
+            var spec = MatmulSpec(n: c.dModel, k: c.dInner, m: T, tile: tile, ldx: c.dInner, ldw: c.dInner, ldy: c.dModel)
+            spec.weights = L.layout.outProj
+            spec.normGroups = c.nGroups
+            spec.eps = Float(c.eps)
+            spec.accumulate = true
+            return try MetalMatmul(kernels: kernels, spec: spec)
+        }
 
         // C·Bᵀ: X = C and W = B, both rows of xbc; batch index = chunk · n_groups + group.
         var cbSpec = MatmulSpec(n: Q, k: c.dState, m: Q, tile: Q <= 16 ? 16 : tile, ldx: c.convDim, ldw: c.convDim, ldy: Q)
@@ -89,15 +94,16 @@ final class MetalPrefillPlan {
         let groupTile = MTLSize(width: MetalPrefillPlan.ssdThreads, height: 1, depth: 1)
         func tiles(_ n: Int) -> Int { (n + tile - 1) / tile }
 
-        enc.dispatch(embed, .init(embedding: (m.embedding, 0), tokens: m.tokens.row(0), residual: pf.residual.row(0),
-                                  conv_pos: m.convPos.row(seq), count: pf.count.row(0)),
+        enc.dispatch(embed, .init(embedding: m.embedding.values, tokens: m.tokens.row(0), residual: pf.residual.row(0),
+                                  conv_pos: m.convPos.row(seq), count: pf.count.row(0), scales: m.embedding.scales,
+                                  biases: m.embedding.biases),
                      .threads(MTLSize(width: c.dModel, height: T, depth: 1),
                               threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
 
         for (l, L) in m.layers.enumerated() {
-            inProj.encode(enc, w: L[.inProj], x: pf.residual.row(0), y: pf.zxbcdt.row(0), norm: L[.norm],
-                          count: pf.count.buffer, tokens: T)
+            inProj[l].encode(enc, w: L.inProj, x: pf.residual.row(0), y: pf.zxbcdt.row(0), norm: L[.norm],
+                             count: pf.count.buffer, tokens: T)
             enc.barrier()
 
             enc.dispatch(conv, .init(zxbcdt: pf.zxbcdt.row(0),
@@ -113,7 +119,7 @@ final class MetalPrefillPlan {
             enc.barrier()
 
             // B and C are columns of xbc: B from column d_inner, C after the groups' B.
-            cb.encode(enc, w: (pf.xbc.buffer, f * c.dInner), x: (pf.xbc.buffer, f * (c.dInner + c.nGroups * c.dState)),
+            cb.encode(enc, w: GPUMatrix(.f32, values: (pf.xbc.buffer, f * c.dInner)), x: (pf.xbc.buffer, f * (c.dInner + c.nGroups * c.dState)),
                       y: pf.cb.row(0), norm: nil, count: pf.count.buffer, tokens: T, batches: chunks * c.nGroups)
             enc.dispatch(chunkState, .init(xbc: pf.xbc.row(0), dt: pf.dt.row(0), cs: pf.cumsum.row(0),
                                            states: pf.states.row(0), count: pf.count.row(0),
@@ -137,8 +143,8 @@ final class MetalPrefillPlan {
                                        threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            outProj.encode(enc, w: L[.outProj], x: pf.gated.row(0), y: pf.residual.row(0), norm: L[.gatedNorm],
-                           count: pf.count.buffer, tokens: T)
+            outProj[l].encode(enc, w: L.outProj, x: pf.gated.row(0), y: pf.residual.row(0), norm: L[.gatedNorm],
+                              count: pf.count.buffer, tokens: T)
             enc.barrier()
         }
     }

@@ -14,63 +14,22 @@ import XCTest
 final class MetalKernelTests: MetalTestCase {
     // MARK: matvec
 
-    /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.
-    func matvecReference(W: [Float], N: Int, K: Int, x: [Float], nb: Int, y0: [Float], norm: MatvecNorm, normW: [Float],
-                         sumsq: [Float], groups: Int, heads: Int, parts: Int = 1, eps: Float, accumulate: Bool) -> [Float] {
-        var y = y0
-        for b in 0..<nb {
-            var xh = (0..<K).map { Double(x[b * K + $0]) }
-            if norm == .rms {
-                let ms = xh.reduce(0) { $0 + $1 * $1 } / Double(K)
-                let s = 1 / (ms + Double(eps)).squareRoot()
-                xh = (0..<K).map { xh[$0] * s * Double(normW[$0]) }
-            } else if norm == .gatedGroups {
-                let gs = K / groups, hpg = heads / groups
-                for k in 0..<K {
-                    let g = k / gs
-                    // the group's heads, each as `parts` partial sums (one per SSM block)
-                    let ss = (0..<hpg * parts).reduce(0.0) { $0 + Double(sumsq[(b * heads + g * hpg) * parts + $1]) }
-                    xh[k] *= Double(normW[k]) / (ss / Double(gs) + Double(eps)).squareRoot()
-                }
-            }
-            for r in 0..<N {
-                var s = 0.0
-                for k in 0..<K { s += Double(W[r * K + k]) * xh[k] }
-                y[b * N + r] = Float((accumulate ? Double(y0[b * N + r]) : 0) + s)
-            }
-        }
-        return y
-    }
-
     func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, groups: Int = 1,
                      heads: Int = 1, rowsPerSimdgroup: Int = 2, splitK: Int = 1, parts: Int = 1, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
         let W = rng.weights(N * K, half: half)
         let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
-        // The SSM block's partial sums of squares, as it leaves them: each group's Σ x² split into random
-        // positive pieces over its heads and parts (the kernel takes one group's scale from x itself).
-        var sumsq = rng.floats(nb * heads * parts, 0.5, 4)
-        if norm == .gatedGroups {
-            let hpg = heads / groups, gs = K / groups
-            for b in 0..<nb {
-                for g in 0..<groups {
-                    let want = (0..<gs).reduce(0.0) { $0 + Double(x[b * K + g * gs + $1] * x[b * K + g * gs + $1]) }
-                    let range = (b * heads + g * hpg) * parts..<(b * heads + (g + 1) * hpg) * parts
-                    let have = range.reduce(0.0) { $0 + Double(sumsq[$1]) }
-                    for i in range { sumsq[i] = Float(Double(sumsq[i]) * want / have) }
-                }
-            }
-        }
+        let sumsq = gatedSumsq(&rng, x: x, nb: nb, K: K, groups: groups, heads: heads, parts: parts)
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
         let eps: Float = 1e-5
         let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
-            n: N, k: K, batch: nb, weightsHalf: half, norm: norm, accumulate: accumulate, groups: groups, heads: heads,
-            eps: eps, rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK, headParts: parts))
+            n: N, k: K, batch: nb, weights: half ? .f16 : .f32, norm: norm, accumulate: accumulate, groups: groups,
+            heads: heads, eps: eps, rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK, headParts: parts))
         let wb = half ? halfBuffer(W) : buffer(W)
         let xb = buffer(x), yb = buffer(y0), nwb = buffer(normW), ssb = buffer(sumsq)
         try run { sink in
             // Only the inputs this norm reads are bound: the others are switched off by function constants.
-            mv.encode(sink, w: (wb, 0), x: (xb, 0), y: (yb, 0), norm: norm == .none ? nil : (nwb, 0),
+            mv.encode(sink, w: GPUMatrix(half ? .f16 : .f32, values: (wb, 0)), x: (xb, 0), y: (yb, 0), norm: norm == .none ? nil : (nwb, 0),
                       sumsq: norm == .gatedGroups ? (ssb, 0) : nil)
         }
         let want = matvecReference(W: W, N: N, K: K, x: x, nb: nb, y0: y0, norm: norm, normW: normW, sumsq: sumsq,
@@ -146,10 +105,10 @@ final class MetalKernelTests: MetalTestCase {
         for (R, splitK) in [(1, 4), (2, 1), (3, 2)] {
             func run(rows: Int, x: [Float]) throws -> [Float] {
                 let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
-                    n: N, k: K, batch: rows, weightsHalf: true, norm: .rms, rowsPerSimdgroup: R, splitK: splitK))
+                    n: N, k: K, batch: rows, weights: .f16, norm: .rms, rowsPerSimdgroup: R, splitK: splitK))
                 let yb = buffer([Float](repeating: .nan, count: rows * N))
                 try self.run { sink in
-                    mv.encode(sink, w: (halfBuffer(W), 0), x: (buffer(x), 0), y: (yb, 0), norm: (buffer(normW), 0))
+                    mv.encode(sink, w: GPUMatrix(.f16, values: (halfBuffer(W), 0)), x: (buffer(x), 0), y: (yb, 0), norm: (buffer(normW), 0))
                 }
                 return read(yb, rows * N)
             }
@@ -182,15 +141,16 @@ final class MetalKernelTests: MetalTestCase {
             let vocab = 11, dModel = 300, nb = 3, dConv = 4
             let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10]
-            let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .init(
-                EMB_D_MODEL: dModel, EMB_BATCH: nb, EMB_HALF: half, EMB_D_CONV: dConv))
+            let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
+                dModel: dModel, dConv: dConv, rows: nb, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
             let tb = device.makeBuffer(bytes: tokens, length: 16, options: .storageModeShared)!
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pos: [UInt32] = [3, 0, 2]
             let pb = device.makeBuffer(bytes: pos, length: 16, options: .storageModeShared)!
             try run { sink in
-                sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0)),
+                sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
+                                          scales: nil, biases: nil),
                               .threads(MTLSize(width: dModel, height: nb, depth: 1),
                                        threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             }

@@ -16,15 +16,22 @@ import XCTest
 final class MetalModelTests: XCTestCase {
     let batch = 3
 
-    func fixtureWeights() throws -> ModelWeights {
+    func fixtureWeights(_ target: MatrixTarget = MatrixTarget(dtype: .f16)) throws -> ModelWeights {
         let dir = URL(fileURLWithPath: #filePath).resolvingSymlinksInPath()
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("tests/fixtures/tiny-g2").path
-        return try ModelWeights(try Checkpoint.load(directory: dir), target: MatrixTarget(dtype: .f16))
+        return try ModelWeights(try Checkpoint.load(directory: dir), target: target)
     }
 
     func testPlansEncodeTheDispatchesOfTheFormulas() throws {
-        let weights = try fixtureWeights(), c = weights.config
+        for target in [MatrixTarget(dtype: .f16), MatrixTarget(dtype: .q4, groupSize: 32)] {
+            try checkDispatches(try fixtureWeights(target))
+        }
+    }
+
+    /// The same counts whatever the weights' format: quantized matrices change pipelines, not dispatches.
+    func checkDispatches(_ weights: ModelWeights) throws {
+        let c = weights.config
         let device = try XCTUnwrap(MTLCreateSystemDefaultDevice())
         let model = try MetalModel(device: device, weights: weights, batch: batch, prefillCapacity: 2 * c.chunkSize)
         let kernels = try MetalKernels(device: device)
@@ -43,6 +50,30 @@ final class MetalModelTests: XCTestCase {
         for tokens in [1, c.chunkSize, 2 * c.chunkSize] {
             XCTAssertEqual(count { prefill.encode($0, seq: 1, tokens: tokens) }, 1 + 8 * c.nLayer, "\(tokens) tokens")
         }
+    }
+
+    func testQuantizedMatricesHaveCodesScalesAndBiasesInTheTable() throws {
+        let weights = try fixtureWeights(MatrixTarget(dtype: .q4, groupSize: 32)), c = weights.config
+        let device = try XCTUnwrap(MTLCreateSystemDefaultDevice())
+        let model = try MetalModel(device: device, weights: weights, batch: 1, prefillCapacity: c.chunkSize)
+        let q4 = GPUMatrixFormat.affine(AffineFormat(bits: 4, groupSize: 32, scalesHalf: true))
+        XCTAssertEqual(model.embedding.format, q4)
+        XCTAssertEqual(model.layers[1].layout.outProj, q4)
+        let order = model.arena.placements.map(\.buffer)
+        XCTAssertEqual(Array(order[c.nLayer..<c.nLayer + 4]), [.embedding, .embeddingScales, .embeddingBiases, .normF],
+                       "tied: no lm_head buffers")
+        let lengths = Dictionary(uniqueKeysWithValues: model.arena.placements.map { ($0.buffer, $0.length) })
+        XCTAssertEqual(lengths[.embedding], c.vocabSize * c.dModel / 2)
+        XCTAssertEqual(lengths[.embeddingScales], c.vocabSize * c.dModel / 32 * 2)
+        // In a layer: codes, then scales and biases right after (256-aligned), each (rows, cols / 32) f16.
+        let L = model.layers[0].layout
+        XCTAssertEqual(L[.inProjScales], roundUp(L[.inProj] + c.dInProj * c.dModel / 2, 256))
+        XCTAssertEqual(L[.inProjBiases], roundUp(L[.inProjScales] + c.dInProj * c.dModel / 32 * 2, 256))
+        XCTAssertEqual(L[.outProj], roundUp(L[.inProjBiases] + c.dInProj * c.dModel / 32 * 2, 256))
+        // The uploaded bytes are the loaded ones.
+        let m = weights.layers[0].inProj, bound = model.layers[0].inProj
+        XCTAssertEqual(memcmp(bound.values.buffer.contents() + bound.values.offset, m.data, m.rows * m.cols / 2), 0)
+        XCTAssertEqual(memcmp(bound.biases!.buffer.contents() + bound.biases!.offset, m.biases!, m.rows * m.cols / 16), 0)
     }
 
     func testArenaPlacesEveryBufferOfTheTable() throws {
@@ -71,7 +102,7 @@ final class MetalModelTests: XCTestCase {
         XCTAssertGreaterThanOrEqual(model.ssmState.buffer.length, 4 * batch * c.nLayer * c.nHeads * c.headDim * c.dState)
         XCTAssertGreaterThanOrEqual(model.convState.buffer.length, 4 * batch * c.nLayer * c.convDim * c.dConv)
         XCTAssertGreaterThanOrEqual(model.prefill.cb.buffer.length, 4 * (capacity / c.chunkSize) * c.nGroups * c.chunkSize * c.chunkSize)
-        XCTAssertGreaterThanOrEqual(model.embedding.length, 2 * weights.embedding.rows * weights.embedding.cols)
+        XCTAssertGreaterThanOrEqual(model.embedding.values.buffer.length, 2 * weights.embedding.rows * weights.embedding.cols)
 
         // (sequence, layer) rows, sequence-major.
         let conv = 4 * c.convDim * c.dConv, ssm = 4 * c.nHeads * c.headDim * c.dState

@@ -24,13 +24,13 @@ final class MetalPrefillKernelTests: MetalTestCase {
         let y0 = accumulate ? rng.floats(capacity * ldy) : [Float](repeating: .nan, count: capacity * ldy)
         var spec = MatmulSpec(n: N, k: K, m: capacity, tile: tile, ldx: ldx, ldw: ldw, ldy: ldy)
         spec.tileK = tileK
-        spec.weightsHalf = half
+        spec.weights = half ? .f16 : .f32
         spec.normGroups = groups
         spec.accumulate = accumulate
         let mm = try MetalMatmul(kernels: kernels, spec: spec)
         let wb = half ? halfBuffer(W) : buffer(W), xb = buffer(X), yb = buffer(y0), nb = buffer(normW)
         try run { sink in
-            mm.encode(sink, w: (wb, 0), x: (xb, 0), y: (yb, 0), norm: groups > 0 ? (nb, 0) : nil, count: countBuffer(T),
+            mm.encode(sink, w: GPUMatrix(half ? .f16 : .f32, values: (wb, 0)), x: (xb, 0), y: (yb, 0), norm: groups > 0 ? (nb, 0) : nil, count: countBuffer(T),
                       tokens: T)
         }
 
@@ -81,7 +81,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         let mm = try MetalMatmul(kernels: kernels, spec: cbSpec(Q: Q, G: G, N: N, CD: CD, tile: tile))
         let xb = buffer(xbc), yb = buffer(cb0)
         try run { sink in
-            mm.encode(sink, w: (xb, 4 * D), x: (xb, 4 * (D + G * N)), y: (yb, 0), norm: nil, count: countBuffer(T),
+            mm.encode(sink, w: GPUMatrix(.f32, values: (xb, 4 * D)), x: (xb, 4 * (D + G * N)), y: (yb, 0), norm: nil, count: countBuffer(T),
                       tokens: T, batches: chunks * G)
         }
         let got = read(yb, cb0.count)
@@ -140,15 +140,15 @@ final class MetalPrefillKernelTests: MetalTestCase {
             let vocab = 11, dModel = 37, T = 5, dConv = 4
             let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10, 3, 7]
-            let pipe = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .init(
-                EMB_D_MODEL: dModel, EMB_BATCH: 1, EMB_HALF: half, EMB_D_CONV: dConv))
+            let pipe = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .embedding(
+                dModel: dModel, dConv: dConv, rows: 1, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
             let tb = device.makeBuffer(bytes: tokens, length: 4 * T, options: .storageModeShared)!
             let rb = buffer([Float](repeating: .nan, count: (T + 1) * dModel))
             let pb = device.makeBuffer(bytes: [UInt32(2), 9], length: 16, options: .storageModeShared)!
             try run { sink in
                 sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
-                                          count: (countBuffer(T), 0)),
+                                          count: (countBuffer(T), 0), scales: nil, biases: nil),
                               .threads(MTLSize(width: dModel, height: T, depth: 1),
                                        threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1)))
             }
@@ -260,7 +260,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
                           .threadgroups(MTLSize(width: s.H, height: s.chunks, depth: 1),
                                         threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1)))
             sink.barrier()
-            cbMatmul.encode(sink, w: (xbcB, 4 * s.D), x: (xbcB, 4 * (s.D + s.G * s.N)), y: (cbB, 0), norm: nil,
+            cbMatmul.encode(sink, w: GPUMatrix(.f32, values: (xbcB, 4 * s.D)), x: (xbcB, 4 * (s.D + s.G * s.N)), y: (cbB, 0), norm: nil,
                             count: count, tokens: s.T, batches: s.chunks * s.G)
             sink.dispatch(chunkState, .init(xbc: (xbcB, 0), dt: (dtB, 0), cs: (csB, 0), states: (statesB, 0),
                                             count: (count, 0), shared: 4 * (2 * tile * tile + tile)),

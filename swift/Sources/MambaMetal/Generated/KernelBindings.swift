@@ -14,9 +14,20 @@ enum Kernel {
         let EMB_HALF: Bool
         /// conv window: conv_pos advances modulo it
         let EMB_D_CONV: Int
+        /// rows are affine-quantized codes, else float (EMB_HALF)
+        let EMB_QUANT: Bool
+        /// EMB_QUANT: 4 or 8 bits per code
+        let EMB_BITS: Int
+        /// EMB_QUANT: columns per scale and bias
+        let EMB_GROUP_SIZE: Int
+        /// EMB_QUANT: scales and biases f16 (else f32)
+        let EMB_SCALES_HALF: Bool
 
         /// [[function_constant(id)]] of each constant.
-        enum ID: Int { case EMB_D_MODEL = 0, EMB_BATCH = 1, EMB_HALF = 2, EMB_D_CONV = 3 }
+        enum ID: Int {
+            case EMB_D_MODEL = 0, EMB_BATCH = 1, EMB_HALF = 2, EMB_D_CONV = 3, EMB_QUANT = 4, EMB_BITS = 5
+            case EMB_GROUP_SIZE = 6, EMB_SCALES_HALF = 7
+        }
 
         var values: [(id: Int, value: FunctionConstant)] {
             [
@@ -24,6 +35,10 @@ enum Kernel {
                 (ID.EMB_BATCH.rawValue, .int(self.EMB_BATCH)),
                 (ID.EMB_HALF.rawValue, .bool(self.EMB_HALF)),
                 (ID.EMB_D_CONV.rawValue, .int(self.EMB_D_CONV)),
+                (ID.EMB_QUANT.rawValue, .bool(self.EMB_QUANT)),
+                (ID.EMB_BITS.rawValue, .int(self.EMB_BITS)),
+                (ID.EMB_GROUP_SIZE.rawValue, .int(self.EMB_GROUP_SIZE)),
+                (ID.EMB_SCALES_HALF.rawValue, .bool(self.EMB_SCALES_HALF)),
             ]
         }
     }
@@ -34,11 +49,13 @@ enum Kernel {
         static let file = "embedding.metal"
         static let function = "embedding_gather"
         /// [[buffer(n)]] of each parameter.
-        enum Buffer: Int { case embedding = 0, tokens = 1, residual = 2, conv_pos = 3 }
+        enum Buffer: Int {
+            case embedding = 0, tokens = 1, residual = 2, conv_pos = 3, scales = 5, biases = 6
+        }
 
         /// Each buffer parameter's buffer and offset, and each threadgroup parameter's length in bytes.
         struct Arguments: KernelArguments {
-            /// `device const uchar *embedding`: (vocab, d_model) f16 or f32
+            /// `device const uchar *embedding`: (vocab, d_model) f16/f32, or codes
             let embedding: KernelBuffer
             /// `device const int *tokens`: (batch), validated by the host
             let tokens: KernelBuffer
@@ -46,12 +63,18 @@ enum Kernel {
             let residual: KernelBuffer
             /// `device uint *conv_pos`: (batch) newest slot of the conv ring
             let conv_pos: KernelBuffer
+            /// `device const uchar *scales`: (vocab, d_model / G) (only when EMB_QUANT; else nil)
+            let scales: KernelBuffer?
+            /// `device const uchar *biases`: (vocab, d_model / G) (only when EMB_QUANT; else nil)
+            let biases: KernelBuffer?
 
             func bind(to sink: any MetalCommandSink) {
                 sink.setBuffer(self.embedding.buffer, offset: self.embedding.offset, index: Buffer.embedding.rawValue)
                 sink.setBuffer(self.tokens.buffer, offset: self.tokens.offset, index: Buffer.tokens.rawValue)
                 sink.setBuffer(self.residual.buffer, offset: self.residual.offset, index: Buffer.residual.rawValue)
                 sink.setBuffer(self.conv_pos.buffer, offset: self.conv_pos.offset, index: Buffer.conv_pos.rawValue)
+                if let b = self.scales { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.scales.rawValue) }
+                if let b = self.biases { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.biases.rawValue) }
             }
         }
     }
@@ -62,7 +85,9 @@ enum Kernel {
         static let file = "embedding.metal"
         static let function = "embedding_gather_prompt"
         /// [[buffer(n)]] of each parameter.
-        enum Buffer: Int { case embedding = 0, tokens = 1, residual = 2, conv_pos = 3, count = 4 }
+        enum Buffer: Int {
+            case embedding = 0, tokens = 1, residual = 2, conv_pos = 3, count = 4, scales = 5, biases = 6
+        }
 
         /// Each buffer parameter's buffer and offset, and each threadgroup parameter's length in bytes.
         struct Arguments: KernelArguments {
@@ -76,6 +101,10 @@ enum Kernel {
             let conv_pos: KernelBuffer
             /// `device const uint *count`
             let count: KernelBuffer
+            /// `device const uchar *scales` (only when EMB_QUANT; else nil)
+            let scales: KernelBuffer?
+            /// `device const uchar *biases` (only when EMB_QUANT; else nil)
+            let biases: KernelBuffer?
 
             func bind(to sink: any MetalCommandSink) {
                 sink.setBuffer(self.embedding.buffer, offset: self.embedding.offset, index: Buffer.embedding.rawValue)
@@ -83,6 +112,8 @@ enum Kernel {
                 sink.setBuffer(self.residual.buffer, offset: self.residual.offset, index: Buffer.residual.rawValue)
                 sink.setBuffer(self.conv_pos.buffer, offset: self.conv_pos.offset, index: Buffer.conv_pos.rawValue)
                 sink.setBuffer(self.count.buffer, offset: self.count.offset, index: Buffer.count.rawValue)
+                if let b = self.scales { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.scales.rawValue) }
+                if let b = self.biases { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.biases.rawValue) }
             }
         }
     }
@@ -126,13 +157,22 @@ enum Kernel {
         let MM_W_INNER: Int
         let MM_Y_OUTER: Int
         let MM_Y_INNER: Int
+        /// W is affine-quantized codes, rows of MM_LDW columns (no z offsets)
+        let MM_QUANT: Bool
+        /// MM_QUANT: 4 or 8 bits per code
+        let MM_BITS: Int
+        /// MM_QUANT: columns per scale and bias
+        let MM_GROUP_SIZE: Int
+        /// MM_QUANT: scales and biases f16 (else f32)
+        let MM_SCALES_HALF: Bool
 
         /// [[function_constant(id)]] of each constant.
         enum ID: Int {
             case MM_N = 0, MM_K = 1, MM_M = 2, MM_BM = 3, MM_BN = 4, MM_BK = 5, MM_W_HALF = 6, MM_NORM = 7
             case MM_NORM_GROUPS = 8, MM_EPS = 9, MM_ACCUMULATE = 10, MM_CAUSAL = 11, MM_LDX = 12, MM_LDW = 13
             case MM_LDY = 14, MM_Z_INNER = 15, MM_X_OUTER = 16, MM_X_INNER = 17, MM_W_OUTER = 18
-            case MM_W_INNER = 19, MM_Y_OUTER = 20, MM_Y_INNER = 21
+            case MM_W_INNER = 19, MM_Y_OUTER = 20, MM_Y_INNER = 21, MM_QUANT = 22, MM_BITS = 23
+            case MM_GROUP_SIZE = 24, MM_SCALES_HALF = 25
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -159,6 +199,10 @@ enum Kernel {
                 (ID.MM_W_INNER.rawValue, .int(self.MM_W_INNER)),
                 (ID.MM_Y_OUTER.rawValue, .int(self.MM_Y_OUTER)),
                 (ID.MM_Y_INNER.rawValue, .int(self.MM_Y_INNER)),
+                (ID.MM_QUANT.rawValue, .bool(self.MM_QUANT)),
+                (ID.MM_BITS.rawValue, .int(self.MM_BITS)),
+                (ID.MM_GROUP_SIZE.rawValue, .int(self.MM_GROUP_SIZE)),
+                (ID.MM_SCALES_HALF.rawValue, .bool(self.MM_SCALES_HALF)),
             ]
         }
     }
@@ -169,13 +213,13 @@ enum Kernel {
         static let file = "matmul.metal"
         static let function = "matmul"
         /// [[buffer(n)]] of each parameter.
-        enum Buffer: Int { case W = 0, X = 1, Y = 2, norm_w = 3, count = 4 }
+        enum Buffer: Int { case W = 0, X = 1, Y = 2, norm_w = 3, count = 4, scales = 5, biases = 6 }
         /// [[threadgroup(n)]] of each parameter.
         enum Threadgroup: Int { case shared = 0 }
 
         /// Each buffer parameter's buffer and offset, and each threadgroup parameter's length in bytes.
         struct Arguments: KernelArguments {
-            /// `device const uchar *W`: (N, K) rows of stride MM_LDW, f16 or f32
+            /// `device const uchar *W`: (N, K) rows of stride MM_LDW, f16/f32 or codes
             let W: KernelBuffer
             /// `device const float *X`: (M, K) rows of stride MM_LDX
             let X: KernelBuffer
@@ -185,6 +229,10 @@ enum Kernel {
             let norm_w: KernelBuffer?
             /// `device const uint *count`: tokens in this block
             let count: KernelBuffer
+            /// `device const uchar *scales`: (N, MM_LDW / G) (only when MM_QUANT; else nil)
+            let scales: KernelBuffer?
+            /// `device const uchar *biases`: (N, MM_LDW / G) (only when MM_QUANT; else nil)
+            let biases: KernelBuffer?
             /// `threadgroup float *shared`: bytes of threadgroup memory
             let shared: Int
 
@@ -194,6 +242,8 @@ enum Kernel {
                 sink.setBuffer(self.Y.buffer, offset: self.Y.offset, index: Buffer.Y.rawValue)
                 if let b = self.norm_w { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.norm_w.rawValue) }
                 sink.setBuffer(self.count.buffer, offset: self.count.offset, index: Buffer.count.rawValue)
+                if let b = self.scales { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.scales.rawValue) }
+                if let b = self.biases { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.biases.rawValue) }
                 sink.setThreadgroupMemory(self.shared, index: Threadgroup.shared.rawValue)
             }
         }
@@ -223,6 +273,14 @@ enum Kernel {
         let MV_EPS: Float
         /// 1..4
         let MV_ROWS_PER_SIMDGROUP: Int
+        /// W is affine-quantized codes (quantized.h), else float
+        let MV_QUANT: Bool
+        /// MV_QUANT: 4 or 8 bits per code
+        let MV_BITS: Int
+        /// MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+        let MV_GROUP_SIZE: Int
+        /// MV_QUANT: scales and biases f16 (else f32)
+        let MV_SCALES_HALF: Bool
         /// simdgroups sharing each row, each a slice of K: 1, 2, 4
         let MV_SPLIT_K: Int
         /// MV_GATED: sums of squares per head (the SSM block's split)
@@ -232,7 +290,8 @@ enum Kernel {
         enum ID: Int {
             case MV_ROWS = 0, MV_COLS = 1, MV_BATCH = 2, MV_HALF = 3, MV_NORM = 4, MV_GATED = 5
             case MV_ACCUMULATE = 6, MV_GROUPS = 7, MV_HEADS = 8, MV_EPS = 9, MV_ROWS_PER_SIMDGROUP = 10
-            case MV_SPLIT_K = 20, MV_HEAD_PARTS = 21
+            case MV_QUANT = 11, MV_BITS = 12, MV_GROUP_SIZE = 13, MV_SCALES_HALF = 14, MV_SPLIT_K = 20
+            case MV_HEAD_PARTS = 21
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -248,6 +307,10 @@ enum Kernel {
                 (ID.MV_HEADS.rawValue, .int(self.MV_HEADS)),
                 (ID.MV_EPS.rawValue, .float(self.MV_EPS)),
                 (ID.MV_ROWS_PER_SIMDGROUP.rawValue, .int(self.MV_ROWS_PER_SIMDGROUP)),
+                (ID.MV_QUANT.rawValue, .bool(self.MV_QUANT)),
+                (ID.MV_BITS.rawValue, .int(self.MV_BITS)),
+                (ID.MV_GROUP_SIZE.rawValue, .int(self.MV_GROUP_SIZE)),
+                (ID.MV_SCALES_HALF.rawValue, .bool(self.MV_SCALES_HALF)),
                 (ID.MV_SPLIT_K.rawValue, .int(self.MV_SPLIT_K)),
                 (ID.MV_HEAD_PARTS.rawValue, .int(self.MV_HEAD_PARTS)),
             ]
@@ -260,13 +323,13 @@ enum Kernel {
         static let file = "matvec.metal"
         static let function = "matvec"
         /// [[buffer(n)]] of each parameter.
-        enum Buffer: Int { case W = 0, x = 1, y = 2, norm_w = 3, sumsq = 4 }
+        enum Buffer: Int { case W = 0, x = 1, y = 2, norm_w = 3, sumsq = 4, scales = 5, biases = 6 }
         /// [[threadgroup(n)]] of each parameter.
         enum Threadgroup: Int { case scale = 0 }
 
         /// Each buffer parameter's buffer and offset, and each threadgroup parameter's length in bytes.
         struct Arguments: KernelArguments {
-            /// `device const uchar *W`: (N, K) f16 or f32
+            /// `device const uchar *W`: (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
             let W: KernelBuffer
             /// `device const float *x`: (batch, K)
             let x: KernelBuffer
@@ -276,6 +339,10 @@ enum Kernel {
             let norm_w: KernelBuffer?
             /// `device const float *sumsq`: (batch, heads, parts) (only when MV_GATED; else nil)
             let sumsq: KernelBuffer?
+            /// `device const uchar *scales`: (N, K / G) f16 or f32 (only when MV_QUANT; else nil)
+            let scales: KernelBuffer?
+            /// `device const uchar *biases`: (N, K / G) (only when MV_QUANT; else nil)
+            let biases: KernelBuffer?
             /// `threadgroup float *scale`: bytes of threadgroup memory
             let scale: Int
 
@@ -285,6 +352,8 @@ enum Kernel {
                 sink.setBuffer(self.y.buffer, offset: self.y.offset, index: Buffer.y.rawValue)
                 if let b = self.norm_w { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.norm_w.rawValue) }
                 if let b = self.sumsq { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.sumsq.rawValue) }
+                if let b = self.scales { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.scales.rawValue) }
+                if let b = self.biases { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.biases.rawValue) }
                 sink.setThreadgroupMemory(self.scale, index: Threadgroup.scale.rawValue)
             }
         }

@@ -4,33 +4,87 @@ enum MetalSources {
     /// Each file's name and source text, sorted by name.
     static let files: [(name: String, source: String)] = [
         (name: "embedding.metal", source: ##"""
-// Embedding gather: the first dispatch of every decode step.
+// Embedding gather: the first dispatch of every decode step (and of every prompt block). Rows are f32,
+// f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 6 "metal/embedding.metal"
 
 constant int EMB_D_MODEL [[function_constant(0)]];  // width of the residual stream
 constant int EMB_BATCH   [[function_constant(1)]];  // sequences in this dispatch
 constant bool EMB_HALF   [[function_constant(2)]];  // embedding stored as f16 (else f32)
 constant int EMB_D_CONV  [[function_constant(3)]];  // conv window: conv_pos advances modulo it
+constant bool EMB_QUANT  [[function_constant(4)]];  // rows are affine-quantized codes, else float (EMB_HALF)
+constant int EMB_BITS    [[function_constant(5)]];  // EMB_QUANT: 4 or 8 bits per code
+constant int EMB_GROUP_SIZE [[function_constant(6)]];   // EMB_QUANT: columns per scale and bias
+constant bool EMB_SCALES_HALF [[function_constant(7)]]; // EMB_QUANT: scales and biases f16 (else f32)
 
-// residual[b, :] = embedding[tokens[b], :] (widened to f32), and each sequence's conv ring position
-// advances by one token, so every layer's fused block writes its new conv input into the same slot.
+// embedding[token, k] in f32: widened, or dequantized exactly (fma(scale, q, bias)).
+inline float embedding_value(device const uchar *embedding, device const uchar *scales, device const uchar *biases,
+                             uint token, uint k) {
+    if (EMB_QUANT) {
+        return affine_value(embedding, scales, biases, ulong(token), int(k), EMB_D_MODEL, EMB_BITS, EMB_GROUP_SIZE,
+                            EMB_SCALES_HALF);
+    }
+    const ulong at = ulong(token) * ulong(EMB_D_MODEL) + ulong(k);
+    return EMB_HALF ? float(((device const half *)embedding)[at]) : ((device const float *)embedding)[at];
+}
+
+// residual[b, :] = embedding[tokens[b], :] (in f32), and each sequence's conv ring position advances by
+// one token, so every layer's fused block writes its new conv input into the same slot.
 // Grid: dispatchThreads (EMB_D_MODEL, EMB_BATCH); threadgroup (min(256, EMB_D_MODEL), 1).
-kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model) f16 or f32
+kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model) f16/f32, or codes
                              device const int *tokens      [[buffer(1)]],  // (batch), validated by the host
                              device float *residual        [[buffer(2)]],  // (batch, d_model)
                              device uint *conv_pos         [[buffer(3)]],  // (batch) newest slot of the conv ring
+                             device const uchar *scales [[buffer(5), function_constant(EMB_QUANT)]],  // (vocab, d_model / G)
+                             device const uchar *biases [[buffer(6), function_constant(EMB_QUANT)]],  // (vocab, d_model / G)
                              uint2 gid [[thread_position_in_grid]]) {
     const uint k = gid.x, b = gid.y;
     if (k >= uint(EMB_D_MODEL) || b >= uint(EMB_BATCH)) return;
-    const ulong row = ulong(tokens[b]) * ulong(EMB_D_MODEL);
-    float v;
-    if (EMB_HALF) {
-        v = float(((device const half *)embedding)[row + k]);
-    } else {
-        v = ((device const float *)embedding)[row + k];
-    }
-    residual[b * uint(EMB_D_MODEL) + k] = v;
+    residual[b * uint(EMB_D_MODEL) + k] = embedding_value(embedding, scales, biases, uint(tokens[b]), k);
     if (k == 0) conv_pos[b] = (conv_pos[b] + 1) % uint(EMB_D_CONV);
 }
 
@@ -43,12 +97,12 @@ kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],
                                     device float *residual        [[buffer(2)]],  // (count, d_model)
                                     device uint *conv_pos         [[buffer(3)]],  // this sequence's slot
                                     device const uint *count      [[buffer(4)]],
+                                    device const uchar *scales [[buffer(5), function_constant(EMB_QUANT)]],
+                                    device const uchar *biases [[buffer(6), function_constant(EMB_QUANT)]],
                                     uint2 gid [[thread_position_in_grid]]) {
     const uint k = gid.x, t = gid.y;
     if (k >= uint(EMB_D_MODEL) || t >= count[0]) return;
-    const ulong row = ulong(tokens[t]) * ulong(EMB_D_MODEL);
-    residual[t * uint(EMB_D_MODEL) + k] = EMB_HALF ? float(((device const half *)embedding)[row + k])
-                                                   : ((device const float *)embedding)[row + k];
+    residual[t * uint(EMB_D_MODEL) + k] = embedding_value(embedding, scales, biases, uint(tokens[t]), k);
     if (k == 0 && t == 0) conv_pos[0] = (conv_pos[0] + count[0]) % uint(EMB_D_CONV);
 }
 
@@ -56,9 +110,53 @@ kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],
         (name: "matmul.metal", source: ##"""
 // Tiled matrix × matrixᵀ for many tokens at once (prefill): in_proj with the pre-mixer RMSNorm fused
 // in, out_proj with the gated group RMSNorm fused in (plus the residual add), and the SSD's C·Bᵀ per
-// (chunk, group) with a causal mask.
+// (chunk, group) with a causal mask. W is f32, f16 or affine-quantized (quantized.h), chosen by function
+// constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 8 "metal/matmul.metal"
 
 constant int MM_N [[function_constant(0)]];            // columns of Y (rows of W); causal: ignored
 constant int MM_K [[function_constant(1)]];            // reduction length
@@ -82,6 +180,10 @@ constant int MM_W_OUTER [[function_constant(18)]];
 constant int MM_W_INNER [[function_constant(19)]];
 constant int MM_Y_OUTER [[function_constant(20)]];
 constant int MM_Y_INNER [[function_constant(21)]];
+constant bool MM_QUANT [[function_constant(22)]];        // W is affine-quantized codes, rows of MM_LDW columns (no z offsets)
+constant int MM_BITS [[function_constant(23)]];          // MM_QUANT: 4 or 8 bits per code
+constant int MM_GROUP_SIZE [[function_constant(24)]];    // MM_QUANT: columns per scale and bias
+constant bool MM_SCALES_HALF [[function_constant(25)]];  // MM_QUANT: scales and biases f16 (else f32)
 
 #define MM_THREADS 128
 #define MM_MAX_FRAGS 4
@@ -94,13 +196,16 @@ constant int MM_Y_INNER [[function_constant(21)]];
 // Grid: dispatchThreadgroups(ceil(cols / MM_BN), ceil(rows / MM_BM), batch indices).
 // Threadgroup: 128 threads = 4 simdgroups in a 2 × 2 arrangement; each owns a (MM_BM/2) × (MM_BN/2)
 // block of the output tile as 8×8 simdgroup matrices, accumulated in f32 over MM_BK-wide slices of X̂
-// and W staged in threadgroup memory (W widened to f32 there).
+// and W staged in threadgroup memory (W widened to f32 there; quantized W dequantized there, so each
+// code is read once per tile and no dequantized copy of W is ever written to device memory).
 // Threadgroup memory: max((MM_BM + MM_BN) · MM_BK, MM_BM · MM_BN) + MM_BM · max(G, 1) floats.
-kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16 or f32
+kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16/f32 or codes
                    device const float *X [[buffer(1)]],     // (M, K) rows of stride MM_LDX
                    device float *Y [[buffer(2)]],           // (M, N) rows of stride MM_LDY
                    device const float *norm_w [[buffer(3), function_constant(MM_NORM)]],  // (K)
                    device const uint *count [[buffer(4)]],  // tokens in this block
+                   device const uchar *scales [[buffer(5), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
+                   device const uchar *biases [[buffer(6), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
                    threadgroup float *shared [[threadgroup(0)]],
                    uint3 tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
@@ -161,14 +266,26 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
             }
             Xs[i] = v;
         }
-        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
-            const int n = n0 + i / BK, k = k0 + i % BK;
-            float v = 0.0f;
-            if (n < cols && k < K) {
-                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
-                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+        if (MM_QUANT) {
+            // Runs of 4 columns (BK and G are multiples of 4): one load of their codes, one scale and bias.
+            for (int i = int(tid); i < BN * BK / 4; i += MM_THREADS) {
+                const int n = n0 + (4 * i) / BK, k = k0 + (4 * i) % BK;
+                float4 v = float4(0.0f);
+                if (n < cols && k < K) {
+                    v = affine_values4(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
+                }
+                for (int e = 0; e < 4; e++) Ws[4 * i + e] = k + e < K ? v[e] : 0.0f;
             }
-            Ws[i] = v;
+        } else {
+            for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+                const int n = n0 + i / BK, k = k0 + i % BK;
+                float v = 0.0f;
+                if (n < cols && k < K) {
+                    const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                    v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                }
+                Ws[i] = v;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int kk = 0; kk < BK; kk += 8) {
@@ -199,8 +316,52 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
         (name: "matvec.metal", source: ##"""
 // Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
 // group RMSNorm fused in, plus the residual add) and the lm_head (with the final RMSNorm fused in).
+// Weights are f32, f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 7 "metal/matvec.metal"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
@@ -213,6 +374,10 @@ constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups o
 constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
 constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
 constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
+constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
+constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
 // Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
 constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
 constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
@@ -238,6 +403,9 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 //             extra pass over x is needed; with one group, as MV_RMS).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
+// Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
+// columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
+// by the rows; mid and bias' below).
 // Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
 // summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
 // slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
@@ -246,14 +414,17 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 // Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
 // Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
 // … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
-// when K or the group size is not a multiple of 4).
+// when K or the group size is not a multiple of 4), or, with MV_QUANT, in steps of 8 bytes of codes per row
+// (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
 // Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
 // MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
-kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
+kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
                    device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
                    device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
+                   device const uchar *scales [[buffer(5), function_constant(MV_QUANT)]], // (N, K / G) f16 or f32
+                   device const uchar *biases [[buffer(6), function_constant(MV_QUANT)]], // (N, K / G)
                    threadgroup float *scale [[threadgroup(0)]],
                    uint tg [[threadgroup_position_in_grid]],
                    uint sg [[simdgroup_index_in_threadgroup]],
@@ -284,7 +455,46 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
     }
 
-    if (K % 4 == 0 && group % 4 == 0) {
+    if (MV_QUANT) {
+        const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
+        // w = scale·(q − mid) + (bias + scale·mid): the bias term moves to the group's middle code, so
+        // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
+        // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
+        const float mid = float(1 << (MV_BITS - 1));
+        for (int s = k_first; s < steps; s += k_step) {
+            const int k0 = s * E;
+            uint2 q[MV_MAX_ROWS];
+            float qs[MV_MAX_ROWS], qb[MV_MAX_ROWS];
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                q[r] = ((device const uint2 *)W)[ulong(row) * ulong(steps) + ulong(s)];
+                const ulong g = ulong(row) * ulong(groups) + ulong(k0 / MV_GROUP_SIZE);
+                qs[r] = affine_param(scales, g, MV_SCALES_HALF);
+                qb[r] = fma(qs[r], mid, affine_param(biases, g, MV_SCALES_HALF));
+            }
+            for (int b = 0; b < NB; b++) {
+                float4 xv[4];
+                float sx = 0.0f;
+                for (int i = 0; i < E / 4; i++) {
+                    float4 v = ((device const float4 *)(x + b * K + k0))[i];
+                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
+                    if (MV_GROUP_SCALES) {
+                        for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
+                    }
+                    xv[i] = v;
+                    sx += v.x + v.y + v.z + v.w;
+                }
+                for (int r = 0; r < R; r++) {
+                    if (row0 + r >= N) break;
+                    float d = 0.0f;
+                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS) - mid, xv[i]);
+                    acc[r][b] += qs[r] * d + qb[r] * sx;
+                }
+            }
+        }
+    } else if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
         for (int k4 = k_first; k4 < K4; k4 += k_step) {
             const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);

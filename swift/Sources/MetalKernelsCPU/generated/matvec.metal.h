@@ -3,8 +3,52 @@
 #line 1 "metal/matvec.metal"
 // Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
 // group RMSNorm fused in, plus the residual add) and the lm_head (with the final RMSNorm fused in).
+// Weights are f32, f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 7 "metal/matvec.metal"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
@@ -17,6 +61,10 @@ constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups o
 constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
 constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
 constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
+constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
+constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
 // Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
 constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
 constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
@@ -42,6 +90,9 @@ constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of 
 //             extra pass over x is needed; with one group, as MV_RMS).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
+// Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
+// columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
+// by the rows; mid and bias' below).
 // Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
 // summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
 // slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
@@ -50,14 +101,17 @@ constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of 
 // Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
 // Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
 // … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
-// when K or the group size is not a multiple of 4).
+// when K or the group size is not a multiple of 4), or, with MV_QUANT, in steps of 8 bytes of codes per row
+// (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
 // Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
 // MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
-kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
+kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
                    device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
                    device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
+                   device const uchar *scales [[buffer(5), function_constant(MV_QUANT)]], // (N, K / G) f16 or f32
+                   device const uchar *biases [[buffer(6), function_constant(MV_QUANT)]], // (N, K / G)
                    threadgroup float *scale [[mc_threadgroup_index(0)]],
                    uint tg [[threadgroup_position_in_grid]],
                    uint sg [[simdgroup_index_in_threadgroup]],
@@ -88,7 +142,46 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
     }
 
-    if (K % 4 == 0 && group % 4 == 0) {
+    if (MV_QUANT) {
+        const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
+        // w = scale·(q − mid) + (bias + scale·mid): the bias term moves to the group's middle code, so
+        // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
+        // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
+        const float mid = float(1 << (MV_BITS - 1));
+        for (int s = k_first; s < steps; s += k_step) {
+            const int k0 = s * E;
+            uint2 q[MV_MAX_ROWS];
+            float qs[MV_MAX_ROWS], qb[MV_MAX_ROWS];
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                q[r] = ((device const uint2 *)W)[ulong(row) * ulong(steps) + ulong(s)];
+                const ulong g = ulong(row) * ulong(groups) + ulong(k0 / MV_GROUP_SIZE);
+                qs[r] = affine_param(scales, g, MV_SCALES_HALF);
+                qb[r] = fma(qs[r], mid, affine_param(biases, g, MV_SCALES_HALF));
+            }
+            for (int b = 0; b < NB; b++) {
+                float4 xv[4];
+                float sx = 0.0f;
+                for (int i = 0; i < E / 4; i++) {
+                    float4 v = ((device const float4 *)(x + b * K + k0))[i];
+                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
+                    if (MV_GROUP_SCALES) {
+                        for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
+                    }
+                    xv[i] = v;
+                    sx += v.x + v.y + v.z + v.w;
+                }
+                for (int r = 0; r < R; r++) {
+                    if (row0 + r >= N) break;
+                    float d = 0.0f;
+                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS) - mid, xv[i]);
+                    acc[r][b] += qs[r] * d + qb[r] * sx;
+                }
+            }
+        }
+    } else if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
         for (int k4 = k_first; k4 < K4; k4 += k_step) {
             const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
