@@ -75,8 +75,16 @@ export interface LoadOptions {
  * ```
  */
 export interface MetalTuningParams {
-  /** Rows of W per simdgroup in the decode matvec (1…4). */
+  /** Rows of W per simdgroup in the in_proj and lm_head matvecs (1…4). */
   matvecRowsPerSimdgroup?: number;
+  /** Simdgroups sharing each row of the in_proj and lm_head matvecs, each a slice of K (1, 2, 4). */
+  matvecSplitK?: number;
+  /** Rows of W per simdgroup in the out_proj matvec (1…4). */
+  outProjRowsPerSimdgroup?: number;
+  /** Simdgroups sharing each row of the out_proj matvec (1, 2, 4). */
+  outProjSplitK?: number;
+  /** Threadgroups per head of the SSM decode block, each a block of the head's rows (1, 2, 4, 8). */
+  ssmSplit?: number;
   /** Output tile side of the prefill matmul (16 or 32). */
   matmulTile?: number;
 }

@@ -77,7 +77,15 @@ const char *mamba_last_error(void);
  * @option tuneTableSource  the file or URL tuneTable came from, which its errors name (default
  *                          "metal_tune.json")
  * @option tuning           Metal: kernel parameters that override the table, an object with these keys:
- * @tuning matvecRowsPerSimdgroup  rows of W per simdgroup of the decode matvec, 1 to 4 (default 2)
+ * @tuning matvecRowsPerSimdgroup  rows of W per simdgroup of the in_proj and lm_head matvecs, 1 to 4
+ *                                 (default 2)
+ * @tuning matvecSplitK            simdgroups sharing each row of those matvecs, each a slice of K: 1, 2
+ *                                 or 4 (default 2)
+ * @tuning outProjRowsPerSimdgroup rows of W per simdgroup of the out_proj matvec, 1 to 4 (default 1)
+ * @tuning outProjSplitK           simdgroups sharing each row of the out_proj matvec: 1, 2 or 4 (default 4)
+ * @tuning ssmSplit                threadgroups per head of the SSM decode block, each a block of the
+ *                                 head's rows: 1, 2, 4 or 8 (default: the smallest giving n_heads · split
+ *                                 · batch ≥ 80 threadgroups, at most 8)
  * @tuning matmulTile              output tile side of the prefill matmul, 16 or 32 (default 32)
  */
 int32_t mamba_engine_create(const char *model_dir, const char *options_json, mamba_engine **out_engine);

@@ -51,24 +51,33 @@ export function specId(file: string, constants: ConstantValue[]): string {
   return h.toString(16).padStart(8, "0");
 }
 
-/** Pipelines of every trace.jsonl under `dir` (or the file itself). */
+/** A trace's text, from trace.jsonl or (as prepare.ts and sweep.ts pack them) trace.jsonl.gz. */
+async function traceText(f: string): Promise<string> {
+  if (!f.endsWith(".gz")) return await Deno.readTextFile(f);
+  const stream = (await Deno.open(f)).readable.pipeThrough(new DecompressionStream("gzip"));
+  return await new Response(stream).text();
+}
+
+/** Pipelines of every trace.jsonl (or trace.jsonl.gz) under `dir` (or the file itself). */
 export async function tracePipelines(path: string): Promise<TracePipeline[]> {
   const files: string[] = [];
   const st = await Deno.stat(path);
   if (st.isFile) files.push(path);
   else {
     for await (const e of Deno.readDir(path)) {
-      if (e.isDirectory) {
+      if (!e.isDirectory) continue;
+      for (const name of ["trace.jsonl", "trace.jsonl.gz"]) {
         try {
-          await Deno.stat(join(path, e.name, "trace.jsonl"));
-          files.push(join(path, e.name, "trace.jsonl"));
+          await Deno.stat(join(path, e.name, name));
+          files.push(join(path, e.name, name));
+          break;
         } catch { /* not a trace directory */ }
       }
     }
   }
   const out: TracePipeline[] = [];
   for (const f of files.sort()) {
-    for (const line of (await Deno.readTextFile(f)).split("\n")) {
+    for (const line of (await traceText(f)).split("\n")) {
       if (!line.includes('"ev":"pipeline"')) continue;
       const e = JSON.parse(line);
       out.push({ file: e.file, function: e.function, constants: e.constants });

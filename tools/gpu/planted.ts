@@ -42,11 +42,11 @@ export const PLANTED: PlantedBug[] = [
   {
     name: "matvec.planted_divergent_simd_sum.metal",
     file: "matvec.metal",
-    what: "simd_sum of the RMSNorm reached by half a simdgroup",
+    what: "simd_sum of the gated norm's group scales reached by half a simdgroup (models of several groups)",
     find:
-      "            ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
+      "            ss = simd_sum(ss);\n            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);",
     replace:
-      "            if (lane < 16) ss = simd_sum(ss);\n            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);",
+      "            if (lane < 16) ss = simd_sum(ss);\n            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);",
     caughtBy: "simd-check",
   },
 ];

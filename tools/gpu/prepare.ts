@@ -89,7 +89,7 @@ export const SESSIONS: Session[] = [
 
 /** Copies a trace gzipped, moving fills of more than 4 KiB into blobs/CRC-LENGTH.bin, shared by every
  * trace of the same model (the small vectors of a bench model are the same at every batch and dtype). */
-async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
+export async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
   await Deno.mkdir(blobs, { recursive: true });
   const lines: string[] = [];
   for (const line of (await Deno.readTextFile(src)).split("\n")) {
@@ -143,8 +143,12 @@ if (import.meta.main) {
       "skip-build": { type: "boolean", default: false },
       "skip-traces": { type: "boolean", default: false },
       "repack": { type: "boolean", default: false },
+      // Metal kernel parameters for every session (configs/metal_tune.json's params), e.g. the winners of
+      // a sweep (tools/gpu/sweep.ts); CPU references already in the work folder are kept.
+      tuning: { type: "string" },
     },
   });
+  const tuning = values.tuning ? JSON.parse(values.tuning) : undefined;
   const out = values.out!;
   const traces = join(out, "traces");
   const work = join(out, "work"); // uncompressed traces (not carried)
@@ -164,6 +168,8 @@ if (import.meta.main) {
         recorded: s.recorded === true,
         dry: s.dry,
         inline: s.dry ? undefined : 1 << 30,
+        tuning,
+        keepReference: tuning !== undefined,
       });
       const dst = join(traces, s.name);
       await Deno.mkdir(dst, { recursive: true });

@@ -774,15 +774,7 @@ def timings(d, replay, copy_gbs):
     rows.append(dict(base, kind="decode_step", us=us, usMin=best, bytes=total_bytes,
                      dispatches=len(step["launches"]), perToken=us / s["batch"]))
     # Per kernel role: in_proj / out_proj / lm_head matvecs, the SSM block, the embedding.
-    roles = {}
-    n_layer = c["nLayer"]
-    for i, L in enumerate(step["launches"]):
-        role = L.name
-        if L.name == "matvec":
-            p = {x["name"]: x.get("value") for x in L.pipeline["constants"]}
-            role = "matvec.lm_head" if p["MV_ROWS"] == c["vocabSize"] else (
-                "matvec.out_proj" if p["MV_ACCUMULATE"] else "matvec.in_proj")
-        roles.setdefault(role, []).append(L)
+    roles = step_roles(step["launches"], c)
     for role, launches in roles.items():
         ordered = []
         for L in launches:  # each alone: a barrier before every one
@@ -822,6 +814,112 @@ def timings(d, replay, copy_gbs):
     return rows
 
 
+def role_of(L, c):
+    """A decode dispatch's role: matvec.in_proj / matvec.out_proj / matvec.lm_head, or the kernel's name."""
+    if L.name != "matvec":
+        return L.name
+    p = {x["name"]: x.get("value") for x in L.pipeline["constants"]}
+    return "matvec.lm_head" if p["MV_ROWS"] == c["vocabSize"] else (
+        "matvec.out_proj" if p["MV_ACCUMULATE"] else "matvec.in_proj")
+
+
+def step_roles(launches, c):
+    roles = {}
+    for L in launches:
+        roles.setdefault(role_of(L, c), []).append(L)
+    return roles
+
+
+# ---- tuning sweep (tools/gpu/sweep.ts) -----------------------------------------------------------------
+
+TUNING_OF_ROLE = {"matvec.in_proj": ("matvecRowsPerSimdgroup", "matvecSplitK"),
+                  "matvec.lm_head": ("matvecRowsPerSimdgroup", "matvecSplitK"),
+                  "matvec.out_proj": ("outProjRowsPerSimdgroup", "outProjSplitK", "ssmSplit"),
+                  "ssm_decode_block": ("ssmSplit",)}
+
+
+def fills_signature(trace):
+    return trace.heap_size, [(f["offset"], f["length"], f["crc32"]) for f in trace.fills]
+
+
+def sweep(d, kernels, sweep_dir, copy_gbs, reps=50, log=print):
+    """Times each candidate trace's last decode step and its roles on one heap per batch size, then
+    composes the step from the best choice per role (in_proj and lm_head share their parameters; out_proj
+    and the SSM block share the split) and times the best few compositions."""
+    manifest = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    out = {"candidates": [], "composed": [], "chosen": {}}
+    for batch in sorted({m["batch"] for m in manifest}):
+        group = [m for m in manifest if m["batch"] == batch]
+        base_trace = Trace(os.path.join(sweep_dir, group[0]["name"]))
+        base = Replay(d, kernels, base_trace)
+        run_session(base)  # every buffer written, the state evolved: nothing is timed on poison or zeros
+        c = base_trace.config()
+        steps = {}
+        for m in group:
+            t = Trace(os.path.join(sweep_dir, m["name"]))
+            if fills_signature(t) != fills_signature(base_trace):
+                raise ValueError(f"{m['name']}: its heap differs from {group[0]['name']}'s: cannot share it")
+            base.t = t
+            step_ops = [op for op in t.session["ops"] if op["op"] == "step"]
+            cb = base.prepare(t.cbs[step_ops[-1]["cb"][0]], None)
+            base.host_writes(cb)
+            steps[m["name"]] = cb["launches"]
+            us, best = time_graph(d, base, cb["launches"], reps=reps)
+            row = {"name": m["name"], "batch": batch, "tuning": m["tuning"], "us": round(us, 2),
+                   "usMin": round(best, 2), "dispatches": len(cb["launches"]), "roles": {}}
+            for role, launches in step_roles(cb["launches"], c).items():
+                r_us, r_best = time_graph(d, base, launches, reps=reps)
+                b = sum(bytes_of(L, c, batch) for L in launches)
+                row["roles"][role] = {"us": round(r_us, 2), "usMin": round(r_best, 2), "dispatches": len(launches),
+                                      "grid": launches[0].grid, "threadgroup": launches[0].block, "bytes": b,
+                                      "fraction": round(b / (max(r_us, 1e-3) * 1e-6) / 1e9 / copy_gbs, 4)}
+            out["candidates"].append(row)
+            log(f"b{batch} {m['name']:<32} step {us:7.1f} us  " + "  ".join(
+                f"{k.split('.')[-1]} {v['us']:6.1f}" for k, v in row["roles"].items()))
+        rows = [r for r in out["candidates"] if r["batch"] == batch]
+
+        def mean_role(role, keys, values):
+            xs = [r["roles"][role]["us"] for r in rows if tuple(r["tuning"][k] for k in keys) == values]
+            return sum(xs) / len(xs) if xs else float("inf")
+
+        # in_proj + lm_head per (rows, K slices); out_proj per (rows, K slices, split) + the SSM per split.
+        in_choices = sorted({(r["tuning"]["matvecRowsPerSimdgroup"], r["tuning"]["matvecSplitK"]) for r in rows})
+        in_cost = {a: mean_role("matvec.in_proj", TUNING_OF_ROLE["matvec.in_proj"], a) +
+                   mean_role("matvec.lm_head", TUNING_OF_ROLE["matvec.lm_head"], a) for a in in_choices}
+        out_choices = sorted({(r["tuning"]["outProjRowsPerSimdgroup"], r["tuning"]["outProjSplitK"],
+                               r["tuning"]["ssmSplit"]) for r in rows})
+        out_cost = {o: mean_role("matvec.out_proj", TUNING_OF_ROLE["matvec.out_proj"], o) +
+                    mean_role("ssm_decode_block", ("ssmSplit",), (o[2],)) for o in out_choices}
+        top_in = sorted(in_cost, key=in_cost.get)[:3]
+        top_out = sorted(out_cost, key=out_cost.get)[:3]
+        extra = [tuple(x) for x in json.loads(os.environ.get("SWEEP_COMPOSE", "[]"))]  # e.g. the Mac defaults
+        combos = [(a, o) for a in top_in for o in top_out] + [((e[0], e[1]), (e[2], e[3], e[4])) for e in extra]
+        for a, o in combos:
+            src_in = next((r["name"] for r in rows if (r["tuning"]["matvecRowsPerSimdgroup"],
+                                                       r["tuning"]["matvecSplitK"]) == a), None)
+            src_out = next((r["name"] for r in rows if (r["tuning"]["outProjRowsPerSimdgroup"],
+                                                        r["tuning"]["outProjSplitK"], r["tuning"]["ssmSplit"]) == o), None)
+            if src_in is None or src_out is None:
+                log(f"b{batch}: no candidate traced for {a} {o}: not composed")
+                continue
+            composed = []
+            for L_in, L_out in zip(steps[src_in], steps[src_out]):
+                role = role_of(L_in, c)
+                composed.append(L_in if role in ("matvec.in_proj", "matvec.lm_head") else L_out)
+            us, best = time_graph(d, base, composed, reps=reps)
+            tuning = {"matvecRowsPerSimdgroup": a[0], "matvecSplitK": a[1], "outProjRowsPerSimdgroup": o[0],
+                      "outProjSplitK": o[1], "ssmSplit": o[2]}
+            out["composed"].append({"batch": batch, "tuning": tuning, "us": round(us, 2), "usMin": round(best, 2),
+                                    "from": [src_in, src_out], "predictedRoles": round(in_cost[a] + out_cost[o], 2)
+                                    if a in in_cost and o in out_cost else None})
+            log(f"b{batch} composed {json.dumps(tuning)}: step {us:.1f} us (min {best:.1f})")
+        best = min((x for x in out["composed"] if x["batch"] == batch), key=lambda x: x["us"])
+        out["chosen"][str(batch)] = best
+        base.t = base_trace
+        base.close()
+    return out
+
+
 def matmul_role(L, c):
     p = {x["name"]: x.get("value") for x in L.pipeline["constants"]}
     if p["MM_CAUSAL"]:
@@ -851,9 +949,10 @@ def parse_overrides(items, pipelines=()):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=["parity", "time"])
+    ap.add_argument("mode", choices=["parity", "time", "sweep"])
     ap.add_argument("--build", required=True)
-    ap.add_argument("--trace", required=True, action="append")
+    ap.add_argument("--trace", action="append", default=[])
+    ap.add_argument("--sweep", help="sweep mode: the folder tools/gpu/sweep.ts filled")
     ap.add_argument("--against", default="reference,metalcompat")
     ap.add_argument("--json")
     ap.add_argument("--serial", action="store_true", help="one stream: dispatches strictly in order")
@@ -872,7 +971,16 @@ def main(argv=None):
     kernels = Kernels(d, a.build, simd_check=a.simd_check, planted=planted)
     overrides = parse_overrides(a.override, [p for t in a.trace for p in Trace(t).pipelines.values()])
     results = []
-    copy_gbs = copy_bandwidth(d) if a.mode == "time" else None
+    copy_gbs = copy_bandwidth(d) if a.mode in ("time", "sweep") else None
+    if a.mode == "sweep":
+        out = sweep(d, kernels, a.sweep, copy_gbs)
+        out.update(gpu=d.name, sms=d.sms, copyBandwidthGBs=copy_gbs)
+        if a.json:
+            json.dump(out, open(a.json, "w"), indent=1)
+        for batch, best in out["chosen"].items():
+            print(f"best at batch {batch}: {best['us']:.1f} us {json.dumps(best['tuning'])}", flush=True)
+        print(f"copy bandwidth {copy_gbs:.0f} GB/s", flush=True)
+        return 0
     for tdir in a.trace:
         t0 = time.time()
         trace = Trace(tdir)

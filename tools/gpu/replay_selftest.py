@@ -130,14 +130,26 @@ def check_trace(build, tdir):
     return result
 
 
+def check_sweep(build, sweep_dir):
+    """replay.py sweep against the fake driver: every candidate prepares on the shared heap and composes."""
+    d = FakeDriver()
+    out = replay.sweep(d, replay.Kernels(d, build), sweep_dir, 1.0, reps=1, log=lambda _: None)
+    assert out["candidates"] and out["composed"] and out["chosen"], out.keys()
+    return {"sweep": sweep_dir, "candidates": len(out["candidates"]), "composed": len(out["composed"])}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", required=True)
-    ap.add_argument("traces", nargs="+")
+    ap.add_argument("--sweep", help="a folder of tools/gpu/sweep.ts: check replay.py sweep on it")
+    ap.add_argument("traces", nargs="*")
     a = ap.parse_args()
+    if a.sweep:
+        print(json.dumps(check_sweep(a.build, a.sweep)), flush=True)
     for tdir in a.traces:
         print(json.dumps(check_trace(a.build, tdir)), flush=True)
-    print(f"{len(a.traces)} passed, 0 failed")
+    if a.traces:
+        print(f"{len(a.traces)} passed, 0 failed")
 
 
 if __name__ == "__main__":

@@ -157,9 +157,18 @@ async function child(spec: SessionSpec, backend: "metal" | "cpu", out: string, d
   }
 }
 
-/** Records one session: the Metal backend traced (a child process), then the CPU backend's reference. */
+/** Records one session: the Metal backend traced (a child process), then the CPU backend's reference.
+ * `keepReference`: an existing reference.json in `out` is kept (the CPU backend's results do not depend
+ * on the Metal tuning, so retracing a session with other kernel parameters need not recompute them);
+ * `metalOnly`: no reference at all (timing candidates, tools/gpu/sweep.ts). */
 export async function traceSession(
-  spec: SessionSpec & { out: string; dry: boolean; inline?: number },
+  spec: SessionSpec & {
+    out: string;
+    dry: boolean;
+    inline?: number;
+    keepReference?: boolean;
+    metalOnly?: boolean;
+  },
 ): Promise<void> {
   await Deno.mkdir(spec.out, { recursive: true });
   const self = new URL(import.meta.url).pathname;
@@ -180,7 +189,12 @@ export async function traceSession(
     ...(spec.dry ? ["--dry"] : []),
     ...(spec.tuning ? ["--tuning", JSON.stringify(spec.tuning)] : []),
   ];
-  for (const backend of ["metal", "cpu"] as const) {
+  let haveReference = false;
+  try {
+    haveReference = spec.metalOnly === true ||
+      spec.keepReference === true && (await Deno.stat(join(spec.out, "reference.json"))).isFile;
+  } catch { /* none yet */ }
+  for (const backend of haveReference ? ["metal"] as const : ["metal", "cpu"] as const) {
     const env: Record<string, string> = {};
     if (backend === "metal") {
       env.METALCOMPAT_TRACE = join(spec.out, "trace.jsonl");

@@ -79,6 +79,9 @@ struct PlacedBuffer {
 }
 
 struct MetalBufferLayout {
+    /// The largest MetalTuning.ssmSplit: partial sums of squares per head that `sumsq` has room for.
+    static let maxSSMSplit = MetalTuning.allowed(.ssmSplit).max()!
+
     /// Every buffer with its shape, in heap order.
     private(set) var entries: [(buffer: MetalBuffer, shape: BufferShape)] = []
 
@@ -95,7 +98,9 @@ struct MetalBufferLayout {
         add(.residual, rows: B, rowBytes: f * c.dModel)                 // (batch, d_model) f32
         add(.zxbcdt, rows: B, rowBytes: f * c.dInProj)                  // (batch, d_in_proj) f32
         add(.gated, rows: B, rowBytes: f * c.dInner)                    // (batch, d_inner) f32
-        add(.sumsq, rows: B, rowBytes: f * c.nHeads)                    // (batch, n_heads) f32
+        // (batch, n_heads, ssmSplit ≤ maxSSMSplit) f32: sized for the largest split, so the heap's layout
+        // does not depend on the tuning.
+        add(.sumsq, rows: B, rowBytes: f * c.nHeads * MetalBufferLayout.maxSSMSplit)
         add(.logits, rows: B, rowBytes: f * c.vocabSize)                // (batch, vocab) f32
         add(.tokens, rows: tokenCapacity, rowBytes: 4)                  // (token_capacity) i32
         add(.convPos, rows: B, rowBytes: 4)                             // (batch) u32

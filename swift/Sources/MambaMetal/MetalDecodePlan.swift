@@ -3,11 +3,12 @@
 //   embedding_gather ─┐ residual = E[token]; conv_pos += 1
 //   for each layer:   │
 //     matvec in_proj  ├─ zxbcdt = in_proj · RMSNorm(residual)                   (.rms)
-//     ssm_decode_block├─ conv ring, SSM state update, gated = y · silu(z), sumsq per head
+//     ssm_decode_block├─ conv ring, SSM state update, gated = y · silu(z), sumsq per block of a head's rows
 //     matvec out_proj ├─ residual += out_proj · GroupNorm(gated)                 (.gatedGroups)
 //   matvec lm_head    ┘ logits = lm_head · RMSNorm(residual)                     (.rms)
 //
-// 3 dispatches per layer + 2, a buffer barrier between each. Which sequences a dispatch touches is
+// 3 dispatches per layer + 2, a buffer barrier between each. How many threadgroups each dispatch has is
+// MetalTuning's choice (rows per simdgroup and K slices of the matvecs, blocks per head of the SSM block). Which sequences a dispatch touches is
 // chosen only by buffer offsets (row `seq` of every activation and state buffer), so the same plan
 // serves a batch step (rows = batch, seq = 0) and a one-sequence prefill (rows = 1, seq = s).
 #if canImport(Metal)
@@ -35,6 +36,7 @@ final class MetalDecodePlan {
     private let lmHead: MetalMatvec
     private let block: KernelPipeline<Kernel.SsmDecodeBlock>
     private let blockGrid: DispatchGrid, blockThreadgroupMemory: Int
+    private let split: Int // threadgroups per head of the SSM block (tuning ssmSplit)
 
     init(kernels: MetalKernels, model: MetalModel, rows: Int, tuning: MetalTuning) throws {
         let c = model.config
@@ -42,30 +44,48 @@ final class MetalDecodePlan {
         self.model = model
         embed = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
             dModel: c.dModel, dConv: c.dConv, rows: rows, model.embedding.format))
-        func matvec(_ n: Int, _ k: Int, _ w: GPUMatrixFormat, norm: MatvecNorm, accumulate: Bool) throws -> MetalMatvec {
+        let split = tuning.ssmSplit
+        func matvec(_ n: Int, _ k: Int, _ w: GPUMatrixFormat, norm: MatvecNorm, accumulate: Bool, rowsPerSimdgroup: Int,
+                    splitK: Int) throws -> MetalMatvec {
             try MetalMatvec(kernels: kernels, spec: MatvecSpec(
                 n: n, k: k, batch: rows, weights: w, norm: norm, accumulate: accumulate, groups: c.nGroups,
-                heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup))
+                heads: c.nHeads, eps: Float(c.eps), rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK,
+                headParts: split))
         }
-        inProj = try model.layers.map { try matvec(c.dInProj, c.dModel, $0.layout.inProj, norm: .rms, accumulate: false) }
+        inProj = try model.layers.map {
+            try matvec(c.dInProj, c.dModel, $0.layout.inProj, norm: .rms, accumulate: false,
+                       rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
+        }
         outProj = try model.layers.map {
-            try matvec(c.dModel, c.dInner, $0.layout.outProj, norm: .gatedGroups, accumulate: true)
+            try matvec(c.dModel, c.dInner, $0.layout.outProj, norm: .gatedGroups, accumulate: true,
+                       rowsPerSimdgroup: tuning.outProjRowsPerSimdgroup, splitK: tuning.outProjSplitK)
         }
-        lmHead = try matvec(c.vocabSize, c.dModel, model.lmHead.format, norm: .rms, accumulate: false)
+        lmHead = try matvec(c.vocabSize, c.dModel, model.lmHead.format, norm: .rms, accumulate: false,
+                            rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
         block = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
             SSM_GROUPS: c.nGroups, SSM_D_CONV: c.dConv, SSM_LAYERS: c.nLayer, SSM_DT_MIN: Float(c.timeStepMin),
-            SSM_DT_MAX: Float(c.timeStepMax)))
-        blockGrid = MetalDecodePlan.blockGrid(heads: c.nHeads, rows: rows)
-        blockThreadgroupMemory = roundUp(4 * (c.headDim + 2 * c.dState + 8), 16)
+            SSM_DT_MAX: Float(c.timeStepMax), SSM_SPLIT: split))
+        guard split <= MetalBufferLayout.maxSSMSplit else {  // sumsq's room for partial sums per head
+            throw MambaFailure.internalError("ssmSplit \(split) exceeds the sumsq buffer's \(MetalBufferLayout.maxSSMSplit)")
+        }
+        self.split = split
+        blockGrid = MetalDecodePlan.blockGrid(heads: c.nHeads, split: split, rows: rows)
+        blockThreadgroupMemory = roundUp(4 * ((c.headDim + split - 1) / split + 2 * c.dState + 8), 16)
         for p in [embed.state, block.state] where p.maxTotalThreadsPerThreadgroup < 256 {
             throw MambaFailure.backend("a Metal pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }
     }
 
     /// ssm_decode_block's grid: one threadgroup of 256 threads per head and row.
-    private static func blockGrid(heads: Int, rows: Int) -> DispatchGrid {
-        .threadgroups(MTLSize(width: heads, height: rows, depth: 1),
+    /// Where row `row`'s partial sums of squares start. The SSM block and out_proj index sumsq as (row, head,
+    /// part) with `split` parts, denser than the layout's rows (which have room for the largest split), so a
+    /// dispatch that starts at a later row must be bound at row · heads · split, not at the layout's row.
+    private func sumsq(row: Int) -> KernelBuffer { (model.sumsq.buffer, 4 * row * model.config.nHeads * split) }
+
+    /// One threadgroup per (head part, sequence): a head's rows split over `split` threadgroups.
+    private static func blockGrid(heads: Int, split: Int, rows: Int) -> DispatchGrid {
+        .threadgroups(MTLSize(width: heads * split, height: rows, depth: 1),
                       threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
     }
 
@@ -86,11 +106,11 @@ final class MetalDecodePlan {
                 zxbcdt: m.zxbcdt.row(seq), conv_state: (m.convState.buffer, m.convStateOffset(seq: seq, layer: l)),
                 ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: seq, layer: l)), conv_pos: m.convPos.row(seq),
                 conv_w: L[.convWeight], conv_b: L[.convBias], head_p: L[.headParams], gated: m.gated.row(seq),
-                sumsq: m.sumsq.row(seq), shared: blockThreadgroupMemory), blockGrid)
+                sumsq: sumsq(row: seq), shared: blockThreadgroupMemory), blockGrid)
             enc.barrier()
 
             outProj[l].encode(enc, w: L.outProj, x: m.gated.row(seq), y: m.residual.row(seq), norm: L[.gatedNorm],
-                              sumsq: m.sumsq.row(seq))
+                              sumsq: sumsq(row: seq))
             enc.barrier()
         }
         if logits { encodeLogits(enc, residual: m.residual.row(seq), seq: seq) }
@@ -124,13 +144,13 @@ final class MetalDecodePlan {
                     conv_state: (m.convState.buffer, m.convStateOffset(seq: r.seq, layer: l)),
                     ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: r.seq, layer: l)),
                     conv_pos: m.convPos.row(r.seq), conv_w: L[.convWeight], conv_b: L[.convBias],
-                    head_p: L[.headParams], gated: m.gated.row(r.row), sumsq: m.sumsq.row(r.row),
+                    head_p: L[.headParams], gated: m.gated.row(r.row), sumsq: sumsq(row: r.row),
                     shared: blockThreadgroupMemory),
-                    MetalDecodePlan.blockGrid(heads: c.nHeads, rows: r.count))
+                    MetalDecodePlan.blockGrid(heads: c.nHeads, split: split, rows: r.count))
             }
             enc.barrier()
             outProj[l].encode(enc, w: L.outProj, x: m.gated.row(0), y: m.residual.row(0), norm: L[.gatedNorm],
-                              sumsq: m.sumsq.row(0))
+                              sumsq: sumsq(row: 0))
             enc.barrier()
         }
         for r in runs { plans[r.count - 1].encodeLogits(enc, residual: m.residual.row(r.row), seq: r.seq) }

@@ -79,11 +79,30 @@ final class MetalKernels {
         self.device = device
         for file in MetalSources.files {
             do {
-                libraries[file.name] = try device.makeLibrary(source: file.source, options: nil)
+                libraries[file.name] = try device.makeLibrary(source: file.source,
+                                                              options: MetalKernels.compileOptions(file.name))
             } catch {
                 throw MambaFailure.backend("cannot compile metal/\(file.name): \(error)")
             }
         }
+    }
+
+    /// Files compiled without fast math, and why: ssd_prefill.metal keeps the cumulative sum of dt·A as a
+    /// compensated hi + lo pair (TwoSum, docs/gpu-proxy.md's precision section), which fast math may
+    /// reassociate away (lo = (a − (s − b)) + … folds to 0), bringing back the 1e-3 errors of a long chunk
+    /// with extreme decay. Every other file keeps Metal's default fast math.
+    static let safeMathFiles: Set<String> = ["ssd_prefill.metal"]
+
+    /// Compile options of one .metal file's library: nil (Metal's defaults) unless it needs safe math.
+    static func compileOptions(_ file: String) -> MTLCompileOptions? {
+        guard safeMathFiles.contains(file) else { return nil }
+        let options = MTLCompileOptions()
+        if #available(macOS 15.0, iOS 18.0, *) {
+            options.mathMode = .safe
+        } else {
+            options.fastMathEnabled = false
+        }
+        return options
     }
 
     /// Kernel `K` specialised with `constants`.

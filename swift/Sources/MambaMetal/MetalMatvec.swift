@@ -30,22 +30,30 @@ struct MatvecSpec {
     var eps: Float = 1e-5
     /// Rows of W each simdgroup computes (1…4; MetalTuning).
     var rowsPerSimdgroup = 2
+    /// Simdgroups that share each row, each summing a slice of K (1, 2 or 4; MetalTuning).
+    var splitK = 1
+    /// `.gatedGroups`: partial sums of squares per head in `sumsq` (the SSM block's split).
+    var headParts = 1
 
     static let threads = 128
+    static let simdgroups = threads / 32
 
     var constants: Kernel.MatvecConstants {
         let q = weights.quantized ?? .unused
         return .init(MV_ROWS: n, MV_COLS: k, MV_BATCH: batch, MV_HALF: weights.isHalf, MV_NORM: norm != .none,
                      MV_GATED: norm == .gatedGroups, MV_ACCUMULATE: accumulate, MV_GROUPS: groups, MV_HEADS: heads,
                      MV_EPS: eps, MV_ROWS_PER_SIMDGROUP: rowsPerSimdgroup, MV_QUANT: weights.quantized != nil,
-                     MV_BITS: q.bits, MV_GROUP_SIZE: q.groupSize, MV_SCALES_HALF: q.scalesHalf)
+                     MV_BITS: q.bits, MV_GROUP_SIZE: q.groupSize, MV_SCALES_HALF: q.scalesHalf, MV_SPLIT_K: splitK,
+                     MV_HEAD_PARTS: headParts)
     }
 
     /// The kernel's assumptions about its shape: quantized rows are whole groups of at least 16 columns,
     /// so each 8-byte step of a lane lies inside one group.
     func validate() throws {
-        guard (1...8).contains(batch), (1...4).contains(rowsPerSimdgroup) else {
-            throw MambaFailure.internalError("matvec: batch \(batch) or \(rowsPerSimdgroup) rows per simdgroup unsupported")
+        guard (1...8).contains(batch), (1...4).contains(rowsPerSimdgroup), [1, 2, 4].contains(splitK), headParts >= 1
+        else {
+            throw MambaFailure.internalError(
+                "matvec: batch \(batch), \(rowsPerSimdgroup) rows per simdgroup or \(splitK) K slices unsupported")
         }
         if let q = weights.quantized {
             guard [4, 8].contains(q.bits), [16, 32, 64, 128].contains(q.groupSize), k % q.groupSize == 0 else {
@@ -54,11 +62,14 @@ struct MatvecSpec {
         }
     }
 
-    /// The row scales: one float per activation row and group.
-    var threadgroupMemory: Int { roundUp(4 * batch * max(groups, 1), 16) }
+    /// The group scales (one float per activation row and group), then the K slices' sums and sums of squares.
+    var threadgroupMemory: Int {
+        let slices = splitK > 1 ? MatvecSpec.simdgroups * (rowsPerSimdgroup + 1) * batch : 0
+        return roundUp(4 * (batch * max(groups, 1) + slices), 16)
+    }
 
     var grid: DispatchGrid {
-        let rowsPerGroup = 4 * rowsPerSimdgroup
+        let rowsPerGroup = MatvecSpec.simdgroups / splitK * rowsPerSimdgroup
         return .threadgroups(MTLSize(width: (n + rowsPerGroup - 1) / rowsPerGroup, height: 1, depth: 1),
                              threadsPerThreadgroup: MTLSize(width: MatvecSpec.threads, height: 1, depth: 1))
     }

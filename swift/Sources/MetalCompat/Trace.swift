@@ -148,7 +148,7 @@ final class TraceRecorder {
             constants.append(entry)
         }
         emit(["ev": "pipeline", "id": id, "file": f.library.fileName, "function": f.name, "constants": constants,
-              "maxThreads": p.maxTotalThreadsPerThreadgroup])
+              "maxThreads": p.maxTotalThreadsPerThreadgroup, "mathMode": "\(f.library.mathMode)"])
         return id
     }
 

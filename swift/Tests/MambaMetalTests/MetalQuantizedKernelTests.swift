@@ -64,16 +64,17 @@ final class MetalQuantizedKernelTests: MetalTestCase {
 
     func checkMatvec(N: Int, K: Int, nb: Int, bits: Int, G: Int, scalesHalf: Bool, norm: MatvecNorm,
                      accumulate: Bool = false, groups: Int = 1, heads: Int = 1, rowsPerSimdgroup: Int = 2,
-                     seed: UInt64) throws {
+                     splitK: Int = 1, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
         let m = rng.quantized(rows: N, cols: K, bits: bits, groupSize: G, scalesHalf: scalesHalf)
-        let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5), sumsq = rng.floats(nb * heads, 0.5, 4)
+        let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
+        let sumsq = gatedSumsq(&rng, x: x, nb: nb, K: K, groups: groups, heads: heads)
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
         let w = upload(m)
         XCTAssertEqual(w.format, .affine(AffineFormat(bits: bits, groupSize: G, scalesHalf: scalesHalf)))
         let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
             n: N, k: K, batch: nb, weights: w.format, norm: norm, accumulate: accumulate, groups: groups,
-            heads: heads, eps: 1e-5, rowsPerSimdgroup: rowsPerSimdgroup))
+            heads: heads, eps: 1e-5, rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK))
         let yb = buffer(y0)
         try run { sink in
             mv.encode(sink, w: w, x: (buffer(x), 0), y: (yb, 0), norm: norm == .none ? nil : (buffer(normW), 0),
@@ -83,7 +84,8 @@ final class MetalQuantizedKernelTests: MetalTestCase {
             W: m.dequantized, N: N, K: K, x: x, nb: nb, y0: y0, norm: norm, normW: normW, sumsq: sumsq,
             groups: groups, heads: heads, eps: 1e-5, accumulate: accumulate)
         assertClose(read(yb, nb * N), want, rel: 1e-5,
-                    "q\(bits) g\(G) \(scalesHalf ? "f16" : "f32") matvec N=\(N) K=\(K) batch=\(nb) norm=\(norm) R=\(rowsPerSimdgroup)")
+                    "q\(bits) g\(G) \(scalesHalf ? "f16" : "f32") matvec N=\(N) K=\(K) batch=\(nb) norm=\(norm) R=\(rowsPerSimdgroup) "
+                        + "splitK=\(splitK)")
     }
 
     func testMatvecEveryBitsGroupAndScaleType() throws {
@@ -94,7 +96,8 @@ final class MetalQuantizedKernelTests: MetalTestCase {
                     seed += 1
                     // K = 2 groups plus one more: steps per row not a multiple of the 32 lanes.
                     try checkMatvec(N: 19, K: 3 * max(G, 64), nb: 1 + Int(seed % 3), bits: bits, G: G,
-                                    scalesHalf: scalesHalf, norm: .none, rowsPerSimdgroup: 1 + Int(seed % 4), seed: seed)
+                                    scalesHalf: scalesHalf, norm: .none, rowsPerSimdgroup: 1 + Int(seed % 4),
+                                    splitK: [1, 2, 4][Int(seed % 3)], seed: seed)
                 }
             }
         }
@@ -109,7 +112,8 @@ final class MetalQuantizedKernelTests: MetalTestCase {
     }
 
     func testMatvecFusedNorms() throws {
-        // in_proj and lm_head: the RMSNorm prologue; out_proj: the gated group norm with the residual add.
+        // in_proj and lm_head: the RMSNorm (its scale from the loop's own x); out_proj: the gated group norm
+        // with the residual add (one group: as the RMSNorm; several: scales from the SSM block's sums).
         try checkMatvec(N: 70, K: 128, nb: 3, bits: 8, G: 128, scalesHalf: true, norm: .rms, seed: 4)
         try checkMatvec(N: 33, K: 192, nb: 1, bits: 4, G: 64, scalesHalf: false, norm: .rms, rowsPerSimdgroup: 4, seed: 5)
         try checkMatvec(N: 41, K: 96, nb: 3, bits: 4, G: 32, scalesHalf: false, norm: .gatedGroups, accumulate: true,
@@ -117,6 +121,15 @@ final class MetalQuantizedKernelTests: MetalTestCase {
         // norm groups of 6 columns: a lane's step straddles them, so the scale is taken per column.
         try checkMatvec(N: 9, K: 48, nb: 2, bits: 8, G: 16, scalesHalf: true, norm: .gatedGroups, accumulate: true,
                         groups: 8, heads: 8, seed: 7)
+        // K slices: each slice's sums and sums of squares added in slice order.
+        for splitK in [2, 4] {
+            try checkMatvec(N: 33, K: 192, nb: 5, bits: 4, G: 64, scalesHalf: false, norm: .rms, rowsPerSimdgroup: 2,
+                            splitK: splitK, seed: 8)
+            try checkMatvec(N: 41, K: 96, nb: 3, bits: 8, G: 32, scalesHalf: true, norm: .gatedGroups, accumulate: true,
+                            groups: 1, heads: 6, rowsPerSimdgroup: 1, splitK: splitK, seed: 9)
+            try checkMatvec(N: 41, K: 96, nb: 2, bits: 4, G: 32, scalesHalf: false, norm: .gatedGroups,
+                            accumulate: true, groups: 2, heads: 6, rowsPerSimdgroup: 3, splitK: splitK, seed: 10)
+        }
     }
 
     // MARK: embedding rows

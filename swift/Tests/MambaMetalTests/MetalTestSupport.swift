@@ -80,7 +80,7 @@ class MetalTestCase: XCTestCase {
 
     /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.
     func matvecReference(W: [Float], N: Int, K: Int, x: [Float], nb: Int, y0: [Float], norm: MatvecNorm, normW: [Float],
-                         sumsq: [Float], groups: Int, heads: Int, eps: Float, accumulate: Bool) -> [Float] {
+                         sumsq: [Float], groups: Int, heads: Int, parts: Int = 1, eps: Float, accumulate: Bool) -> [Float] {
         var y = y0
         for b in 0..<nb {
             var xh = (0..<K).map { Double(x[b * K + $0]) }
@@ -92,7 +92,8 @@ class MetalTestCase: XCTestCase {
                 let gs = K / groups, hpg = heads / groups
                 for k in 0..<K {
                     let g = k / gs
-                    let ss = (0..<hpg).reduce(0.0) { $0 + Double(sumsq[b * heads + g * hpg + $1]) }
+                    // the group's heads, each as `parts` partial sums (one per SSM block)
+                    let ss = (0..<hpg * parts).reduce(0.0) { $0 + Double(sumsq[(b * heads + g * hpg) * parts + $1]) }
                     xh[k] *= Double(normW[k]) / (ss / Double(gs) + Double(eps)).squareRoot()
                 }
             }
@@ -103,5 +104,24 @@ class MetalTestCase: XCTestCase {
             }
         }
         return y
+    }
+
+    /// The SSM block's partial sums of squares as it leaves them for out_proj, (nb, heads, parts): each
+    /// group's Σ x² split into random positive pieces over its heads and parts (with one group the matvec
+    /// takes the scale from x itself, so the two must agree).
+    func gatedSumsq(_ rng: inout TestRandom, x: [Float], nb: Int, K: Int, groups: Int, heads: Int, parts: Int = 1)
+        -> [Float]
+    {
+        var sumsq = rng.floats(nb * heads * parts, 0.5, 4)
+        let hpg = heads / groups, gs = K / groups
+        for b in 0..<nb {
+            for g in 0..<groups {
+                let want = (0..<gs).reduce(0.0) { $0 + Double(x[b * K + g * gs + $1] * x[b * K + g * gs + $1]) }
+                let range = (b * heads + g * hpg) * parts..<(b * heads + (g + 1) * hpg) * parts
+                let have = range.reduce(0.0) { $0 + Double(sumsq[$1]) }
+                for i in range { sumsq[i] = Float(Double(sumsq[i]) * want / have) }
+            }
+        }
+        return sumsq
     }
 }

@@ -70,8 +70,16 @@ enum OptionKey: String, CaseIterable {
 
 /// The keys of the "tuning" option and of the info's "tuning" (@tuning).
 enum TuningKey: String, CaseIterable {
-    /// rows of W per simdgroup of the decode matvec, 1 to 4 (default 2)
+    /// rows of W per simdgroup of the in_proj and lm_head matvecs, 1 to 4 (default 2)
     case matvecRowsPerSimdgroup
+    /// simdgroups sharing each row of those matvecs, each a slice of K: 1, 2 or 4 (default 2)
+    case matvecSplitK
+    /// rows of W per simdgroup of the out_proj matvec, 1 to 4 (default 1)
+    case outProjRowsPerSimdgroup
+    /// simdgroups sharing each row of the out_proj matvec: 1, 2 or 4 (default 4)
+    case outProjSplitK
+    /// threadgroups per head of the SSM decode block, each a block of the head's rows: 1, 2, 4 or 8 (default: the smallest giving n_heads · split · batch ≥ 80 threadgroups, at most 8)
+    case ssmSplit
     /// output tile side of the prefill matmul, 16 or 32 (default 32)
     case matmulTile
 }

@@ -281,12 +281,17 @@ enum Kernel {
         let MV_GROUP_SIZE: Int
         /// MV_QUANT: scales and biases f16 (else f32)
         let MV_SCALES_HALF: Bool
+        /// simdgroups sharing each row, each a slice of K: 1, 2, 4
+        let MV_SPLIT_K: Int
+        /// MV_GATED: sums of squares per head (the SSM block's split)
+        let MV_HEAD_PARTS: Int
 
         /// [[function_constant(id)]] of each constant.
         enum ID: Int {
             case MV_ROWS = 0, MV_COLS = 1, MV_BATCH = 2, MV_HALF = 3, MV_NORM = 4, MV_GATED = 5
             case MV_ACCUMULATE = 6, MV_GROUPS = 7, MV_HEADS = 8, MV_EPS = 9, MV_ROWS_PER_SIMDGROUP = 10
-            case MV_QUANT = 11, MV_BITS = 12, MV_GROUP_SIZE = 13, MV_SCALES_HALF = 14
+            case MV_QUANT = 11, MV_BITS = 12, MV_GROUP_SIZE = 13, MV_SCALES_HALF = 14, MV_SPLIT_K = 20
+            case MV_HEAD_PARTS = 21
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -306,6 +311,8 @@ enum Kernel {
                 (ID.MV_BITS.rawValue, .int(self.MV_BITS)),
                 (ID.MV_GROUP_SIZE.rawValue, .int(self.MV_GROUP_SIZE)),
                 (ID.MV_SCALES_HALF.rawValue, .bool(self.MV_SCALES_HALF)),
+                (ID.MV_SPLIT_K.rawValue, .int(self.MV_SPLIT_K)),
+                (ID.MV_HEAD_PARTS.rawValue, .int(self.MV_HEAD_PARTS)),
             ]
         }
     }
@@ -330,7 +337,7 @@ enum Kernel {
             let y: KernelBuffer
             /// `device const float *norm_w`: (K) (only when MV_NORM; else nil)
             let norm_w: KernelBuffer?
-            /// `device const float *sumsq`: (batch, heads) (only when MV_GATED; else nil)
+            /// `device const float *sumsq`: (batch, heads, parts) (only when MV_GATED; else nil)
             let sumsq: KernelBuffer?
             /// `device const uchar *scales`: (N, K / G) f16 or f32 (only when MV_QUANT; else nil)
             let scales: KernelBuffer?
@@ -589,11 +596,13 @@ enum Kernel {
         let SSM_LAYERS: Int
         let SSM_DT_MIN: Float
         let SSM_DT_MAX: Float
+        /// threadgroups per head (MetalTuning.ssmSplit: 1, 2, 4 or 8)
+        let SSM_SPLIT: Int
 
         /// [[function_constant(id)]] of each constant.
         enum ID: Int {
             case SSM_D_INNER = 0, SSM_D_STATE = 1, SSM_HEAD_DIM = 2, SSM_HEADS = 3, SSM_GROUPS = 4
-            case SSM_D_CONV = 5, SSM_LAYERS = 6, SSM_DT_MIN = 7, SSM_DT_MAX = 8
+            case SSM_D_CONV = 5, SSM_LAYERS = 6, SSM_DT_MIN = 7, SSM_DT_MAX = 8, SSM_SPLIT = 9
         }
 
         var values: [(id: Int, value: FunctionConstant)] {
@@ -607,6 +616,7 @@ enum Kernel {
                 (ID.SSM_LAYERS.rawValue, .int(self.SSM_LAYERS)),
                 (ID.SSM_DT_MIN.rawValue, .float(self.SSM_DT_MIN)),
                 (ID.SSM_DT_MAX.rawValue, .float(self.SSM_DT_MAX)),
+                (ID.SSM_SPLIT.rawValue, .int(self.SSM_SPLIT)),
             ]
         }
     }
@@ -642,7 +652,7 @@ enum Kernel {
             let head_p: KernelBuffer
             /// `device float *gated`: (batch, d_inner)
             let gated: KernelBuffer
-            /// `device float *sumsq`: (batch, heads)
+            /// `device float *sumsq`: (batch, heads, SSM_SPLIT) Σ gated² per block
             let sumsq: KernelBuffer
             /// `threadgroup float *shared`: bytes of threadgroup memory
             let shared: Int

@@ -378,9 +378,18 @@ constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quanti
 constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
 constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
 constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
+// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
+constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
+constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
 
 constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
 constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
+// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
+// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
+// and no barrier before the loop (one memory latency less per dispatch).
+constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
+// Several groups: their scales come from the SSM block's sums of squares, before the loop.
+constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
@@ -389,55 +398,62 @@ constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
 //   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_GROUP: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//             sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   MV_GROUP: x · rsqrt(Σ_group x² / group + eps) · norm_w        (the gated RMSNorm; with several groups
+//             the sums of squares are those the SSM block kernel left per block of a head's rows, so no
+//             extra pass over x is needed; with one group, as MV_RMS).
 // norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
 // Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
 // columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
 // by the rows; mid and bias' below).
-// Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
-// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
-// stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4), or, with
-// MV_QUANT, in steps of 8 bytes of codes per row (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
-// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales.
+// Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
+// summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
+// slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
+// Fewer rows per threadgroup and more slices give more threadgroups and shorter chains per simdgroup
+// (a small N such as out_proj's d_model), more rows per simdgroup fewer, longer ones (a large N).
+// Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
+// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
+// … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
+// when K or the group size is not a multiple of 4), or, with MV_QUANT, in steps of 8 bytes of codes per row
+// (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
+// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
+// MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
                    device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
-                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
                    device const uchar *scales [[buffer(5), function_constant(MV_QUANT)]], // (N, K / G) f16 or f32
                    device const uchar *biases [[buffer(6), function_constant(MV_QUANT)]], // (N, K / G)
                    threadgroup float *scale [[threadgroup(0)]],
                    uint tg [[threadgroup_position_in_grid]],
-                   uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
+    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP, SK = MV_SPLIT_K;
     const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_RMS) {
-        for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
-            float ss = 0.0f;
-            for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
-            ss = simd_sum(ss);
-            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
-        }
-    } else if (MV_GROUP) {
-        const int per_group = MV_HEADS / MV_GROUPS;
-        for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
+    if (MV_GROUP_SCALES) {
+        // A group's sum of squares: its heads' MV_HEAD_PARTS partial sums each, by one simdgroup per
+        // (row, group), so a large split adds no serial chain here.
+        const int per_group = MV_HEADS / MV_GROUPS * MV_HEAD_PARTS;
+        for (int i = int(sg); i < NB * MV_GROUPS; i += MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
+            device const float *parts = sumsq + b * MV_HEADS * MV_HEAD_PARTS + g * per_group;
             float ss = 0.0f;
-            for (int h = 0; h < per_group; h++) ss += sumsq[b * MV_HEADS + g * per_group + h];
-            scale[i] = rsqrt(ss / float(group) + MV_EPS);
+            for (int j = int(lane); j < per_group; j += 32) ss += parts[j];
+            ss = simd_sum(ss);
+            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);
         }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const int row0 = (int(tg) * MV_SIMDGROUPS + int(sg)) * R;
-    float acc[MV_MAX_ROWS][MV_MAX_BATCH];
-    for (int r = 0; r < MV_MAX_ROWS; r++)
-        for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
+    const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
+    const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
+    for (int b = 0; b < MV_MAX_BATCH; b++) {
+        ssq[b] = 0.0f;
+        for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
+    }
 
     if (MV_QUANT) {
         const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
@@ -445,7 +461,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
         // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
         const float mid = float(1 << (MV_BITS - 1));
-        for (int s = int(lane); s < steps; s += 32) {
+        for (int s = k_first; s < steps; s += k_step) {
             const int k0 = s * E;
             uint2 q[MV_MAX_ROWS];
             float qs[MV_MAX_ROWS], qb[MV_MAX_ROWS];
@@ -462,8 +478,9 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 float sx = 0.0f;
                 for (int i = 0; i < E / 4; i++) {
                     float4 v = ((device const float4 *)(x + b * K + k0))[i];
+                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
                     if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
-                    if (MV_GROUP) {
+                    if (MV_GROUP_SCALES) {
                         for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
                     }
                     xv[i] = v;
@@ -479,12 +496,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     } else if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
-        for (int k4 = int(lane); k4 < K4; k4 += 32) {
+        for (int k4 = k_first; k4 < K4; k4 += k_step) {
             const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -495,12 +514,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else {
-        for (int k = int(lane); k < K; k += 32) {
+        for (int k = k_first; k < K; k += k_step) {
             const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = x[b * K + k] * nw;
-                if (MV_GROUP) xv[b] *= scale[b * MV_GROUPS + k / group];
+                const float xb = x[b * K + k];
+                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -512,12 +533,46 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
-    for (int r = 0; r < R; r++) {
-        const int row = row0 + r;
+    if (SK == 1) {
+        // This simdgroup summed all of K: its rows and their scales are complete.
+        if (MV_ROW_SCALE) {
+            for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
+        }
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + r;
+            for (int b = 0; b < NB; b++) {
+                float s = simd_sum(acc[r][b]);
+                if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
+                if (lane == 0 && row < N) {
+                    device float *out = y + b * N + row;
+                    *out = MV_ACCUMULATE ? *out + s : s;
+                }
+            }
+        }
+    } else {
+        // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
+        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
         for (int b = 0; b < NB; b++) {
-            float s = simd_sum(acc[r][b]);
-            if (MV_RMS) s *= scale[b];
-            if (lane == 0 && row < N) {
+            for (int r = 0; r < R; r++) {
+                const float s = simd_sum(acc[r][b]);
+                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
+            }
+            // Stored one by one beside a simd_sum: a plain copy loop would become a memcpy, whose stores
+            // MetalCompat's checking mode does not see.
+            const float q = MV_ROW_SCALE ? simd_sum(ssq[b]) : 0.0f;
+            if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
+            const int r = i / NB, b = i % NB, row = row0 + r;
+            float s = 0.0f, ss = 0.0f;
+            for (int j = 0; j < SK; j++) {
+                s += sums[((int(sg) + j) * R + r) * NB + b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+            }
+            if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
+            if (row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
             }
@@ -890,20 +945,31 @@ constant int SSM_D_CONV [[function_constant(5)]];
 constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every layer: per-sequence stride
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
+constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (MetalTuning.ssmSplit: 1, 2, 4 or 8)
 
+#define SSM_SIMDGROUPS 8  // the threadgroup: 256 threads
+#define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
 
-// One (head, sequence) per threadgroup:
-//   conv:  x (P channels of this head), B and C (N channels each, of the head's group)
+// One (block of a head's rows, sequence) per threadgroup:
+//   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
 //          = silu(Σ_j conv_w[c, j] · window[c, j] + conv_b[c]); conv_state is a ring of d_conv inputs
-//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each head
-//          writes its own x channels; only the first head of a group writes the group's B and C, and
+//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each block
+//          writes its own x channels; only block 0 of the first head of a group writes the group's B and
+//          C (every block of the group computes them again, which costs less than another dispatch), and
 //          the others read only the other slots, so no second dispatch is needed to advance them.
 //   SSM:   dt = clamp(softplus(dt_raw + dt_bias)), dA = exp(dt · A);
 //          state[p, n] = state[p, n] · dA + dt · x[p] · B[n];  y[p] = Σ_n state[p, n] · C[n] + D · x[p]
-//   gate:  gated[p] = y[p] · silu(z[p]), and sumsq = Σ_p gated[p]² for the out_proj kernel's group norm.
-// Grid: dispatchThreadgroups(SSM_HEADS, batch, 1). Threadgroup: 256 threads = 8 simdgroups; simdgroup s
-// updates state rows p = s, s+8, …; its lanes cover n in float4 steps, so each state element is read,
-// updated in registers and written back exactly once. Threadgroup memory: P + 2N + 8 floats.
+//   gate:  gated[p] = y[p] · silu(z[p]), and the block's Σ_p gated[p]² (one partial per block, added in
+//          block order by the out_proj kernel's group norm: exact and deterministic, no atomics).
+// Why blocks: one threadgroup per head is 24 threadgroups for mamba2-130m at batch 1, too few to fill a
+// large GPU and a long chain of dependent row updates in each; SSM_SPLIT blocks of ⌈P / SSM_SPLIT⌉ rows
+// give H · SSM_SPLIT threadgroups per sequence with fewer rows each. A block's state rows are loaded into
+// registers before the conv stage (when they fit in SSM_PREFETCH float4s per lane), so their memory latency
+// overlaps the conv's instead of following it.
+// Grid: dispatchThreadgroups(SSM_HEADS · SSM_SPLIT, batch, 1); threadgroup (h · SSM_SPLIT + block, b).
+// Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
+// n in float4 steps, so each state element is read, updated in registers and written back exactly once.
+// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
                              device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
@@ -912,50 +978,71 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
                              device const float *conv_b [[buffer(5)]],  // (conv_dim)
                              device const float *head_p [[buffer(6)]],  // dt_bias (heads) | A (heads) | D (heads)
                              device float *gated [[buffer(7)]],         // (batch, d_inner)
-                             device float *sumsq [[buffer(8)]],         // (batch, heads)
+                             device float *sumsq [[buffer(8)]],         // (batch, heads, SSM_SPLIT) Σ gated² per block
                              threadgroup float *shared [[threadgroup(0)]],
                              uint2 tg [[threadgroup_position_in_grid]],
                              uint tid [[thread_index_in_threadgroup]],
                              uint sg [[simdgroup_index_in_threadgroup]],
-                             uint lane [[thread_index_in_simdgroup]],
-                             uint nthreads [[threads_per_threadgroup]]) {
-    const int h = int(tg.x), b = int(tg.y);
+                             uint lane [[thread_index_in_simdgroup]]) {
+    const int S = SSM_SPLIT, h = int(tg.x) / S, block = int(tg.x) % S, b = int(tg.y);
     const int P = SSM_HEAD_DIM, N = SSM_D_STATE, K = SSM_D_CONV, D = SSM_D_INNER, G = SSM_GROUPS;
+    const int rows = (P + S - 1) / S, p0 = min(P, block * rows), np = min(P, p0 + rows) - p0;  // this block's rows
     const int conv_dim = D + 2 * G * N;
     const int heads_per_group = SSM_HEADS / G, g = h / heads_per_group;
-    const bool owns_bc = h % heads_per_group == 0;
-    const int nsg = int(nthreads) / 32;
+    const bool owns_bc = h % heads_per_group == 0 && block == 0;
     device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
     device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
-    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + h * P * N;
-    const int pos = int(conv_pos[b]);
-    threadgroup float *xs = shared, *Bs = shared + P, *Cs = shared + P + N, *partial = shared + P + 2 * N;
+    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + (h * P + p0) * N;
+    threadgroup float *xs = shared, *Bs = shared + rows, *Cs = shared + rows + N, *partial = shared + rows + 2 * N;
 
-    for (int i = int(tid); i < P + 2 * N; i += int(nthreads)) {
-        const int c = i < P ? h * P + i : (i < P + N ? D + g * N + (i - P) : D + G * N + g * N + (i - P - N));
+    // dt, dA and the state rows need nothing from the conv stage: loaded first, their latency overlaps it.
+    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
+    const float dA = exp(dt * head_p[SSM_HEADS + h]);
+    const float Dh = head_p[2 * SSM_HEADS + h];
+    const int N4 = N / 4, steps = (N4 + 31) / 32, per_sg = (rows + SSM_SIMDGROUPS - 1) / SSM_SIMDGROUPS;
+    const bool prefetch = N % 4 == 0 && per_sg * steps <= SSM_PREFETCH;
+    float4 pre[SSM_PREFETCH];
+    if (prefetch) {
+        for (int i = 0; i < per_sg; i++) {
+            const int p = int(sg) + i * SSM_SIMDGROUPS;
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                pre[i * steps + j] = p < np && n4 < N4 ? ((device const float4 *)(state + p * N))[n4] : float4(0.0f);
+            }
+        }
+    }
+
+    const int pos = int(conv_pos[b]);
+    for (int i = int(tid); i < rows + 2 * N; i += 32 * SSM_SIMDGROUPS) {
+        if (i >= np && i < rows) continue;  // the last block of a head whose P the split does not divide
+        const int c = i < rows ? h * P + p0 + i
+                               : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
         const float in = zx[D + c];
         device float *ring = ring_base + c * K;
         device const float *w = conv_w + c * K;
         float acc = conv_b[c] + w[K - 1] * in;
         for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
-        if (i < P || owns_bc) ring[pos] = in;
+        if (i < rows || owns_bc) ring[pos] = in;
         shared[i] = silu(acc);
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
-    const float dA = exp(dt * head_p[SSM_HEADS + h]);
-    const float Dh = head_p[2 * SSM_HEADS + h];
     float sq = 0.0f;
-    for (int p = int(sg); p < P; p += nsg) {
+    for (int i = 0; i < per_sg; i++) {
+        const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
+        if (p >= np) break;
+        const float z = zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;
         device float *row = state + p * N;
         if (N % 4 == 0) {
-            for (int n4 = int(lane); n4 < N / 4; n4 += 32) {
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                if (n4 >= N4) break;
                 const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
                 const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
-                const float4 s = ((device float4 *)row)[n4] * dA + xdt * Bv;
+                const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
+                const float4 s = old * dA + xdt * Bv;
                 ((device float4 *)row)[n4] = s;
                 acc += dot(s, Cv);
             }
@@ -967,9 +1054,9 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             }
         }
         const float y = simd_sum(acc) + Dh * xs[p];
-        const float gv = y * silu(zx[h * P + p]);
+        const float gv = y * silu(z);
         if (lane == 0) {
-            gated[b * D + h * P + p] = gv;
+            gated[b * D + h * P + p0 + p] = gv;
             sq += gv * gv;
         }
     }
@@ -977,8 +1064,8 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid == 0) {
         float s = 0.0f;
-        for (int i = 0; i < nsg; i++) s += partial[i];
-        sumsq[b * SSM_HEADS + h] = s;
+        for (int i = 0; i < SSM_SIMDGROUPS; i++) s += partial[i];
+        sumsq[(b * SSM_HEADS + h) * S + block] = s;
     }
 }
 
