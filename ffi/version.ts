@@ -6,4 +6,4 @@
  */
 
 /** Version of this module and of the libMambaMetal it loads. */
-export const VERSION = "0.1.0";
+export const VERSION = "0.2.0";

@@ -52,7 +52,7 @@ enum mamba_status {
 
 /* Version of this ABI (MAMBA_ABI_VERSION of the library). Callers check it before anything else. */
 uint32_t mamba_abi_version(void);
-/* Library version, e.g. "0.1.0" (static string). */
+/* Library version, e.g. "0.2.0" (static string). */
 const char *mamba_version(void);
 /* Message of the last failing call on this thread ("" if none). */
 const char *mamba_last_error(void);

@@ -8,7 +8,7 @@ import Glibc
 import Darwin
 #endif
 
-let mambaVersion = "0.1.0"
+let mambaVersion = "0.2.0"
 
 struct EngineOptions {
     enum BackendChoice: String { case auto, cpu, metal }
