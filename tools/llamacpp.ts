@@ -254,6 +254,69 @@ export function llamaCppLogits(
   });
 }
 
+/**
+ * llama.cpp's layer-0 and lm_head matrix products for `ids` (inputs and outputs, through its eval
+ * callback), written into `dir` as `<weight>.{in,out}.f32`.
+ */
+export function llamaCppMatmuls(
+  d: LlamaCpp,
+  gguf: string,
+  ids: Int32Array,
+  threads: number,
+  dir: string,
+): Promise<void> {
+  return withIds(
+    ids,
+    (idsFile) => run(d.logits, ["matmuls", gguf, idsFile, String(threads), dir], { quiet: true }),
+  );
+}
+
+/** tools/llamacpp_reference.py's float64 logits of a GGUF file, and its check of llama.cpp's products. */
+export interface Reference {
+  /** The file's model, weights dequantized by gguf-py, float64: (ids × vocab). */
+  exact: Float32Array;
+  /** The same with each product's input rounded as ggml's CPU backend rounds it. */
+  rounded: Float32Array;
+  /** Per dumped product: worst relative difference of llama.cpp's output from the recomputed ones. */
+  matmuls: Record<string, { type: string; vsRounded: number; vsExact: number }>;
+}
+
+/** Runs tools/llamacpp_reference.py on `gguf` for `ids` (and the products in `matmulsDir`). */
+export function reference(
+  d: LlamaCpp,
+  gguf: string,
+  ids: Int32Array,
+  matmulsDir: string,
+): Promise<Reference> {
+  return withIds(ids, async (idsFile) => {
+    const prefix = await Deno.makeTempFile({ prefix: "llamacpp-reference-" });
+    try {
+      const out = await capture("python3", [
+        `${ROOT}tools/llamacpp_reference.py`,
+        "--llama-cpp",
+        d.src,
+        gguf,
+        idsFile,
+        prefix,
+        "--matmuls",
+        matmulsDir,
+      ]);
+      const read = async (p: string) => {
+        const b = await Deno.readFile(p);
+        await Deno.remove(p);
+        return new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4);
+      };
+      return {
+        exact: await read(`${prefix}.exact.f32`),
+        rounded: await read(`${prefix}.ggml.f32`),
+        matmuls: JSON.parse(out.trim().split("\n").pop()!),
+      };
+    } finally {
+      await Deno.remove(prefix);
+    }
+  });
+}
+
 /** llama.cpp's held-out loss: tools/train_demo.py's windows, each from an empty state. */
 export function llamaCppHeldOutLoss(
   d: LlamaCpp,

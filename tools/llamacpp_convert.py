@@ -32,8 +32,8 @@ def main():
     ap.add_argument("out")
     a = ap.parse_args()
     src = os.path.abspath(a.llama_cpp)
-    sys.path.insert(0, src)
     sys.path.insert(0, os.path.join(src, "gguf-py"))
+    sys.path.insert(0, src)  # first: the converter finds its built-in vocabularies at sys.path[0]/models
     from conversion import base as conv_base
 
     own = conv_base.TextModel.get_vocab_base_pre

@@ -6,25 +6,57 @@
  *   llamacpp_logits logits  MODEL.gguf IDS THREADS OUT
  *       IDS: int32 little-endian token ids, one sequence fed from an empty state as one batch.
  *       OUT: float32 logits (n_ids × n_vocab), the row after each id.
+ *   llamacpp_logits matmuls MODEL.gguf IDS THREADS OUTDIR
+ *       as `logits`, and through the context's eval callback writes the input (float32, n_ids rows) and
+ *       output of every matrix product of layer 0 and of the lm_head to OUTDIR/<weight name>.{in,out}.f32,
+ *       for tools/llamacpp_reference.py --matmuls to recompute.
  *   llamacpp_logits windows MODEL.gguf IDS THREADS SEQ_LEN
  *       tools/train_demo.py's held-out evaluation: windows of SEQ_LEN + 1 ids starting every SEQ_LEN
  *       ids, each from an empty state (llama_memory_clear), every id after a window's first predicted;
  *       prints {"nats": sum of -log softmax, "count": predictions, "vocab": n} as JSON on stdout
  *       (log-softmax in double).
  *
- * Diagnostics go to stderr; llama.cpp's own log is silenced unless LLAMACPP_LOG is set.
+ * Diagnostics go to stderr; llama.cpp's own log is silenced unless LLAMACPP_LOG is set. LLAMACPP_NO_REPACK
+ * turns off the repacked (interleaved) weight layouts, as llama-bench --repack 0 does.
  */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ggml.h"
 #include "llama.h"
 
 static void quiet(enum ggml_log_level level, const char *text, void *user) {
     (void)level;
     (void)text;
     (void)user;
+}
+
+/* matmuls mode: the directory the layer-0 and lm_head products go to (NULL: no dump). */
+static const char *dump_dir = NULL;
+
+static int dump(const char *dir, const char *name, const char *what, const struct ggml_tensor *t) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.%s.f32", dir, name, what);
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    size_t n = fwrite(t->data, 1, ggml_nbytes(t), f);
+    fclose(f);
+    return n == ggml_nbytes(t);
+}
+
+/* ggml eval callback: asked once per node whether we want its data (ask), then given it. */
+static bool dump_matmuls(struct ggml_tensor *t, bool ask, void *user) {
+    (void)user;
+    if (t->op != GGML_OP_MUL_MAT || t->type != GGML_TYPE_F32 || t->src[1]->type != GGML_TYPE_F32) return false;
+    const char *w = t->src[0]->name;
+    const int wanted = strncmp(w, "blk.0.", 6) == 0 || strcmp(w, "output.weight") == 0 ||
+                       strcmp(w, "token_embd.weight") == 0;
+    if (ask || !wanted) return wanted;
+    if (!dump(dump_dir, w, "in", t->src[1]) || !dump(dump_dir, w, "out", t))
+        fprintf(stderr, "llamacpp_logits: cannot write %s/%s.*.f32\n", dump_dir, w);
+    return true;
 }
 
 static int32_t *read_ids(const char *path, int *n) {
@@ -64,13 +96,16 @@ static int decode_all(struct llama_context *ctx, struct llama_batch *batch, cons
 }
 
 int main(int argc, char **argv) {
-    if (argc != 6 || (strcmp(argv[1], "logits") != 0 && strcmp(argv[1], "windows") != 0)) {
+    if (argc != 6 || (strcmp(argv[1], "logits") != 0 && strcmp(argv[1], "windows") != 0 &&
+                      strcmp(argv[1], "matmuls") != 0)) {
         fprintf(stderr,
                 "usage: llamacpp_logits logits MODEL.gguf IDS THREADS OUT\n"
+                "       llamacpp_logits matmuls MODEL.gguf IDS THREADS OUTDIR\n"
                 "       llamacpp_logits windows MODEL.gguf IDS THREADS SEQ_LEN\n");
         return 2;
     }
     const int windows = strcmp(argv[1], "windows") == 0;
+    if (strcmp(argv[1], "matmuls") == 0) dump_dir = argv[5];
     const int threads = atoi(argv[4]);
     int n = 0;
     int32_t *ids = read_ids(argv[3], &n);
@@ -81,6 +116,8 @@ int main(int argc, char **argv) {
     if (!getenv("LLAMACPP_LOG")) llama_log_set(quiet, NULL);
     llama_backend_init();
     struct llama_model_params mp = llama_model_default_params();
+    /* LLAMACPP_NO_REPACK=1: no repacked weight layouts (llama-bench --repack 0), ggml's plain kernels */
+    if (getenv("LLAMACPP_NO_REPACK")) mp.use_extra_bufts = false;
     struct llama_model *model = llama_model_load_from_file(argv[2], mp);
     if (!model) {
         fprintf(stderr, "llamacpp_logits: cannot load %s\n", argv[2]);
@@ -95,6 +132,10 @@ int main(int argc, char **argv) {
     cp.n_threads = threads;
     cp.n_threads_batch = threads;
     cp.no_perf = true;
+    if (dump_dir) {
+        cp.cb_eval = dump_matmuls;
+        cp.cb_eval_user_data = NULL;
+    }
     struct llama_context *ctx = llama_init_from_model(model, cp);
     if (!ctx) {
         fprintf(stderr, "llamacpp_logits: cannot create a context\n");
@@ -103,7 +144,9 @@ int main(int argc, char **argv) {
     struct llama_batch batch = llama_batch_init(seq_len, 0, 1);
     int status = 0;
 
-    if (!windows) {
+    if (dump_dir) {
+        status = decode_all(ctx, &batch, ids, n) != 0;
+    } else if (!windows) {
         FILE *out = fopen(argv[5], "wb");
         if (!out) {
             fprintf(stderr, "llamacpp_logits: cannot write %s\n", argv[5]);
