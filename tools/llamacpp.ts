@@ -10,7 +10,7 @@
  * compiler, and ninja or make.
  *
  * `deno run -A tools/llamacpp.ts gguf MODEL_DIR NAME F16,Q8_0,Q4_0` builds what is missing and prints
- * the GGUF paths.
+ * the GGUF paths; `deno run -A tools/llamacpp.ts fixture` makes tests/fixtures/gguf/tiny-g1.q4_0-llama-quantize.
  *
  * @module
  */
@@ -372,13 +372,59 @@ export async function llamaBench(
   return rows[0];
 }
 
+/**
+ * tests/fixtures/gguf/tiny-g1.q4_0-llama-quantize/: tiny-g1.f32.gguf (llama.cpp's converter) through
+ * llama-quantize Q4_0, a file as llama-quantize writes them (1-D ssm_norm, an 8-bit fallback for the lm_head
+ * whose width is not a multiple of 256), with, over tiny-g1's tokens fed one by one from an empty state:
+ * `exact.f32` the float64 reference of the file (gguf-py's dequantization), `rounded.f32` the same with
+ * ggml's activation rounding, `llamacpp.f32` llama.cpp's logits (tools/llamacpp_reference.py and
+ * tools/llamacpp_logits.c; tests/llamacpp_files.test.ts reads them).
+ */
+async function makeFixture(d: LlamaCpp): Promise<void> {
+  const fixtures = `${ROOT}tests/fixtures`;
+  const out = `${fixtures}/gguf/tiny-g1.q4_0-llama-quantize`;
+  await Deno.mkdir(out, { recursive: true });
+  const gguf = `${out}/model.gguf`;
+  await run(`${d.bin}/llama-quantize`, [`${fixtures}/gguf/tiny-g1.f32.gguf`, gguf, "Q4_0"], { quiet: true });
+  const tokens: number[] = JSON.parse(await Deno.readTextFile(`${fixtures}/tiny-g1/reference.json`)).tokens;
+  const ids = Int32Array.from(tokens);
+  const dir = await Deno.makeTempDir({ prefix: "llamacpp-matmuls-" });
+  try {
+    await llamaCppMatmuls(d, gguf, ids, 1, dir);
+    const ref = await reference(d, gguf, ids, dir);
+    const worst = Math.max(...Object.values(ref.matmuls).map((m) => m.vsRounded));
+    if (worst > 1e-5) throw new Error(`llama.cpp's products are ${worst} from the rounded reference`);
+    await Deno.writeFile(`${out}/exact.f32`, new Uint8Array(ref.exact.buffer));
+    await Deno.writeFile(`${out}/rounded.f32`, new Uint8Array(ref.rounded.buffer));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+  const llama = await llamaCppLogits(d, gguf, ids, 1);
+  await Deno.writeFile(
+    `${out}/llamacpp.f32`,
+    new Uint8Array(llama.buffer, llama.byteOffset, llama.byteLength),
+  );
+  await Deno.writeTextFile(
+    `${out}/reference.json`,
+    JSON.stringify({ tokens, llamaCpp: await llamaCppVersion(d), sdist: LLAMA_CPP_PYTHON_VERSION }, null, 1) +
+      "\n",
+  );
+  console.log(out);
+}
+
 if (import.meta.main) {
   const [cmd, modelDir, name, types] = Deno.args;
-  if (cmd !== "gguf" || !modelDir || !name) {
-    console.error("usage: deno run -A tools/llamacpp.ts gguf MODEL_DIR NAME [F16,Q8_0,Q4_0,…]");
+  if (cmd === "fixture") {
+    await makeFixture(await ensureLlamaCpp());
+  } else if (cmd === "gguf" && modelDir && name) {
+    const d = await ensureLlamaCpp();
+    const files = await ensureGGUF(d, modelDir, name, (types ?? "F16").split(","));
+    for (const [t, p] of Object.entries(files)) console.log(`${t}\t${p}`);
+  } else {
+    console.error(
+      "usage: deno run -A tools/llamacpp.ts gguf MODEL_DIR NAME [F16,Q8_0,Q4_0,…]\n" +
+        "       deno run -A tools/llamacpp.ts fixture      (tests/fixtures/gguf/tiny-g1.q4_0-llama-quantize)",
+    );
     Deno.exit(2);
   }
-  const d = await ensureLlamaCpp();
-  const files = await ensureGGUF(d, modelDir, name, (types ?? "F16").split(","));
-  for (const [t, p] of Object.entries(files)) console.log(`${t}\t${p}`);
 }
