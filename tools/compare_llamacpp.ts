@@ -1,7 +1,7 @@
 /**
  * `deno task compare:llamacpp`: this engine next to llama.cpp on the same files, in one run.
  *
- *   deno task compare:llamacpp [--] [--threads 2] [--rounds 5] [--reps 2] [--n-gen 128]
+ *   deno task compare:llamacpp [--] [--threads 2,1] [--rounds 5] [--reps 2] [--n-gen 128] [--omp-passive]
  *                              [--out bench/results/llamacpp.json] [--no-speed] [--no-logits]
  *
  * What it does, from nothing but the network access pip needs once:
@@ -16,7 +16,12 @@
  *      state) on each GGUF file, and this engine doing the same (reset, 128 steps on random ids, T
  *      threads) on the same GGUF files and on the safetensors model as f16, q8 and q4 (group 64,
  *      quantized at load), alternating file by file within each round, `--rounds` rounds. Ratios are
- *      taken within a round (the machine may be shared) and their median reported.
+ *      taken within a round (the machine may be shared) and their median reported. Each `--threads`
+ *      count (default: all cores, then 1) is a block of rounds of its own. `--omp-passive` runs llama-bench
+ *      with OMP_WAIT_POLICY=PASSIVE: ggml's OpenMP build meets at a barrier after every graph node, and GNU
+ *      OpenMP's default waiting spins before it sleeps, so on a shared machine the thread still running
+ *      spins away its time slice while its partner waits for a CPU (measured here: 1.6 tok/s at 2 threads,
+ *      106 with passive waiting, 171 at 1 thread). On a quiet machine leave it off, as users run it.
  * Prints a table; writes everything (samples, load average, CPU pressure, versions) to `--out`.
  *
  * @module
@@ -264,7 +269,7 @@ async function measureSpeed(
   d: LlamaCpp,
   files: Record<GGUFType, string>,
   benchDir: string,
-  args: { threads: number; rounds: number; reps: number; nGen: number },
+  args: { threads: number; rounds: number; reps: number; nGen: number; ompPassive: boolean },
 ): Promise<{ samples: Sample[]; rows: SpeedRow[]; llamaBench: LlamaBenchResult[] }> {
   const engines = new Map<string, MambaEngine>();
   const bytes: Record<string, number> = {};
@@ -293,7 +298,8 @@ async function measureSpeed(
       for (const t of GGUF_TYPES) {
         const meta = () => ({ round, loadAverage: Deno.loadavg()[0], cpuPressure: cpuPressure() });
         const m0 = meta();
-        const lb = await llamaBench(d, files[t], args.threads, args.nGen, args.reps);
+        const env = args.ompPassive ? { OMP_WAIT_POLICY: "PASSIVE" } : undefined;
+        const lb = await llamaBench(d, files[t], args.threads, args.nGen, args.reps, env);
         benches.push(lb);
         samples.push({ ...m0, engine: "llama.cpp", format: t, file: files[t], tokPerS: lb.samples_ts });
         const m1 = meta();
@@ -377,22 +383,30 @@ async function main(): Promise<void> {
       out: { type: "string" },
       "no-speed": { type: "boolean" },
       "no-logits": { type: "boolean" },
+      "omp-passive": { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
     strict: true,
   });
   if (a.help) {
     console.log(
-      "Usage: deno task compare:llamacpp [--] [--threads N] [--rounds 5] [--reps 2] [--n-gen 128]\n" +
+      "Usage: deno task compare:llamacpp [--] [--threads 2,1] [--rounds 5] [--reps 2] [--n-gen 128] [--omp-passive]\n" +
         "                                  [--out bench/results/llamacpp.json] [--no-speed] [--no-logits]",
     );
     return;
   }
+  const threadCounts = [
+    ...new Set((a.threads ?? `${navigator.hardwareConcurrency},1`).split(",").map(Number)),
+  ];
+  if (threadCounts.some((t) => !(Number.isInteger(t) && t > 0))) {
+    throw new Error(`bad --threads ${a.threads}`);
+  }
   const args = {
-    threads: Number(a.threads ?? navigator.hardwareConcurrency),
+    threads: threadCounts[0],
     rounds: Number(a.rounds ?? 5),
     reps: Number(a.reps ?? 2),
     nGen: Number(a["n-gen"] ?? 128),
+    ompPassive: a["omp-passive"] ?? false,
   };
   const out = a.out ?? `${ROOT}bench/results/llamacpp.json`;
   const loadBefore = Deno.loadavg();
@@ -403,7 +417,9 @@ async function main(): Promise<void> {
     string
   >;
   const version = await llamaCppVersion(d);
-  console.error(`llama.cpp ${version}; ${args.threads} threads; load average ${loadBefore[0].toFixed(2)}`);
+  console.error(
+    `llama.cpp ${version}; threads ${threadCounts.join(", ")}; load average ${loadBefore[0].toFixed(2)}`,
+  );
 
   const logits = a["no-logits"] ? null : await checkLogits(d, files, args.threads);
   if (logits) {
@@ -435,8 +451,18 @@ async function main(): Promise<void> {
       ]),
     ));
   }
-  const speed = a["no-speed"] ? null : await measureSpeed(d, files, benchDir, args);
-  if (speed) {
+  const speed = [];
+  for (const threads of a["no-speed"] ? [] : threadCounts) {
+    const date = new Date().toISOString(), loadAverage = Deno.loadavg();
+    console.error(`decode speed, ${threads} thread${threads > 1 ? "s" : ""}:`);
+    const block = {
+      threads,
+      date,
+      loadAverage,
+      ...await measureSpeed(d, files, benchDir, { ...args, threads }),
+    };
+    speed.push(block);
+    console.log(`\n${threads} thread${threads > 1 ? "s" : ""}:`);
     console.log(table(
       [
         "format",
@@ -446,7 +472,7 @@ async function main(): Promise<void> {
         "this engine, own format",
         "× llama.cpp",
       ],
-      speed.rows.map((r) => [
+      block.rows.map((r) => [
         r.format,
         r.llamaCppTokPerS.toFixed(1),
         r.engineSameFileTokPerS.toFixed(1),
@@ -468,14 +494,16 @@ async function main(): Promise<void> {
       version,
       sdist: `llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} (PyPI), vendor/llama.cpp`,
       build: "cmake Release (-O3), GGML_NATIVE=ON (-march=native), CPU only, shared libraries",
-      bench: `llama-bench -p 0 -n ${args.nGen} -t ${args.threads} -r ${args.reps} -o json`,
+      bench: `${
+        args.ompPassive ? "OMP_WAIT_POLICY=PASSIVE " : ""
+      }llama-bench -p 0 -n ${args.nGen} -t T -r ${args.reps} -o json`,
     },
     model: {
       source: benchDir,
       what: "synthetic mamba2-130m shape (tools/make_bench_models.ts), f16 matrices, f32 vectors",
       gguf: files,
     },
-    settings: args,
+    settings: { ...args, threads: threadCounts },
     logits,
     logitsTolerance: TOLERANCE,
     speed,

@@ -78,8 +78,13 @@ export async function run(cmd: string, args: string[], options: { cwd?: string; 
 }
 
 /** Runs a command and returns its stdout (stderr passed through unless `quiet`). */
-export async function capture(cmd: string, args: string[], quiet = true): Promise<string> {
-  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: quiet ? "piped" : "inherit" })
+export async function capture(
+  cmd: string,
+  args: string[],
+  quiet = true,
+  env?: Record<string, string>,
+): Promise<string> {
+  const out = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: quiet ? "piped" : "inherit" })
     .output();
   if (!out.success) {
     const err = quiet ? new TextDecoder().decode(out.stderr).split("\n").slice(-20).join("\n") : "";
@@ -345,28 +350,37 @@ export interface LlamaBenchResult {
   cpu_info: string;
 }
 
-/** `llama-bench -m GGUF -p 0 -n nGen -t threads -r reps -o json`: decode of nGen tokens at batch 1. */
+/**
+ * `llama-bench -m GGUF -p 0 -n nGen -t threads -r reps -o json`: decode of nGen tokens at batch 1. `env`
+ * is added to its environment (e.g. `OMP_WAIT_POLICY`).
+ */
 export async function llamaBench(
   d: LlamaCpp,
   gguf: string,
   threads: number,
   nGen: number,
   reps: number,
+  env?: Record<string, string>,
 ): Promise<LlamaBenchResult> {
-  const out = await capture(`${d.bin}/llama-bench`, [
-    "-m",
-    gguf,
-    "-p",
-    "0",
-    "-n",
-    String(nGen),
-    "-t",
-    String(threads),
-    "-r",
-    String(reps),
-    "-o",
-    "json",
-  ]);
+  const out = await capture(
+    `${d.bin}/llama-bench`,
+    [
+      "-m",
+      gguf,
+      "-p",
+      "0",
+      "-n",
+      String(nGen),
+      "-t",
+      String(threads),
+      "-r",
+      String(reps),
+      "-o",
+      "json",
+    ],
+    true,
+    env,
+  );
   const rows = JSON.parse(out) as LlamaBenchResult[];
   if (rows.length !== 1) throw new Error(`llama-bench returned ${rows.length} rows for ${gguf}`);
   return rows[0];
