@@ -70,7 +70,10 @@ enum GGUFModel {
 
         func info(_ name: String, _ ne: [Int]) throws -> GGUFTensorInfo {
             guard let t = tensors[name] else { throw MambaFailure.format("\(path): missing tensor \(name)") }
-            guard t.ne == ne else {
+            // ggml's dimensions past n_dims are 1, and writers differ in what they keep: the converter
+            // writes ssm_norm as [d_inner, 1], llama-quantize (ggml_n_dims) as [d_inner]. Compare as ggml does.
+            func padded(_ x: [Int]) -> [Int] { x.count >= 4 ? x : x + Array(repeating: 1, count: 4 - x.count) }
+            guard padded(t.ne) == padded(ne) else {
                 throw MambaFailure.shape(
                     "\(path): tensor \(name) has shape \(t.ne) (ggml order), but the metadata implies \(ne) (d_model \(dModel), d_inner \(dInner), d_state \(c.dState), n_group \(c.nGroups), heads \(nHeads))")
             }
