@@ -235,6 +235,9 @@ static void matmul_task(void *ctx, int task, int thread) {
     }
 }
 
+/* The least bytes of quantized panels a decode task streams (see mcpu_matmul). */
+#define QDIRECT_TASK_BYTES ((size_t)512 << 10)
+
 void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int nb, float *y, int ldy,
                  int accumulate) {
     /* 32 tasks per thread balance the load, even with a thread preempted. With many tokens a task's
@@ -244,6 +247,17 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
     int per = (W->panels + threads * 32 - 1) / (threads * 32);
     int quant = mcpu_is_quant(W->dtype);
     if (quant && nb <= MCPU_QDIRECT_MAX) {
+        /* Few, long contiguous ranges: a quantized panel is 4-8 KiB, so 32 tasks per thread would hand a
+         * thread 14-27 KiB of in_proj or out_proj at a time, alternating with the other threads, and the
+         * hardware prefetcher would restart its stream every few microseconds. Measured on the 2-core
+         * EPYC at 130m: 224 → 408 tok/s (q4), 188 → 262 (q8). Float panels are 2-4 times longer and
+         * keep the finer split (longer ranges measured slower there). Results do not depend on the
+         * split: every panel is computed alone. */
+        size_t bytes = (size_t)W->panels * W->panel_bytes;
+        size_t k = bytes / ((size_t)threads * QDIRECT_TASK_BYTES);
+        if (k < 1) k = 1;
+        if (k > 32) k = 32;
+        per = (int)((W->panels + (size_t)threads * k - 1) / ((size_t)threads * k));
         /* each token's activations prepared once, for every panel */
         for (int b = 0; b < nb; b++)
             e->ops->quant_prep(x + (size_t)b * ldx, W->cols, W->group_size, W->dtype,
