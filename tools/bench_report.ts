@@ -45,6 +45,7 @@ import {
   benchSource,
   ensureBenchModel,
 } from "./make_bench_models.ts";
+import { cpuPressure } from "./cpu_pressure.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PROMPT_TOKENS = 512;
@@ -129,16 +130,6 @@ function parseArgs(): {
     ffi: opts.get("no-ffi") === undefined,
     waitQuiet: opts.get("wait-quiet") !== undefined,
   };
-}
-
-/** Percent of the last 10 s in which some runnable task waited for a CPU (Linux PSI), or null. */
-function cpuPressure(): number | null {
-  try {
-    const m = /some avg10=([\d.]+)/.exec(Deno.readTextFileSync("/proc/pressure/cpu"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
 }
 
 /** Waits until other work leaves the CPUs alone (pressure below 2%), for at most 15 minutes. */

@@ -41,6 +41,7 @@ import {
   llamaCppVersion,
   reference,
 } from "./llamacpp.ts";
+import { cpuPressure } from "./cpu_pressure.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const GGUF_TYPES = ["F16", "Q8_0", "Q4_0", "Q4_K_M"] as const;
@@ -53,15 +54,6 @@ const NATIVE: Record<GGUFType, { dtype: "auto" | "q8" | "q4"; label: string } | 
   Q4_K_M: null,
 };
 const PROMPT_TOKENS = 32;
-
-function cpuPressure(): number | null {
-  try {
-    const m = /some avg10=([\d.]+)/.exec(Deno.readTextFileSync("/proc/pressure/cpu"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);

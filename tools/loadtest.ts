@@ -28,6 +28,7 @@ import { parseArgs } from "node:util";
 import { Tokenizer, Xoshiro128 } from "../mod.ts";
 import { NEOX_TOKENIZER, syntheticTokenizerJson } from "../bench/models.ts";
 import { cacheRoot, ensureBenchModel } from "./make_bench_models.ts";
+import { cpuPressure } from "./cpu_pressure.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const AUSTEN = new URL("../../shared/data/austen/", import.meta.url);
@@ -51,15 +52,6 @@ interface Outcome {
   ttftMs: number;
   /** Gaps between streamed chunks after the first, ms. */
   gapsMs: number[];
-}
-
-function cpuPressure(): number | null {
-  try {
-    const m = /some avg10=([\d.]+)/.exec(Deno.readTextFileSync("/proc/pressure/cpu"));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
-  }
 }
 
 function percentile(xs: number[], p: number): number {
