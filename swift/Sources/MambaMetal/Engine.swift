@@ -100,8 +100,11 @@ final class Engine {
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
     static let stateHeaderBytes = 24
 
-    init(directory: String, options: EngineOptions) throws {
-        let ck = try Checkpoint.load(directory: directory)
+    convenience init(directory: String, options: EngineOptions) throws {
+        try self.init(checkpoint: Checkpoint.load(directory: directory), options: options)
+    }
+
+    init(checkpoint ck: Checkpoint, options: EngineOptions) throws {
         weights = try ModelWeights(ck, dtype: options.dtype)
         config = ck.config
         batch = options.batchSize

@@ -12,7 +12,11 @@ enum SafeTensors {
     /// Reads every tensor of one file. Tensors of dtypes the engine cannot use are returned as
     /// `unusable` so that asking for one of them names the dtype.
     static func read(path: String) throws -> (tensors: [TensorView], unusable: [String: String]) {
-        let file = try MappedFile(path: path)
+        try read(file: MappedFile(path: path))
+    }
+
+    static func read(file: MappedFile) throws -> (tensors: [TensorView], unusable: [String: String]) {
+        let path = file.path
         guard file.size >= 8, let lenBytes = file.bytes(0, 8) else {
             throw MambaFailure.format("\(path): truncated safetensors file (\(file.size) bytes, no header)")
         }

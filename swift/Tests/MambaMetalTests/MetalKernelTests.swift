@@ -106,10 +106,10 @@ final class MetalKernelTests: MetalTestCase {
             let pipe = try kernels.pipeline("embedding.metal", "embedding_gather",
                                             [0: .int(dModel), 1: .int(nb), 2: .bool(half), 3: .int(dConv)])
             let eb = half ? halfBuffer(E) : buffer(E)
-            let tb = device.makeBuffer(bytes: tokens, length: 16, options: .storageModeShared)!
+            let tb = padded(tokens, length: 16)
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pos: [UInt32] = [3, 0, 2]
-            let pb = device.makeBuffer(bytes: pos, length: 16, options: .storageModeShared)!
+            let pb = padded(pos, length: 16)
             try run { enc in
                 enc.setComputePipelineState(pipe)
                 for (i, b) in [eb, tb, rb, pb].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
@@ -159,7 +159,7 @@ final class MetalKernelTests: MetalTestCase {
             7: .float(dtMin), 8: .float(dtMax),
         ])
         let zb = buffer(zx), cb = buffer(conv0), sb = buffer(ssm0)
-        let pb = device.makeBuffer(bytes: pos, length: max(16, 4 * s.nb), options: .storageModeShared)!
+        let pb = padded(pos, length: max(16, 4 * s.nb))
         let gb = buffer([Float](repeating: .nan, count: s.nb * s.D))
         let qb = buffer([Float](repeating: .nan, count: s.nb * s.H))
         let bufs = [zb, cb, sb, pb, buffer(convW), buffer(convB), buffer(dtBias + A + Dp), gb, qb]

@@ -144,9 +144,9 @@ final class MetalPrefillKernelTests: MetalTestCase {
             let pipe = try kernels.pipeline("embedding.metal", "embedding_gather_prompt",
                                             [0: .int(dModel), 1: .int(1), 2: .bool(half), 3: .int(dConv)])
             let eb = half ? halfBuffer(E) : buffer(E)
-            let tb = device.makeBuffer(bytes: tokens, length: 4 * T, options: .storageModeShared)!
+            let tb = padded(tokens, length: 4 * T)
             let rb = buffer([Float](repeating: .nan, count: (T + 1) * dModel))
-            let pb = device.makeBuffer(bytes: [UInt32(2), 9], length: 16, options: .storageModeShared)!
+            let pb = padded([UInt32(2), 9], length: 16)
             try run { enc in
                 enc.setComputePipelineState(pipe)
                 for (i, b) in [eb, tb, rb, pb, countBuffer(T)].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
@@ -187,7 +187,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         let convW = rng.floats(s.CD * s.K), convB = rng.floats(s.CD, -0.5, 0.5)
         let pipe = try kernels.pipeline("ssd_prefill.metal", "conv1d_prefill", ssdConstants(s))
         let ringB = buffer(ring0), out = buffer([Float](repeating: .nan, count: s.capacity * s.CD))
-        let posB = device.makeBuffer(bytes: [UInt32((pos0 + s.T) % s.K)], length: 16, options: .storageModeShared)!
+        let posB = padded([UInt32((pos0 + s.T) % s.K)], length: 16)
         try run { enc in
             enc.setComputePipelineState(pipe)
             for (i, b) in [buffer(zx), ringB, posB, buffer(convW), buffer(convB), out, countBuffer(s.T)].enumerated() {
