@@ -6,6 +6,7 @@
  */
 
 import { BpeModel, CHAR_TO_BYTE, GPT2_SPLIT_PATTERN } from "./tokenizer_bpe.ts";
+import { checkTokenizerJson, TokenizerError } from "./tokenizer_json.ts";
 import {
   type AddedTokenJson,
   AddedTokenSplitter,
@@ -16,6 +17,7 @@ import {
 } from "./tokenizer_added.ts";
 
 export type { AddedTokenJson, NormalizerJson } from "./tokenizer_added.ts";
+export { TokenizerError } from "./tokenizer_json.ts";
 
 /**
  * The parts of a Hugging Face `tokenizer.json` that {@link Tokenizer} reads.
@@ -128,25 +130,27 @@ export class Tokenizer {
   private constructor(json: TokenizerJson) {
     const m = json.model;
     if (m.type !== undefined && m.type !== "BPE") {
-      throw new Error(`tokenizer: unsupported model type "${m.type}"`);
+      throw new TokenizerError(`tokenizer: unsupported model type "${m.type}"`);
     }
-    if (m.dropout) throw new Error("tokenizer: BPE dropout is not supported");
+    if (m.dropout) throw new TokenizerError("tokenizer: BPE dropout is not supported");
     if (m.continuing_subword_prefix || m.end_of_word_suffix) {
-      throw new Error("tokenizer: continuing_subword_prefix / end_of_word_suffix are not supported");
+      throw new TokenizerError("tokenizer: continuing_subword_prefix / end_of_word_suffix are not supported");
     }
-    if (m.byte_fallback) throw new Error("tokenizer: byte_fallback is not supported");
+    if (m.byte_fallback) throw new TokenizerError("tokenizer: byte_fallback is not supported");
     const pre = json.pre_tokenizer;
     if (!pre || pre.type !== "ByteLevel") {
-      throw new Error(
+      throw new TokenizerError(
         `tokenizer: only the ByteLevel pre-tokenizer is supported (got ${pre ? pre.type : "none"})`,
       );
     }
     const post = json.post_processor;
     if (post && post.type !== "ByteLevel") {
-      throw new Error(`tokenizer: unsupported post_processor "${post.type}" (only ByteLevel)`);
+      throw new TokenizerError(`tokenizer: unsupported post_processor "${post.type}" (only ByteLevel)`);
     }
     const dec = json.decoder;
-    if (dec && dec.type !== "ByteLevel") throw new Error(`tokenizer: unsupported decoder "${dec.type}"`);
+    if (dec && dec.type !== "ByteLevel") {
+      throw new TokenizerError(`tokenizer: unsupported decoder "${dec.type}"`);
+    }
 
     this.addPrefixSpace = pre.add_prefix_space ?? false;
     this.useRegex = pre.use_regex ?? true;
@@ -189,7 +193,8 @@ export class Tokenizer {
   }
 
   /**
-   * Reads a `tokenizer.json` file.
+   * Reads a `tokenizer.json` file. Throws {@link TokenizerError} for a file that is not a usable
+   * tokenizer, and the file system's error (e.g. `Deno.errors.NotFound`) for one it cannot read.
    *
    * @param path file path or `file:` URL
    */
@@ -197,9 +202,12 @@ export class Tokenizer {
     return Tokenizer.fromJSON(await Deno.readTextFile(path));
   }
 
-  /** Builds a tokenizer from the text or the parsed object of a `tokenizer.json`. */
+  /**
+   * Builds a tokenizer from the text or the parsed object of a `tokenizer.json`. Anything malformed or
+   * unsupported, from invalid JSON to a field of the wrong type, is a {@link TokenizerError} naming it.
+   */
   static fromJSON(json: string | TokenizerJson): Tokenizer {
-    return new Tokenizer(typeof json === "string" ? JSON.parse(json) as TokenizerJson : json);
+    return new Tokenizer(checkTokenizerJson(json));
   }
 
   /** Encodes text to token ids (no special tokens are added). */

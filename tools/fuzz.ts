@@ -135,19 +135,28 @@ export async function runTarget(target: string, maxLen: number, limits: FuzzLimi
     seeds,
   ];
   const started = performance.now();
-  const out = await new Deno.Command(DRIVER, {
+  // The log streams to a file: buffered here, it would grow this process, and a child starts with its
+  // parent's peak resident size as its own (Linux keeps ru_maxrss across fork and exec), which
+  // libFuzzer's -rss_limit_mb would then count against the target.
+  const logPath = `${SCRATCH}/logs/${target}.log`;
+  const child = new Deno.Command(DRIVER, {
     args,
     env: {
       MAMBA_FUZZ_TARGET: target,
       MAMBA_FUZZ_STATE_MODEL: `${ROOT}tests/fuzz/state-model`,
       // a smaller quarantine than ASan's 256 MiB: use-after-free stays detectable, resident memory lower
       ASAN_OPTIONS: "quarantine_size_mb=64",
+      // libFuzzer reports crashes itself; Swift's backtracer would hold the crashed process for its own
+      SWIFT_BACKTRACE: "enable=no",
     },
-    stdout: "piped",
+    stdout: "null",
     stderr: "piped",
-  }).output();
-  const log = new TextDecoder().decode(out.stderr) + new TextDecoder().decode(out.stdout);
-  Deno.writeTextFileSync(`${SCRATCH}/logs/${target}.log`, log);
+  }).spawn();
+  await child.stderr.pipeTo(
+    (await Deno.open(logPath, { write: true, create: true, truncate: true })).writable,
+  );
+  const { success } = await child.status;
+  const log = Deno.readTextFileSync(logPath);
   const stat = (key: string) => Number(log.match(new RegExp(`stat::${key}:\\s+(\\d+)`))?.[1] ?? NaN);
   // the last status line: "#N  DONE  cov: C ft: F corp: K/…"
   const status = [...log.matchAll(/#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+) corp: (\d+)/g)].at(-1);
@@ -156,7 +165,7 @@ export async function runTarget(target: string, maxLen: number, limits: FuzzLimi
   const seconds = (performance.now() - started) / 1000;
   return {
     target,
-    ok: out.success && artifact === undefined,
+    ok: success && artifact === undefined,
     runs,
     seconds: Math.round(seconds),
     execPerSecond: Math.round(runs / seconds),

@@ -105,6 +105,8 @@ final class Engine {
     }
 
     init(checkpoint ck: Checkpoint, options: EngineOptions) throws {
+        try ResourceBudget.check(ck.config, weightBytes: ck.tensors.values.reduce(0) { $0 + $1.byteCount },
+                                 directory: ck.directory)
         weights = try ModelWeights(ck, dtype: options.dtype)
         config = ck.config
         batch = options.batchSize

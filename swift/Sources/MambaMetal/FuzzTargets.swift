@@ -59,7 +59,7 @@ enum FuzzTargets {
     /// config.json in either format, then the sizes the backends derive from it.
     static func config(_ bytes: UnsafeRawBufferPointer) throws {
         let c = try MambaConfig.parse(JSON.parse(bytes, context: "config.json"), file: "config.json")
-        _ = (c.dInProj, c.convDim, c.nHeads, StateLayout(config: c).bytesPerSequence, c.json.text)
+        _ = (c.dInProj, c.convDim, c.nHeads, ResourceBudget.bytesPerSequence(c), c.json.text)
     }
 
     /// A safetensors file: every tensor it accepts lies inside the data and has the bytes its shape needs.

@@ -48,8 +48,9 @@ enum SafeTensors {
                     throw MambaFailure.format("\(path): tensor \(name) has an invalid shape")
                 }
                 shape.append(d)
-                count = count.multipliedReportingOverflow(by: d).partialValue
-                if count > 1 << 40 { throw MambaFailure.format("\(path): tensor \(name) is too large") }
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                if overflow || product > 1 << 40 { throw MambaFailure.format("\(path): tensor \(name) is too large") }
+                count = product
             }
             guard begin >= 0, end >= begin, end <= dataSize else {
                 throw MambaFailure.format(

@@ -57,4 +57,19 @@ final class FuzzRegressionTests: XCTestCase {
             }
         }
     }
+
+    /// Inputs that once crashed a parser, hung, or made it allocate far more than the file justifies
+    /// (crash-*, hang-*, alloc-*) are now refused with a message.
+    func testFoundInputsAreRefused() throws {
+        var count = 0
+        for t in FuzzTargets.all {
+            for f in try inputs(t.name) where ["crash-", "hang-", "alloc-"].contains(where: f.name.hasPrefix) {
+                let failure = replay(t, f.bytes)
+                XCTAssertNotNil(failure, "\(t.name)/\(f.name) was accepted")
+                XCTAssertFalse(failure?.message.isEmpty ?? true, "\(t.name)/\(f.name)")
+                count += 1
+            }
+        }
+        XCTAssertGreaterThan(count, 0)
+    }
 }

@@ -1,0 +1,364 @@
+// Property tests of the tokenizer on random and hostile input: random Unicode (lone surrogates, combining
+// marks, astral characters, the tokenizers' own special strings), random ids (any byte sequence, so
+// invalid UTF-8), truncated and corrupted tokenizer.json files. Seeded: the seed is printed, and
+// PROPERTY_SEED=<n> replays a run.
+//   - fromJSON / load of any text throws nothing but TokenizerError;
+//   - decode(encode(t)) = normalize(t): NFC(t) for NFC tokenizers (the demo's, GPT-NeoX's), the
+//     tokenizer's normalizer otherwise, with lone surrogates as U+FFFD (encoding them makes U+FFFD);
+//   - the stream decoder's pieces are well-formed and join to decode(ids), for any ids: no piece holds
+//     half a character, and U+FFFD appears only where decode has it.
+import assert from "node:assert/strict";
+import { Tokenizer, TokenizerError } from "../src/tokenizer.ts";
+import { buildNormalizer, type NormalizerJson } from "../src/tokenizer_added.ts";
+import { CHAR_TO_BYTE } from "../src/tokenizer_bpe.ts";
+import { Xoshiro128 } from "../src/sampling.ts";
+
+const SEED = Number(Deno.env.get("PROPERTY_SEED") ?? Math.floor(Math.random() * 2 ** 31));
+console.log(`tokenizer property tests: PROPERTY_SEED=${SEED}`);
+
+const FIXTURES = new URL("./fixtures/tokenizer/", import.meta.url);
+const files: [string, URL][] = [
+  ["demo", new URL("../models/demo/tokenizer.json", import.meta.url)],
+  ["tiny-bpe", new URL("tiny-bpe.tokenizer.json", FIXTURES)],
+  ["tiny-nfkc", new URL("tiny-nfkc.tokenizer.json", FIXTURES)],
+  ["gpt-neox-20b", new URL("../../shared/data/tokenizers/gpt-neox-20b.tokenizer.json", import.meta.url)],
+];
+const tokenizers: { name: string; text: string; tok: Tokenizer }[] = [];
+for (const [name, url] of files) {
+  try {
+    const text = Deno.readTextFileSync(url);
+    tokenizers.push({ name, text, tok: Tokenizer.fromJSON(text) });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e; // GPT-NeoX's lives outside the repository
+  }
+}
+
+class Random {
+  private readonly rng: Xoshiro128;
+  constructor(seed: number) {
+    this.rng = new Xoshiro128(seed);
+  }
+  int(n: number): number {
+    return Math.floor(this.rng.nextFloat() * n);
+  }
+  pick<T>(a: readonly T[]): T {
+    return a[this.int(a.length)];
+  }
+  chance(p: number): boolean {
+    return this.rng.nextFloat() < p;
+  }
+}
+
+/** Runs `body(random, i)` `n` times; a failure names the seed and iteration that reproduce it. */
+function forAll(name: string, n: number, body: (r: Random, i: number) => void): void {
+  const r = new Random(
+    SEED ^ [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261),
+  );
+  for (let i = 0; i < n; i++) {
+    try {
+      body(r, i);
+    } catch (e) {
+      throw new Error(`${name}: fails at iteration ${i} (PROPERTY_SEED=${SEED})`, { cause: e });
+    }
+  }
+}
+
+/** Pieces of text that exercise pre-tokenization, normalization, UTF-8 and the added tokens. */
+const FRAGMENTS = [
+  "the",
+  " quick",
+  "Brown",
+  "'s",
+  "'ll",
+  " 123",
+  "4567",
+  "  ",
+  "   ",
+  "\t",
+  "\n",
+  "\r\n",
+  "\n\n\n",
+  " ",
+  "é",
+  "e\u0301",
+  "Å",
+  "A\u030a",
+  "ﬁ",
+  "①",
+  "Ⅻ",
+  "ｶﾀｶﾅ",
+  "한국어",
+  "\u1100\u1161",
+  "Σίσυφος",
+  "ΣΑΣ",
+  "İ",
+  "ß",
+  "中文字",
+  "日本語",
+  "😀",
+  "👩‍👩‍👧",
+  "🏳️‍🌈",
+  "\u{1F600}\u{1F3FD}",
+  "\u{10FFFF}",
+  "\u{E000}",
+  "\uFEFF",
+  "\uFFFD",
+  "\u200b",
+  "\u200d",
+  "\u00a0",
+  "\u2028",
+  "\u0085",
+  "\u3000",
+  "\u0000",
+  "\u007f",
+  "\u0301\u0302",
+  "‮rtl",
+  "\ud800",
+  "\udfff",
+  "\ud83d",
+  "\ude00",
+  "\udbff\udbff",
+  "<|endoftext|>",
+  "<|padding|>",
+  "<pad>",
+  "<mask>",
+  "[SW]",
+  " [SW] ",
+  "<|endoftext",
+  "|>",
+];
+
+function randomChar(r: Random): string {
+  switch (r.int(6)) {
+    case 0:
+      return String.fromCharCode(0x20 + r.int(0x5f));
+    case 1:
+      return String.fromCharCode(r.int(0x800));
+    case 2:
+      return String.fromCharCode(r.int(0x10000)); // lone surrogates included
+    case 3:
+      return String.fromCodePoint(0x10000 + r.int(0x100000));
+    case 4:
+      return String.fromCharCode(0x300 + r.int(0x70)); // combining marks
+    default:
+      return " ";
+  }
+}
+
+function randomText(r: Random, tokenizer?: Tokenizer): string {
+  let s = "";
+  const parts = r.int(24);
+  for (let i = 0; i < parts; i++) {
+    if (r.chance(0.5)) s += r.pick(FRAGMENTS);
+    else if (tokenizer && r.chance(0.3)) s += tokenizer.idToToken(r.int(tokenizer.vocabSize)) ?? "";
+    else for (let k = r.int(6); k >= 0; k--) s += randomChar(r);
+  }
+  return s;
+}
+
+/** What encode's normalization makes of `text`, computed without the tokenizer where it is NFC. */
+function normalized(json: { normalizer?: NormalizerJson | null }, text: string): string {
+  const wellFormed = text.toWellFormed();
+  if (json.normalizer?.type === "NFC") return wellFormed.normalize("NFC");
+  const f = buildNormalizer(json.normalizer);
+  return f ? f(wellFormed) : wellFormed;
+}
+
+function streamPieces(tok: Tokenizer, ids: number[], skipSpecialTokens: boolean): string[] {
+  const stream = tok.decodeStream({ skipSpecialTokens });
+  const pieces = ids.map((id) => stream.push(id));
+  pieces.push(stream.flush());
+  return pieces;
+}
+
+function checkStream(tok: Tokenizer, ids: number[], skipSpecialTokens: boolean): void {
+  const pieces = streamPieces(tok, ids, skipSpecialTokens);
+  for (const p of pieces) assert.ok(p.isWellFormed(), `stream piece ${JSON.stringify(p)} is not well-formed`);
+  assert.equal(pieces.join(""), tok.decode(ids, { skipSpecialTokens }));
+}
+
+/** Bytes that occur in UTF-8: all but C0, C1 and F5–FF (GPT-NeoX's vocabulary leaves those out). */
+const UTF8_BYTES = Array.from({ length: 256 }, (_, b) => b).filter((b) =>
+  b !== 0xc0 && b !== 0xc1 && b < 0xf5
+);
+
+/**
+ * Whether decode(encode(t)) can equal the normalized text: every byte UTF-8 uses has a token of its own
+ * (else encoding drops it, as the Rust library does), and no added token is spelled in the byte-level
+ * alphabet with non-ASCII characters (such a token decodes to those bytes, not to its text: tiny-bpe's
+ * "é" decodes to the byte E9, as in the Rust library).
+ */
+function exactRoundTrip(tok: Tokenizer, json: { added_tokens?: { content: string }[] | null }): boolean {
+  const bytes = new Set<number>();
+  for (let id = 0; id < tok.vocabSize; id++) {
+    const b = tok.tokenBytes(id, false);
+    if (b && b.length === 1) bytes.add(b[0]);
+  }
+  const byteLevel = (s: string) =>
+    [...s].every((c) => c.charCodeAt(0) < 512 && CHAR_TO_BYTE[c.charCodeAt(0)] >= 0);
+  const quirk = (json.added_tokens ?? []).some((t) => byteLevel(t.content) && /[^\x00-\x7f]/.test(t.content));
+  return UTF8_BYTES.every((b) => bytes.has(b)) && !quirk;
+}
+
+Deno.test("decode(encode(t)) can be exact for the demo's and GPT-NeoX's tokenizers", () => {
+  assert.ok(tokenizers.length >= 3);
+  for (const { name, text, tok } of tokenizers) {
+    if (name === "demo" || name === "gpt-neox-20b") assert.ok(exactRoundTrip(tok, JSON.parse(text)), name);
+  }
+});
+
+for (const { name, text, tok } of tokenizers) {
+  const json = JSON.parse(text);
+  // Where the round trip cannot be exact (see exactRoundTrip), the stream and error properties still hold.
+  const exact = exactRoundTrip(tok, json);
+  Deno.test(`${name}: decode(encode(t)) is t normalized, and the stream decoder agrees`, () => {
+    forAll(`${name} round trip`, name === "gpt-neox-20b" ? 300 : 600, (r) => {
+      const t = randomText(r, tok);
+      const ids = tok.encode(t, { parseSpecialTokens: false });
+      if (exact) {
+        assert.equal(tok.decode(ids, { skipSpecialTokens: false }), normalized(json, t), JSON.stringify(t));
+      }
+      for (const skip of [false, true]) {
+        const pieces = streamPieces(tok, ids, skip);
+        // no U+FFFD beyond those decode has (for exact tokenizers: those the text itself had)
+        const expected = (tok.decode(ids, { skipSpecialTokens: skip }).match(/\uFFFD/g) ?? []).length;
+        assert.equal((pieces.join("").match(/\uFFFD/g) ?? []).length, expected);
+        if (exact && !skip) assert.equal(expected, (normalized(json, t).match(/\uFFFD/g) ?? []).length);
+        checkStream(tok, ids, skip);
+      }
+      // with special tokens parsed, the same holds up to the special tokens themselves
+      const withSpecial = tok.encode(t);
+      assert.ok(withSpecial.every((id) => Number.isInteger(id) && id >= 0 && id < tok.vocabSize));
+    });
+  });
+
+  Deno.test(`${name}: any ids (so any bytes, invalid UTF-8 too) decode, and stream in well-formed pieces`, () => {
+    forAll(`${name} random ids`, 400, (r) => {
+      const ids: number[] = [];
+      for (let k = r.int(40); k > 0; k--) {
+        // mostly real ids, some outside the vocabulary or not integers at all
+        ids.push(r.chance(0.9) ? r.int(tok.vocabSize) : r.pick([-1, tok.vocabSize, 2 ** 40, 0.5, NaN]));
+      }
+      const skip = r.chance(0.5);
+      const text = tok.decode(ids, { skipSpecialTokens: skip });
+      assert.ok(text.isWellFormed());
+      checkStream(tok, ids, skip);
+    });
+  });
+}
+
+/** A mutation of a parsed tokenizer.json: one value somewhere replaced, removed or wrapped. */
+function mutateJson(r: Random, root: unknown): unknown {
+  const values: unknown[] = [
+    null,
+    true,
+    0,
+    -1,
+    1.5,
+    2 ** 31,
+    2 ** 53,
+    1e308,
+    "",
+    "x",
+    "BPE",
+    "ByteLevel",
+    "Sequence",
+    [],
+    {},
+    [[[]]],
+    { type: "Sequence", normalizers: [{ type: "Sequence", normalizers: [] }] },
+    { type: "NFC" },
+    ["a", "b"],
+    "a b c",
+  ];
+  const path: (string | number)[] = [];
+  let node = root;
+  while (typeof node === "object" && node !== null && r.chance(0.75)) {
+    const keys: (string | number)[] = Array.isArray(node) ? node.map((_, i) => i) : Object.keys(node);
+    if (keys.length === 0) break;
+    const k = r.pick(keys);
+    path.push(k);
+    node = (node as Record<string | number, unknown>)[k];
+  }
+  if (path.length === 0) return r.pick(values);
+  let parent = root as Record<string | number, unknown>;
+  for (const k of path.slice(0, -1)) parent = parent[k] as Record<string | number, unknown>;
+  const last = path[path.length - 1];
+  switch (r.int(3)) {
+    case 0:
+      parent[last] = r.pick(values);
+      break;
+    case 1:
+      if (Array.isArray(parent)) parent.splice(last as number, 1);
+      else delete parent[last];
+      break;
+    default:
+      parent[last] = r.chance(0.5) ? [parent[last]] : { type: parent[last] };
+  }
+  return root;
+}
+
+function expectOnlyTokenizerError(make: () => Tokenizer, r: Random): void {
+  let tok: Tokenizer;
+  try {
+    tok = make();
+  } catch (e) {
+    if (e instanceof TokenizerError) {
+      assert.match(e.message, /^tokenizer: /);
+      return;
+    }
+    throw e;
+  }
+  // what loads must also encode and decode anything
+  for (let k = 0; k < 3; k++) {
+    const ids = tok.encode(randomText(r, tok));
+    tok.decode(ids);
+    checkStream(tok, ids, false);
+  }
+}
+
+const base = Deno.readTextFileSync(new URL("tiny-bpe.tokenizer.json", FIXTURES));
+
+Deno.test("tokenizer.json cut short, with bytes flipped, or with invalid UTF-8: only TokenizerError", () => {
+  const bytes = new TextEncoder().encode(base);
+  forAll("corrupt bytes", 400, (r) => {
+    let b = bytes.slice(0, r.chance(0.5) ? r.int(bytes.length + 1) : bytes.length);
+    for (let k = r.int(4); k > 0 && b.length > 0; k--) {
+      b[r.int(b.length)] = r.pick([0x80, 0xc3, 0xff, 0x00, r.int(256)]);
+    }
+    if (r.chance(0.2)) b = new Uint8Array([...b, 0xed, 0xa0, 0x80]); // an encoded surrogate: invalid UTF-8
+    // as Tokenizer.load reads a file: UTF-8 with U+FFFD for what is invalid
+    expectOnlyTokenizerError(() => Tokenizer.fromJSON(new TextDecoder().decode(b)), r);
+  });
+});
+
+Deno.test("tokenizer.json with values of the wrong type or shape: only TokenizerError", () => {
+  forAll("mutated json", 1500, (r) => {
+    let json: unknown = JSON.parse(base);
+    for (let k = 1 + r.int(3); k > 0; k--) json = mutateJson(r, json);
+    expectOnlyTokenizerError(() => Tokenizer.fromJSON(json as never), r);
+    expectOnlyTokenizerError(() => Tokenizer.fromJSON(JSON.stringify(json) ?? "undefined"), r);
+  });
+});
+
+Deno.test("hostile tokenizer.json shapes: deep nesting, huge ids, non-objects", () => {
+  const deep = (n: number) => "[".repeat(n) + "]".repeat(n);
+  const j = JSON.parse(base);
+  const cases: [string, string][] = [
+    ["nested arrays", deep(100_000)],
+    ["nested normalizers", JSON.stringify({ ...j, normalizer: "NEST" }).replace('"NEST"', nest(100_000))],
+    ["huge id", JSON.stringify({ ...j, model: { ...j.model, vocab: { ...j.model.vocab, huge: 2 ** 31 } } })],
+    ["fractional id", JSON.stringify({ ...j, added_tokens: [{ id: 0.5, content: "x", special: true }] })],
+    ["content not a string", JSON.stringify({ ...j, added_tokens: [{ id: 1, content: 5, special: true }] })],
+    ["merges not strings", JSON.stringify({ ...j, model: { ...j.model, merges: [[1, 2]] } })],
+    ["a number", "42"],
+    ["null", "null"],
+    ["empty", ""],
+  ];
+  for (const [what, text] of cases) {
+    assert.throws(() => Tokenizer.fromJSON(text), TokenizerError, what);
+  }
+  function nest(n: number): string {
+    return '{"type": "Sequence", "normalizers": ['.repeat(n) + '{"type": "NFC"}' + "]}".repeat(n);
+  }
+});
