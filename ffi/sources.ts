@@ -60,6 +60,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MambaMetal/MetalPrefillPlan.swift",
   "swift/Sources/MambaMetal/MetalSupport.swift",
   "swift/Sources/MambaMetal/MetalTuning.swift",
+  "swift/Sources/MambaMetal/ResourceBudget.swift",
   "swift/Sources/MambaMetal/SafeTensors.swift",
   "swift/Sources/MambaMetal/Tensor.swift",
   "swift/Sources/MambaMetal/TorchCheckpoint.swift",
