@@ -196,7 +196,9 @@ function exactRoundTrip(tok: Tokenizer, json: { added_tokens?: { content: string
   }
   const byteLevel = (s: string) =>
     [...s].every((c) => c.charCodeAt(0) < 512 && CHAR_TO_BYTE[c.charCodeAt(0)] >= 0);
-  const quirk = (json.added_tokens ?? []).some((t) => byteLevel(t.content) && /[^\x00-\x7f]/.test(t.content));
+  const quirk = (json.added_tokens ?? []).some((t) =>
+    byteLevel(t.content) && [...t.content].some((c) => c.charCodeAt(0) > 0x7f)
+  );
   return UTF8_BYTES.every((b) => bytes.has(b)) && !quirk;
 }
 

@@ -1,6 +1,6 @@
 /**
- * The test suites under sanitizers, each in a build directory of its own (swift/.build-<name>, with its
- * logs beside it).
+ * The test suites under sanitizers, each in a build directory of its own (swift/.build-<name>, which
+ * also holds the logs, sanitize-*.log).
  *
  *   deno task sanitize asan    # swift test with AddressSanitizer (Swift and C) + UndefinedBehaviorSanitizer (C)
  *   deno task sanitize tsan    # swift test with ThreadSanitizer
@@ -48,12 +48,12 @@ async function run(cmd: string, args: string[], env: Record<string, string>, log
   console.error(`$ ${cmd} ${args.join(" ")}`);
   const child = new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped", cwd: ROOT }).spawn();
   const file = await Deno.open(log, { write: true, create: true, truncate: true });
+  // stdout and stderr into one log as they come (not awaited in start(): the pipe begins once it returns)
   const merged = new ReadableStream<Uint8Array>({
-    async start(controller) {
-      await Promise.all([child.stdout, child.stderr].map(async (s) => {
+    start(controller) {
+      Promise.all([child.stdout, child.stderr].map(async (s) => {
         for await (const chunk of s) controller.enqueue(chunk);
-      }));
-      controller.close();
+      })).then(() => controller.close(), (e) => controller.error(e));
     },
   });
   await merged.pipeTo(file.writable);
@@ -72,15 +72,19 @@ async function run(cmd: string, args: string[], env: Record<string, string>, log
 async function swiftTest(name: "asan" | "tsan"): Promise<boolean> {
   const c = CONFIGS[name];
   const common = ["--package-path", SWIFT, "--scratch-path", c.scratch, ...c.flags];
-  if (!await run("swift", ["build", "--build-tests", ...common], {}, `${c.scratch}-build.log`)) return false;
-  return await run("swift", ["test", "--skip-build", ...common], c.env, `${c.scratch}-test.log`);
+  if (!await run("swift", ["build", "--build-tests", ...common], {}, `${c.scratch}/sanitize-build.log`)) {
+    return false;
+  }
+  return await run("swift", ["test", "--skip-build", ...common], c.env, `${c.scratch}/sanitize-test.log`);
 }
 
 /** The Deno tests against an optimised ASan+UBSan build of the library. */
 async function denoTests(): Promise<boolean> {
   const c = CONFIGS.asan;
   const build = ["build", "-c", "release", "--package-path", SWIFT, "--scratch-path", c.scratch, ...c.flags];
-  if (!await run("swift", [...build, "--product", "MambaMetal"], {}, `${c.scratch}-build.log`)) return false;
+  if (!await run("swift", [...build, "--product", "MambaMetal"], {}, `${c.scratch}/sanitize-build.log`)) {
+    return false;
+  }
   const clang = await new Deno.Command("swiftc", { args: ["-print-target-info"], stdout: "piped" }).output();
   const resource = JSON.parse(new TextDecoder().decode(clang.stdout)).paths.runtimeResourcePath as string;
   const runtime = `${resource}/clang/lib/linux/libclang_rt.asan-x86_64.so`;
@@ -92,7 +96,7 @@ async function denoTests(): Promise<boolean> {
     LD_PRELOAD: runtime,
     MAMBA_METAL_LIB: `${c.scratch}/release/libMambaMetal.so`,
     MAMBA_SANITIZER: "asan",
-  }, `${c.scratch}-deno.log`);
+  }, `${c.scratch}/sanitize-deno.log`);
 }
 
 async function main(): Promise<number> {
