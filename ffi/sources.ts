@@ -113,6 +113,7 @@ export const SOURCE_FILES: readonly string[] = [
   "swift/Sources/MetalKernelsCPU/msl/metal_stdlib",
   "swift/Tests/MambaMetalTests/EngineConcurrencyTests.swift",
   "swift/Tests/MambaMetalTests/FuzzRegressionTests.swift",
+  "swift/Tests/MambaMetalTests/HostileFileTests.swift",
   "swift/Tests/MambaMetalTests/MetalKernelTests.swift",
   "swift/Tests/MambaMetalTests/MetalPrefillKernelTests.swift",
   "swift/Tests/MambaMetalTests/MetalTestSupport.swift",

@@ -24,11 +24,13 @@ final class MappedFile {
 
     init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: a FIFO (or a device) in a model directory must not block the open; it is refused below.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         if fd < 0 { throw MambaFailure.io("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw MambaFailure.io("cannot stat \(path)") }
+        if (st.st_mode & S_IFMT) != S_IFREG { throw MambaFailure.io("\(path) is not a regular file") }
         let size = Int(st.st_size)
         if size == 0 { throw MambaFailure.format("\(path) is empty") }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
