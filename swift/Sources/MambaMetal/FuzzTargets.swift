@@ -28,8 +28,8 @@ enum FuzzTargets {
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
 
-    /// Runs one input; MambaFailure is the parsers' only way to refuse input.
-    /// Returns the parser's refusal, nil when it accepted the input.
+    /// Runs one input: returns the parser's refusal (a MambaFailure, its only way to refuse input), or nil
+    /// when it accepted the input.
     @discardableResult
     static func run(_ target: FuzzTarget, _ bytes: UnsafeRawBufferPointer) -> MambaFailure? {
         do { try target.run(bytes) } catch let f as MambaFailure {
