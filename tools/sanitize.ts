@@ -48,15 +48,17 @@ async function run(cmd: string, args: string[], env: Record<string, string>, log
   console.error(`$ ${cmd} ${args.join(" ")}`);
   const child = new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped", cwd: ROOT }).spawn();
   const file = await Deno.open(log, { write: true, create: true, truncate: true });
-  // stdout and stderr into one log as they come (not awaited in start(): the pipe begins once it returns)
-  const merged = new ReadableStream<Uint8Array>({
-    start(controller) {
-      Promise.all([child.stdout, child.stderr].map(async (s) => {
-        for await (const chunk of s) controller.enqueue(chunk);
-      })).then(() => controller.close(), (e) => controller.error(e));
-    },
-  });
-  await merged.pipeTo(file.writable);
+  // stdout and stderr into one log as they come, chunk by chunk in arrival order
+  let written = Promise.resolve();
+  await Promise.all([child.stdout, child.stderr].map(async (stream) => {
+    for await (const chunk of stream) {
+      written = written.then(async () => {
+        for (let n = 0; n < chunk.length;) n += await file.write(chunk.subarray(n));
+      });
+    }
+  }));
+  await written;
+  file.close();
   const { success } = await child.status;
   const text = Deno.readTextFileSync(log);
   const report = text.split("\n").findIndex((l) => REPORT.test(l));

@@ -220,12 +220,14 @@ async function main(): Promise<number> {
       seconds: { type: "string", default: "600" },
       model: { type: "string" },
       dtype: { type: "string", default: "f16" },
+      threads: { type: "string", default: "0" },
       help: { type: "boolean" },
     },
   });
   if (values.help) {
     console.log(
-      "usage: deno task soak [decode|workers] [--steps N] [--seconds S] [--model 130m|780m|DIR] [--dtype f16]",
+      "usage: deno task soak [decode|workers] [--steps N] [--seconds S] [--model 130m|780m|DIR] [--dtype f16] " +
+        "[--threads N]",
     );
     return 0;
   }
@@ -235,7 +237,14 @@ async function main(): Promise<number> {
   if (which.includes("decode")) {
     const m = values.model ?? "130m";
     const dir = m === "130m" || m === "780m" ? await ensureBenchModel(m, values.dtype as "f16") : m;
-    const r = soakDecode(dir, { backend: "cpu" }, Number(values.steps), 1000, log);
+    // --threads 1 on a busy machine: a second pool thread mostly spins waiting for a core
+    const r = soakDecode(
+      dir,
+      { backend: "cpu", threads: Number(values.threads) },
+      Number(values.steps),
+      1000,
+      log,
+    );
     console.log(
       `decode soak (${dir}): ${r.steps} steps after ${r.warmup} warm-up, ${
         r.msPerStep.toFixed(2)
