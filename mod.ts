@@ -15,16 +15,22 @@
  *
  * @module
  */
+export { type GpuCounters, MambaEngine, type ModelConfig } from "./src/engine.ts";
 export {
   type BackendName,
-  type GpuCounters,
   type LoadOptions,
-  MambaEngine,
   type MetalTuningParams,
-  type ModelConfig,
   type WeightDType,
-} from "./src/engine.ts";
+} from "./src/options.ts";
 export { MambaError, MambaStatus, type MambaStatusName } from "./src/errors.ts";
+export {
+  GGUFError,
+  type GGUFMetadata,
+  type GGUFValue,
+  isGGUFFile,
+  parseGGUFMetadata,
+  readGGUFMetadata,
+} from "./src/gguf.ts";
 export {
   type AddedTokenJson,
   type DecodeOptions,
@@ -53,3 +59,4 @@ export {
   Generator,
   type StopReason,
 } from "./src/generate.ts";
+export { serve, type ServeOptions } from "./src/server/serve.ts";

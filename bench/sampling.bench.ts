@@ -1,7 +1,9 @@
 // Sampling cost per token on a 50288-entry logits row (GPT-NeoX vocabulary padded as in Mamba2
-// checkpoints). The logits are synthetic but shaped like a language model's: a broad, roughly normal
-// bulk and a few much larger values.
+// checkpoints), by the TypeScript Sampler and by the library (the same algorithm and tokens; the
+// native rows live in the 130m bench model's logits buffer). The logits are synthetic but shaped like a
+// language model's: a broad, roughly normal bulk and a few much larger values.
 import { Sampler, type SamplingOptions, Xoshiro128 } from "../src/sampling.ts";
+import { benchEngine } from "./models.ts";
 
 const V = 50288;
 
@@ -43,6 +45,20 @@ for (const [name, options, logits, previous] of cases) {
     baseline: name === "greedy",
     fn() {
       sampler.sample(logits, previous);
+    },
+  });
+  Deno.bench({
+    name: `native sample: ${name}`,
+    group: "native sampling",
+    baseline: name === "greedy",
+    async fn(b) {
+      const engine = await benchEngine("130m", "f16", 1);
+      engine.row(0).set(logits);
+      // a fresh history each time: the native sampler adds every sampled id to it
+      engine.setSampler(0, { seed: 1, ...options }, previous ?? []);
+      b.start();
+      engine.sample(0);
+      b.end();
     },
   });
 }

@@ -8,15 +8,23 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
-import { type BackendName, Generator, MambaEngine, MambaError, Tokenizer, type WeightDType } from "../mod.ts";
+import {
+  type BackendName,
+  Generator,
+  isGGUFFile,
+  MambaEngine,
+  MambaError,
+  Tokenizer,
+  type WeightDType,
+} from "../mod.ts";
 import { ensureLibrary } from "../ffi/build.ts";
+import { fail, numberOption, parseCli } from "./cli.ts";
 
 const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
 
-  --prompt TEXT          text to continue (required)
-  --model DIR            model directory (default: the bundled demo model, models/demo)
-  --tokenizer FILE       tokenizer.json (default: DIR/tokenizer.json)
+  --prompt TEXT          text to continue (required; "" starts from the end-of-text token)
+  --model PATH           model directory or .gguf file (default: the bundled demo model, models/demo)
+  --tokenizer FILE       tokenizer.json or .gguf (default: DIR/tokenizer.json, or the GGUF model itself)
   --max-tokens N         tokens to generate (default 128)
   --temperature T        0 = greedy (default 0.8)
   --top-k K              keep the K most likely tokens (default 0 = off)
@@ -25,52 +33,32 @@ const HELP = `Usage: deno task generate [--] --prompt TEXT [options]
   --repeat-penalty R     penalise tokens already seen (default 1.1)
   --seed S               PRNG seed, for repeatable samples
   --backend B            auto | cpu | metal (default auto)
-  --dtype D              weights in memory: auto (as stored) | f32 | f16 | bf16 (default auto);
-                         f16 halves what a decode step reads from float32 checkpoints
+  --dtype D              weights in memory: auto (as stored) | f32 | f16 | bf16 | q8 | q4 (default auto);
+                         f16 halves what a decode step reads from float32 checkpoints; q8/q4 quantize
+                         at load (MLX's affine algorithm, as deno task quantize)
+  --group-size G         columns per quantization group for q8/q4: 32, 64 or 128 (default 64)
   --stop TEXT            stop at TEXT (repeatable)
   --help                 this text
 `;
 
-function fail(message: string): never {
-  console.error(`error: ${message}`);
-  Deno.exit(1);
-}
-
-function number(name: string, value: string | undefined, fallback: number): number {
-  if (value === undefined) return fallback;
-  const n = Number(value);
-  if (!Number.isFinite(n)) fail(`--${name} expects a number, got "${value}"`);
-  return n;
-}
-
 async function main(): Promise<void> {
-  // `deno task generate -- --prompt x` passes the "--" through: drop it.
-  const argv = Deno.args[0] === "--" ? Deno.args.slice(1) : Deno.args;
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        prompt: { type: "string" },
-        model: { type: "string" },
-        tokenizer: { type: "string" },
-        "max-tokens": { type: "string" },
-        temperature: { type: "string" },
-        "top-k": { type: "string" },
-        "top-p": { type: "string" },
-        "min-p": { type: "string" },
-        "repeat-penalty": { type: "string" },
-        seed: { type: "string" },
-        backend: { type: "string" },
-        dtype: { type: "string" },
-        stop: { type: "string", multiple: true },
-        help: { type: "boolean", short: "h" },
-      },
-      strict: true,
-    }).values;
-  } catch (e) {
-    fail(`${(e as Error).message}\n\n${HELP}`);
-  }
+  const args = parseCli(Deno.args, {
+    prompt: { type: "string" },
+    model: { type: "string" },
+    tokenizer: { type: "string" },
+    "max-tokens": { type: "string" },
+    temperature: { type: "string" },
+    "top-k": { type: "string" },
+    "top-p": { type: "string" },
+    "min-p": { type: "string" },
+    "repeat-penalty": { type: "string" },
+    seed: { type: "string" },
+    backend: { type: "string" },
+    dtype: { type: "string" },
+    "group-size": { type: "string" },
+    stop: { type: "string", multiple: true },
+    help: { type: "boolean", short: "h" },
+  }, HELP) as Record<string, string | undefined> & { stop?: string[]; help?: boolean };
   if (args.help) {
     console.log(HELP);
     return;
@@ -81,18 +69,37 @@ async function main(): Promise<void> {
     fail(`--backend must be auto, cpu or metal, got "${backend}"`);
   }
   const dtype = args.dtype ?? "auto";
-  if (!["auto", "f32", "f16", "bf16"].includes(dtype)) {
-    fail(`--dtype must be auto, f32, f16 or bf16, got "${dtype}"`);
+  if (!["auto", "f32", "f16", "bf16", "q8", "q4"].includes(dtype)) {
+    fail(`--dtype must be auto, f32, f16, bf16, q8 or q4, got "${dtype}"`);
   }
+  const groupSize = numberOption("group-size", args["group-size"], 64, { integer: true });
+  if (![32, 64, 128].includes(groupSize)) {
+    fail(`--group-size must be 32, 64 or 128, got "${args["group-size"]}"`);
+  }
+  const options = {
+    maxTokens: numberOption("max-tokens", args["max-tokens"], 128, { min: 0, integer: true }),
+    temperature: numberOption("temperature", args.temperature, 0.8, { min: 0 }),
+    topK: numberOption("top-k", args["top-k"], 0, { min: 0, integer: true }),
+    topP: numberOption("top-p", args["top-p"], 0.95, { above: 0, max: 1 }),
+    minP: numberOption("min-p", args["min-p"], 0, { min: 0, max: 1 }),
+    repetitionPenalty: numberOption("repeat-penalty", args["repeat-penalty"], 1.1, { above: 0 }),
+    seed: args.seed === undefined ? undefined : numberOption("seed", args.seed, 0, { integer: true }),
+    stop: args.stop,
+  };
 
   const modelDir = args.model ?? new URL("../models/demo", import.meta.url).pathname;
+  let isFile = false;
   try {
-    if (!Deno.statSync(modelDir).isDirectory) fail(`model directory ${modelDir} is not a directory`);
+    isFile = Deno.statSync(modelDir).isFile;
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) fail(`model directory ${modelDir} does not exist`);
+    if (e instanceof Deno.errors.NotFound) fail(`model ${modelDir} does not exist`);
     throw e;
   }
-  const tokenizerPath = args.tokenizer ?? `${modelDir}/tokenizer.json`;
+  if (isFile && !(await isGGUFFile(modelDir))) {
+    fail(`model ${modelDir} is neither a directory nor a GGUF file`);
+  }
+  // A GGUF file carries its tokenizer.
+  const tokenizerPath = args.tokenizer ?? (isFile ? modelDir : `${modelDir}/tokenizer.json`);
   let tokenizer: Tokenizer;
   try {
     tokenizer = await Tokenizer.load(tokenizerPath);
@@ -112,6 +119,7 @@ async function main(): Promise<void> {
   using engine = await MambaEngine.load(modelDir, {
     backend: backend as BackendName,
     dtype: dtype as WeightDType,
+    groupSize,
     libraryPath,
   });
   console.error(
@@ -119,16 +127,7 @@ async function main(): Promise<void> {
       `${engine.config.dModel}, ${engine.dtype} weights, ${engine.device}`,
   );
 
-  const generation = new Generator(engine, tokenizer).generate(args.prompt, {
-    maxTokens: number("max-tokens", args["max-tokens"], 128),
-    temperature: number("temperature", args.temperature, 0.8),
-    topK: number("top-k", args["top-k"], 0),
-    topP: number("top-p", args["top-p"], 0.95),
-    minP: number("min-p", args["min-p"], 0),
-    repetitionPenalty: number("repeat-penalty", args["repeat-penalty"], 1.1),
-    seed: args.seed === undefined ? undefined : number("seed", args.seed, 0),
-    stop: args.stop,
-  });
+  const generation = new Generator(engine, tokenizer).generate(args.prompt, options);
   const out = new TextEncoder();
   await Deno.stdout.write(out.encode(args.prompt));
   for await (const piece of generation) await Deno.stdout.write(out.encode(piece));
@@ -144,6 +143,6 @@ async function main(): Promise<void> {
 try {
   await main();
 } catch (e) {
-  if (e instanceof MambaError) fail(e.message);
+  if (e instanceof MambaError || e instanceof RangeError) fail(e.message);
   throw e;
 }

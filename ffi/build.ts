@@ -9,11 +9,12 @@
  *
  * @module
  */
-import { ABI_VERSION, symbols } from "./symbols.ts";
-import { findLibrary, LIBRARY_ENV, libraryFileName } from "./library.ts";
+import { symbols } from "./symbols.ts";
+import { checkLibrary, findLibrary, LIBRARY_ENV, libraryFileName } from "./library.ts";
 import { SOURCE_FILES } from "./sources.ts";
-import { MambaError, MambaStatus } from "../src/errors.ts";
-import { VERSION } from "../src/version.ts";
+import { MambaError, MambaStatus } from "./errors.ts";
+import { fileExists, readEnv, requirePermission } from "./host.ts";
+import { VERSION } from "./version.ts";
 
 /** The module's version, which the library must report. */
 export const MODULE_VERSION: string = VERSION;
@@ -30,25 +31,13 @@ function libraryError(message: string): MambaError {
   return new MambaError(MambaStatus.LIBRARY, message);
 }
 
-function need(desc: Deno.PermissionDescriptor, flag: string, why: string): void {
-  if (Deno.permissions.querySync(desc).state !== "granted") {
-    throw libraryError(`permission denied: ${why} needs ${flag}`);
-  }
-}
-
-function env(name: string): string | undefined {
-  return Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
-    ? Deno.env.get(name)
-    : undefined;
-}
-
 /** The per-user cache directory: $MAMBA_METAL_CACHE, else the platform's user cache folder. */
 export function cacheRoot(): string {
-  const explicit = env("MAMBA_METAL_CACHE");
+  const explicit = readEnv("MAMBA_METAL_CACHE");
   if (explicit) return explicit;
-  const home = env("HOME") ?? env("USERPROFILE");
+  const home = readEnv("HOME") ?? readEnv("USERPROFILE");
   if (Deno.build.os === "darwin" && home) return `${home}/Library/Caches/mamba-metal`;
-  const xdg = env("XDG_CACHE_HOME");
+  const xdg = readEnv("XDG_CACHE_HOME");
   if (xdg) return `${xdg}/mamba-metal`;
   if (home) return `${home}/.cache/mamba-metal`;
   throw libraryError(
@@ -61,32 +50,15 @@ export function cacheKey(): string {
   return `${MODULE_VERSION}-${Deno.build.os}-${Deno.build.arch}`;
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return false;
-    throw e;
-  }
-}
-
 /** Opens `path` briefly and checks it is a libMambaMetal of this ABI and version. */
 export function verifyLibrary(path: string): void {
-  need({ name: "ffi" }, "--allow-ffi", "loading the native library");
+  requirePermission({ name: "ffi" }, "--allow-ffi", "loading the native library");
   const lib = Deno.dlopen(path, {
     mamba_abi_version: symbols.mamba_abi_version,
     mamba_version: symbols.mamba_version,
   });
   try {
-    const abi = lib.symbols.mamba_abi_version();
-    const p = lib.symbols.mamba_version();
-    const version = p ? Deno.UnsafePointerView.getCString(p) : "";
-    if (abi !== ABI_VERSION || version !== MODULE_VERSION) {
-      throw libraryError(
-        `${path} is version ${version} (ABI ${abi}); this module needs ${MODULE_VERSION} (ABI ${ABI_VERSION})`,
-      );
-    }
+    checkLibrary(lib.symbols, path, MODULE_VERSION);
   } finally {
     lib.close();
   }
@@ -100,8 +72,13 @@ function packageRoot(): URL {
 async function fetchSources(into: string, progress: (line: string) => void): Promise<void> {
   const root = packageRoot();
   const local = root.protocol === "file:";
-  if (local) need({ name: "read", path: root.pathname }, "--allow-read", "copying the native sources");
-  else need({ name: "net", host: root.host }, `--allow-net=${root.host}`, "fetching the native sources");
+  if (local) {
+    requirePermission({ name: "read", path: root.pathname }, "--allow-read", "copying the native sources");
+  } else {requirePermission(
+      { name: "net", host: root.host },
+      `--allow-net=${root.host}`,
+      "fetching the native sources",
+    );}
   progress(`mamba-metal: fetching ${SOURCE_FILES.length} native source files from ${root.href}`);
   for (const file of SOURCE_FILES) {
     const url = new URL(file, root);
@@ -136,7 +113,7 @@ async function streamLines(
 }
 
 async function swiftBuild(packageDir: string, progress: (line: string) => void): Promise<void> {
-  need({ name: "run", command: "swift" }, "--allow-run=swift", "building the native library");
+  requirePermission({ name: "run", command: "swift" }, "--allow-run=swift", "building the native library");
   progress(`mamba-metal: building libMambaMetal (swift build -c release) in ${packageDir}`);
   let child: Deno.ChildProcess;
   try {
@@ -199,8 +176,12 @@ export async function ensureLibrary(options: EnsureLibraryOptions = {}): Promise
   const root = packageRoot();
 
   // A checkout on disk builds in place, where `deno task build` would put the library.
-  if (root.protocol === "file:" && exists(`${root.pathname}swift/Package.swift`)) {
-    need({ name: "write", path: `${root.pathname}swift` }, "--allow-write", "building the native library");
+  if (root.protocol === "file:" && fileExists(`${root.pathname}swift/Package.swift`)) {
+    requirePermission(
+      { name: "write", path: `${root.pathname}swift` },
+      "--allow-write",
+      "building the native library",
+    );
     await swiftBuild(`${root.pathname}swift`, progress);
     const built = findLibrary();
     if (!built) throw libraryError("swift build succeeded but produced no library");
@@ -208,25 +189,33 @@ export async function ensureLibrary(options: EnsureLibraryOptions = {}): Promise
   }
 
   const cache = cacheRoot();
-  need({ name: "read", path: cache }, "--allow-read", "the library cache");
+  requirePermission({ name: "read", path: cache }, "--allow-read", "the library cache");
   const dir = `${cache}/${cacheKey()}`;
   const lib = `${dir}/${libraryFileName()}`;
-  if (exists(lib)) return lib;
+  if (fileExists(lib)) return lib;
 
   // Everything a build needs, checked before any work so the error names what is missing.
-  need({ name: "write", path: cache }, `--allow-write=${cache}`, "building into the library cache");
+  requirePermission(
+    { name: "write", path: cache },
+    `--allow-write=${cache}`,
+    "building into the library cache",
+  );
   if (root.protocol !== "file:") {
-    need({ name: "net", host: root.host }, `--allow-net=${root.host}`, "fetching the native sources");
+    requirePermission(
+      { name: "net", host: root.host },
+      `--allow-net=${root.host}`,
+      "fetching the native sources",
+    );
   }
-  need({ name: "run", command: "swift" }, "--allow-run=swift", "building the native library");
-  need({ name: "ffi" }, "--allow-ffi", "loading the native library");
+  requirePermission({ name: "run", command: "swift" }, "--allow-run=swift", "building the native library");
+  requirePermission({ name: "ffi" }, "--allow-ffi", "loading the native library");
 
   await Deno.mkdir(cache, { recursive: true });
-  const lock = await acquireLock(`${dir}.lock`, () => exists(lib));
+  const lock = await acquireLock(`${dir}.lock`, () => fileExists(lib));
   if (!lock) return lib; // another process finished the build while we waited
   const work = `${dir}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    if (exists(lib)) return lib;
+    if (fileExists(lib)) return lib;
     await fetchSources(work, progress);
     await swiftBuild(`${work}/swift`, progress);
     const built = `${work}/swift/.build/release/${libraryFileName()}`;

@@ -7,7 +7,8 @@
  * @module
  */
 import { ABI_VERSION, type MambaSymbols, symbols } from "./symbols.ts";
-import { MambaError, MambaStatus } from "../src/errors.ts";
+import { MambaError, MambaStatus } from "./errors.ts";
+import { fileExists, readEnv, requirePermission } from "./host.ts";
 
 /** Environment variable naming the library file. */
 export const LIBRARY_ENV = "MAMBA_METAL_LIB";
@@ -42,34 +43,39 @@ export interface OpenedLibrary {
 
 const opened = new Map<string, OpenedLibrary>();
 
-function requirePermission(desc: Deno.PermissionDescriptor, flag: string, why: string): void {
-  if (Deno.permissions.querySync(desc).state !== "granted") {
-    throw new MambaError(MambaStatus.LIBRARY, `permission denied: ${why} needs ${flag}`);
-  }
-}
-
-function envPath(): string | undefined {
-  if (Deno.permissions.querySync({ name: "env", variable: LIBRARY_ENV }).state !== "granted") {
-    return undefined;
-  }
-  return Deno.env.get(LIBRARY_ENV) || undefined;
-}
-
 /** Where the library would be loaded from, without opening it; undefined if nothing is found. */
 export function findLibrary(libraryPath?: string): string | undefined {
   if (libraryPath) return libraryPath;
-  const fromEnv = envPath();
+  const fromEnv = readEnv(LIBRARY_ENV);
   if (fromEnv) return fromEnv;
   const local = localBuildPath();
-  if (local) {
-    try {
-      Deno.statSync(local);
-      return local;
-    } catch {
-      // not built
-    }
+  return local && fileExists(local) ? local : undefined;
+}
+
+/** The two calls that identify a library, which every caller checks before using it. */
+type IdentitySymbols = Pick<MambaSymbols, "mamba_abi_version" | "mamba_version">;
+
+/**
+ * Checks that the library at `path` implements this ABI_VERSION (and, when `version` is given, is that
+ * version); returns its version. Throws a `LIBRARY` MambaError saying how to rebuild it.
+ */
+export function checkLibrary(lib: IdentitySymbols, path: string, version?: string): string {
+  const abi = lib.mamba_abi_version();
+  const p = lib.mamba_version();
+  const actual = p ? Deno.UnsafePointerView.getCString(p) : "?";
+  if (version !== undefined && (abi !== ABI_VERSION || actual !== version)) {
+    throw new MambaError(
+      MambaStatus.LIBRARY,
+      `${path} is version ${actual} (ABI ${abi}); this module needs ${version} (ABI ${ABI_VERSION})`,
+    );
   }
-  return undefined;
+  if (abi !== ABI_VERSION) {
+    throw new MambaError(
+      MambaStatus.LIBRARY,
+      `${path} has C ABI version ${abi}, these bindings need ${ABI_VERSION}: rebuild it with \`deno task build\``,
+    );
+  }
+  return actual;
 }
 
 /** Opens (once per path) and checks the library. Throws a MambaError saying how to build it. */
@@ -85,25 +91,30 @@ export function openLibrary(libraryPath?: string): OpenedLibrary {
   const cached = opened.get(path);
   if (cached) return cached;
   requirePermission({ name: "ffi" }, "--allow-ffi", "loading the native library");
-  let lib: Deno.DynamicLibrary<typeof symbols>;
+  const open = <S extends Deno.ForeignLibraryInterface>(table: S): Deno.DynamicLibrary<S> => {
+    try {
+      return Deno.dlopen(path, table);
+    } catch (e) {
+      throw new MambaError(
+        MambaStatus.LIBRARY,
+        `cannot open ${path}: ${(e as Error).message}. Rebuild it with \`deno task build\``,
+      );
+    }
+  };
+  // The identity calls first: a library of another ABI version lacks some symbols (or has them with other
+  // types), and binding the whole table would fail with dlopen's "undefined symbol" instead of the
+  // version check's message.
+  const identity = open({
+    mamba_abi_version: symbols.mamba_abi_version,
+    mamba_version: symbols.mamba_version,
+  });
+  let version: string;
   try {
-    lib = Deno.dlopen(path, symbols);
-  } catch (e) {
-    throw new MambaError(
-      MambaStatus.LIBRARY,
-      `cannot open ${path}: ${(e as Error).message}. Rebuild it with \`deno task build\``,
-    );
+    version = checkLibrary(identity.symbols, path);
+  } finally {
+    identity.close();
   }
-  const abi = lib.symbols.mamba_abi_version();
-  if (abi !== ABI_VERSION) {
-    lib.close();
-    throw new MambaError(
-      MambaStatus.LIBRARY,
-      `${path} has C ABI version ${abi}, these bindings need ${ABI_VERSION}: rebuild it with \`deno task build\``,
-    );
-  }
-  const versionPtr = lib.symbols.mamba_version();
-  const version = versionPtr ? Deno.UnsafePointerView.getCString(versionPtr) : "?";
+  const lib = open(symbols);
   const entry = { symbols: lib.symbols, path, version };
   opened.set(path, entry);
   return entry;

@@ -11,9 +11,11 @@
 //
 // Buffers of a block of T ≤ SSD_CAPACITY tokens (T is read from `count`, so one pipeline serves every
 // block length): zxbcdt (T, d_in_proj) = z | x B C (raw) | dt_raw; xbc (T, conv_dim) = silu(conv);
-// dt and cs (heads, SSD_CAPACITY); states (chunks, heads, P, N); gated (T, d_inner).
+// dt (heads, SSD_CAPACITY); cs (heads, 2, SSD_CAPACITY): each sum as hi + lo, see chunk_cumsum;
+// states (chunks, heads, P, N); gated (T, d_inner).
 #include <metal_stdlib>
 using namespace metal;
+#include "activations.h"
 
 constant int SSD_D_INNER [[function_constant(0)]];
 constant int SSD_D_STATE [[function_constant(1)]];   // N
@@ -29,13 +31,16 @@ constant float SSD_DT_MAX [[function_constant(9)]];
 #define SSD_TILE 32
 #define SSD_THREADS 128
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
-// dt does not round to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
-
 inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
+
+// a + b = s + e exactly (Knuth's TwoSum; no assumption on which is larger).
+inline float2 two_sum(float a, float b) {
+    const float s = a + b, bb = s - a;
+    return float2(s, (a - (s - bb)) + (b - bb));
+}
+
+// Where head h's cumulative sums start in cs: SSD_CAPACITY high parts, then SSD_CAPACITY low parts.
+inline int cs_row(int h) { return 2 * h * SSD_CAPACITY; }
 inline int d_in_proj() { return SSD_D_INNER + conv_dim() + SSD_HEADS; }
 
 // xbc[t, c] = silu(conv_b[c] + Σ_j conv_w[c, j] · input[t − (K−1) + j, c]), where inputs before the block
@@ -79,9 +84,13 @@ kernel void conv1d_prefill(device const float *zxbcdt [[buffer(0)]],   // (T, d_
 }
 
 // dt[h, t] = clamp(softplus(dt_raw + dt_bias[h]), dt_min, dt_max) and cs[h, t] = the inclusive sum of
-// dt · A[h] from the start of t's chunk.
+// dt · A[h] from the start of t's chunk, as an unevaluated sum hi + lo. Why: with dt up to ≈4 and A ≈ −15
+// the sum reaches −10⁴ within a 256-token chunk, where a float's spacing is ≈10⁻³, while tokens with
+// small dt after it still weigh exp(cs_t − cs_s) ≈ 1: a plain float sum put errors of ~10⁻³ into those
+// weights (seen as 10⁻³ errors in single outputs). The kernels take differences as
+// (hi_t − hi_s) + (lo_t − lo_s), whose error is then ~10⁻⁷ of the difference itself.
 // Grid: dispatchThreadgroups(heads, chunks, 1). Threadgroup: 32 threads (one simdgroup), which walks
-// the chunk 32 tokens at a time, carrying the running sum between steps.
+// the chunk 32 tokens at a time (a compensated prefix sum by shuffles), carrying the running sum.
 kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj)
                          device const float *head_p [[buffer(1)]],  // dt_bias | A | D, (3, heads)
                          device float *dt [[buffer(2)]],            // (heads, SSD_CAPACITY)
@@ -92,8 +101,8 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
     const int h = int(tg.x), start = int(tg.y) * SSD_CHUNK;
     const int len = min(SSD_CHUNK, int(count[0]) - start);
     const float bias = head_p[h], A = head_p[SSD_HEADS + h];
-    const int at = h * SSD_CAPACITY + start;
-    float carry = 0.0f;
+    const int at = h * SSD_CAPACITY + start, hi_at = cs_row(h) + start, lo_at = hi_at + SSD_CAPACITY;
+    float carry_hi = 0.0f, carry_lo = 0.0f;
     for (int base = 0; base < len; base += 32) {
         const int t = base + int(lane);
         float d = 0.0f;
@@ -101,12 +110,25 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
             d = clamp(softplus(zxbcdt[(start + t) * d_in_proj() + SSD_D_INNER + conv_dim() + h] + bias), SSD_DT_MIN,
                       SSD_DT_MAX);
         }
-        const float s = simd_prefix_inclusive_sum(d * A) + carry;
+        float hi = d * A, lo = 0.0f;
+        for (ushort o = 1; o < 32; o <<= 1) {
+            const float hi_before = simd_shuffle_up(hi, o), lo_before = simd_shuffle_up(lo, o);
+            if (lane >= o) {
+                const float2 s = two_sum(hi_before, hi);
+                hi = s.x;
+                lo = s.y + (lo_before + lo);
+            }
+        }
+        const float2 s = two_sum(carry_hi, hi);
+        hi = s.x;
+        lo = s.y + (carry_lo + lo);
         if (t < len) {
             dt[at + t] = d;
-            cs[at + t] = s;
+            cs[hi_at + t] = hi;
+            cs[lo_at + t] = lo;
         }
-        carry = simd_broadcast(s, ushort(31));
+        carry_hi = simd_broadcast(hi, ushort(31));
+        carry_lo = simd_broadcast(lo, ushort(31));
     }
 }
 
@@ -118,7 +140,7 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
 // Threadgroup memory: 2 · 32 · 32 + 32 floats.
 kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_dim)
                         device const float *dt [[buffer(1)]],       // (heads, SSD_CAPACITY)
-                        device const float *cs [[buffer(2)]],       // (heads, SSD_CAPACITY)
+                        device const float *cs [[buffer(2)]],       // (heads, 2, SSD_CAPACITY)
                         device float *states [[buffer(3)]],         // (chunks, heads, P, N)
                         device const uint *count [[buffer(4)]],
                         threadgroup float *shared [[threadgroup(0)]],
@@ -129,8 +151,9 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
     const int n0 = int(tg.x) * S, p0 = int(tg.y) * S, c = int(tg.z) / H, h = int(tg.z) % H;
     const int g = h / (H / SSD_GROUPS), start = c * SSD_CHUNK;
     const int len = min(SSD_CHUNK, int(count[0]) - start);
-    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
-    const float cs_last = csh[len - 1];
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + cs_row(h) + start;
+    device const float *csl = csh + SSD_CAPACITY;
+    const float last_hi = csh[len - 1], last_lo = csl[len - 1];
     threadgroup float *Xs = shared, *Bs = shared + S * S, *w = shared + 2 * S * S;  // [s][p], [s][n], [s]
 
     const int sp = (int(sg) / 2) * 16, sn = (int(sg) % 2) * 16;
@@ -141,7 +164,7 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
     for (int s0 = 0; s0 < len; s0 += S) {
         if (int(tid) < S) {
             const int s = s0 + int(tid);
-            w[tid] = s < len ? exp(cs_last - csh[s]) * dth[s] : 0.0f;
+            w[tid] = s < len ? exp((last_hi - csh[s]) + (last_lo - csl[s])) * dth[s] : 0.0f;
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
@@ -180,7 +203,7 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
 // the chunks in order.
 kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, heads, P, N)
                           device float *ssm_state [[buffer(1)]],    // (heads, P, N), this sequence and layer
-                          device const float *cs [[buffer(2)]],     // (heads, SSD_CAPACITY)
+                          device const float *cs [[buffer(2)]],     // (heads, 2, SSD_CAPACITY)
                           device const uint *count [[buffer(3)]],
                           uint2 gid [[thread_position_in_grid]]) {
     const int PN = SSD_HEAD_DIM * SSD_D_STATE, i = int(gid.x), h = int(gid.y);
@@ -192,7 +215,7 @@ kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, 
         device float *sc = states + (c * SSD_HEADS + h) * PN + i;
         const float local = *sc;
         *sc = state;
-        state = exp(cs[h * SSD_CAPACITY + last]) * state + local;
+        state = exp(cs[cs_row(h) + last] + cs[cs_row(h) + SSD_CAPACITY + last]) * state + local;
     }
     ssm_state[h * PN + i] = state;
 }
@@ -207,7 +230,7 @@ kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, 
 kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj): z
                        device const float *xbc [[buffer(1)]],     // (T, conv_dim): x, C
                        device const float *dt [[buffer(2)]],      // (heads, SSD_CAPACITY)
-                       device const float *cs [[buffer(3)]],      // (heads, SSD_CAPACITY)
+                       device const float *cs [[buffer(3)]],      // (heads, 2, SSD_CAPACITY)
                        device const float *cb [[buffer(4)]],      // (chunks, groups, Q, Q)
                        device const float *states [[buffer(5)]],  // (chunks, heads, P, N): start states
                        device const float *head_p [[buffer(6)]],  // dt_bias | A | D
@@ -223,14 +246,15 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
     const int g = h / (H / G), start = c * Q;
     const int len = min(Q, int(count[0]) - start);
     if (t0 >= len) return;
-    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + cs_row(h) + start;
+    device const float *csl = csh + SSD_CAPACITY;
     threadgroup float *As = shared, *Bs = shared + S * S;
-    threadgroup float *cs_t = shared + 2 * S * S, *decay_t = cs_t + S;  // per row t of the tile
+    threadgroup float *cs_t = shared + 2 * S * S, *cs_lo_t = cs_t + S;  // per row t of the tile: hi, lo
 
     if (int(tid) < S) {
         const int t = t0 + int(tid);
         cs_t[tid] = t < len ? csh[t] : 0.0f;
-        decay_t[tid] = t < len ? exp(csh[t]) : 0.0f;
+        cs_lo_t[tid] = t < len ? csl[t] : 0.0f;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
@@ -244,8 +268,9 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
     for (int n0 = 0; n0 < N; n0 += S) {
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
             const int r = i / S, e = i % S;
-            As[i] = t0 + r < len && n0 + e < N ? xbc[(start + t0 + r) * CD + SSD_D_INNER + G * N + g * N + n0 + e] * decay_t[r]
-                                               : 0.0f;                                   // [t][n]
+            As[i] = t0 + r < len && n0 + e < N
+                        ? xbc[(start + t0 + r) * CD + SSD_D_INNER + G * N + g * N + n0 + e] * exp(cs_t[r] + cs_lo_t[r])
+                        : 0.0f;                                                          // [t][n]
             Bs[i] = p0 + r < P && n0 + e < N ? state[(p0 + r) * N + n0 + e] : 0.0f;     // [p][n]
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -266,7 +291,8 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
             const int r = i / S, e = i % S, t = t0 + r, s = s0 + e;
             // s ≤ t < len; the mask comes before exp so that no exp(positive) is ever formed.
-            As[i] = t < len && s <= t ? cbg[t * Q + s] * exp(cs_t[r] - csh[s]) * dth[s] : 0.0f;  // [t][s]
+            As[i] = t < len && s <= t ? cbg[t * Q + s] * exp((cs_t[r] - csh[s]) + (cs_lo_t[r] - csl[s])) * dth[s]
+                                      : 0.0f;                                                      // [t][s]
             const int s2 = s0 + r;
             Bs[i] = s2 < len && p0 + e < P ? xbc[(start + s2) * CD + h * P + p0 + e] : 0.0f;  // [s][p]
         }

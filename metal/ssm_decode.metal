@@ -1,6 +1,7 @@
 // The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
 #include <metal_stdlib>
 using namespace metal;
+#include "activations.h"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -11,25 +12,31 @@ constant int SSM_D_CONV [[function_constant(5)]];
 constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every layer: per-sequence stride
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
+constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (MetalTuning.ssmSplit: 1, 2, 4 or 8)
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
+#define SSM_SIMDGROUPS 8  // the threadgroup: 256 threads
+#define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
 
-// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
-// precision, and computing it as exp keeps tiny dt from rounding to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
-
-// One (head, sequence) per threadgroup:
-//   conv:  x (P channels of this head), B and C (N channels each, of the head's group)
+// One (block of a head's rows, sequence) per threadgroup:
+//   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
 //          = silu(Σ_j conv_w[c, j] · window[c, j] + conv_b[c]); conv_state is a ring of d_conv inputs
-//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each head
-//          writes its own x channels; only the first head of a group writes the group's B and C, and
+//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each block
+//          writes its own x channels; only block 0 of the first head of a group writes the group's B and
+//          C (every block of the group computes them again, which costs less than another dispatch), and
 //          the others read only the other slots, so no second dispatch is needed to advance them.
 //   SSM:   dt = clamp(softplus(dt_raw + dt_bias)), dA = exp(dt · A);
 //          state[p, n] = state[p, n] · dA + dt · x[p] · B[n];  y[p] = Σ_n state[p, n] · C[n] + D · x[p]
-//   gate:  gated[p] = y[p] · silu(z[p]), and sumsq = Σ_p gated[p]² for the out_proj kernel's group norm.
-// Grid: dispatchThreadgroups(SSM_HEADS, batch, 1). Threadgroup: 256 threads = 8 simdgroups; simdgroup s
-// updates state rows p = s, s+8, …; its lanes cover n in float4 steps, so each state element is read,
-// updated in registers and written back exactly once. Threadgroup memory: P + 2N + 8 floats.
+//   gate:  gated[p] = y[p] · silu(z[p]), and the block's Σ_p gated[p]² (one partial per block, added in
+//          block order by the out_proj kernel's group norm: exact and deterministic, no atomics).
+// Why blocks: one threadgroup per head is 24 threadgroups for mamba2-130m at batch 1, too few to fill a
+// large GPU and a long chain of dependent row updates in each; SSM_SPLIT blocks of ⌈P / SSM_SPLIT⌉ rows
+// give H · SSM_SPLIT threadgroups per sequence with fewer rows each. A block's state rows are loaded into
+// registers before the conv stage (when they fit in SSM_PREFETCH float4s per lane), so their memory latency
+// overlaps the conv's instead of following it.
+// Grid: dispatchThreadgroups(SSM_HEADS · SSM_SPLIT, batch, 1); threadgroup (h · SSM_SPLIT + block, b).
+// Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
+// n in float4 steps, so each state element is read, updated in registers and written back exactly once.
+// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
                              device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
@@ -38,50 +45,71 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
                              device const float *conv_b [[buffer(5)]],  // (conv_dim)
                              device const float *head_p [[buffer(6)]],  // dt_bias (heads) | A (heads) | D (heads)
                              device float *gated [[buffer(7)]],         // (batch, d_inner)
-                             device float *sumsq [[buffer(8)]],         // (batch, heads)
+                             device float *sumsq [[buffer(8)]],         // (batch, heads, SSM_SPLIT) Σ gated² per block
                              threadgroup float *shared [[threadgroup(0)]],
                              uint2 tg [[threadgroup_position_in_grid]],
                              uint tid [[thread_index_in_threadgroup]],
                              uint sg [[simdgroup_index_in_threadgroup]],
-                             uint lane [[thread_index_in_simdgroup]],
-                             uint nthreads [[threads_per_threadgroup]]) {
-    const int h = int(tg.x), b = int(tg.y);
+                             uint lane [[thread_index_in_simdgroup]]) {
+    const int S = SSM_SPLIT, h = int(tg.x) / S, block = int(tg.x) % S, b = int(tg.y);
     const int P = SSM_HEAD_DIM, N = SSM_D_STATE, K = SSM_D_CONV, D = SSM_D_INNER, G = SSM_GROUPS;
+    const int rows = (P + S - 1) / S, p0 = min(P, block * rows), np = min(P, p0 + rows) - p0;  // this block's rows
     const int conv_dim = D + 2 * G * N;
     const int heads_per_group = SSM_HEADS / G, g = h / heads_per_group;
-    const bool owns_bc = h % heads_per_group == 0;
-    const int nsg = int(nthreads) / 32;
+    const bool owns_bc = h % heads_per_group == 0 && block == 0;
     device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
     device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
-    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + h * P * N;
-    const int pos = int(conv_pos[b]);
-    threadgroup float *xs = shared, *Bs = shared + P, *Cs = shared + P + N, *partial = shared + P + 2 * N;
+    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + (h * P + p0) * N;
+    threadgroup float *xs = shared, *Bs = shared + rows, *Cs = shared + rows + N, *partial = shared + rows + 2 * N;
 
-    for (int i = int(tid); i < P + 2 * N; i += int(nthreads)) {
-        const int c = i < P ? h * P + i : (i < P + N ? D + g * N + (i - P) : D + G * N + g * N + (i - P - N));
+    // dt, dA and the state rows need nothing from the conv stage: loaded first, their latency overlaps it.
+    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
+    const float dA = exp(dt * head_p[SSM_HEADS + h]);
+    const float Dh = head_p[2 * SSM_HEADS + h];
+    const int N4 = N / 4, steps = (N4 + 31) / 32, per_sg = (rows + SSM_SIMDGROUPS - 1) / SSM_SIMDGROUPS;
+    const bool prefetch = N % 4 == 0 && per_sg * steps <= SSM_PREFETCH;
+    float4 pre[SSM_PREFETCH];
+    if (prefetch) {
+        for (int i = 0; i < per_sg; i++) {
+            const int p = int(sg) + i * SSM_SIMDGROUPS;
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                pre[i * steps + j] = p < np && n4 < N4 ? ((device const float4 *)(state + p * N))[n4] : float4(0.0f);
+            }
+        }
+    }
+
+    const int pos = int(conv_pos[b]);
+    for (int i = int(tid); i < rows + 2 * N; i += 32 * SSM_SIMDGROUPS) {
+        if (i >= np && i < rows) continue;  // the last block of a head whose P the split does not divide
+        const int c = i < rows ? h * P + p0 + i
+                               : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
         const float in = zx[D + c];
         device float *ring = ring_base + c * K;
         device const float *w = conv_w + c * K;
         float acc = conv_b[c] + w[K - 1] * in;
         for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
-        if (i < P || owns_bc) ring[pos] = in;
+        if (i < rows || owns_bc) ring[pos] = in;
         shared[i] = silu(acc);
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
-    const float dA = exp(dt * head_p[SSM_HEADS + h]);
-    const float Dh = head_p[2 * SSM_HEADS + h];
     float sq = 0.0f;
-    for (int p = int(sg); p < P; p += nsg) {
+    for (int i = 0; i < per_sg; i++) {
+        const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
+        if (p >= np) break;
+        const float z = zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;
         device float *row = state + p * N;
         if (N % 4 == 0) {
-            for (int n4 = int(lane); n4 < N / 4; n4 += 32) {
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                if (n4 >= N4) break;
                 const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
                 const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
-                const float4 s = ((device float4 *)row)[n4] * dA + xdt * Bv;
+                const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
+                const float4 s = old * dA + xdt * Bv;
                 ((device float4 *)row)[n4] = s;
                 acc += dot(s, Cv);
             }
@@ -93,9 +121,9 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             }
         }
         const float y = simd_sum(acc) + Dh * xs[p];
-        const float gv = y * silu(zx[h * P + p]);
+        const float gv = y * silu(z);
         if (lane == 0) {
-            gated[b * D + h * P + p] = gv;
+            gated[b * D + h * P + p0 + p] = gv;
             sq += gv * gv;
         }
     }
@@ -103,7 +131,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid == 0) {
         float s = 0.0f;
-        for (int i = 0; i < nsg; i++) s += partial[i];
-        sumsq[b * SSM_HEADS + h] = s;
+        for (int i = 0; i < SSM_SIMDGROUPS; i++) s += partial[i];
+        sumsq[(b * SSM_HEADS + h) * S + block] = s;
     }
 }

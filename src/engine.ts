@@ -4,74 +4,12 @@
  * @module
  */
 import { check, lastError, type OpenedLibrary, openLibrary } from "../ffi/library.ts";
+import { GPU_COUNTERS, STRUCTS } from "../ffi/symbols.ts";
+import { type LoadOptions, nativeOptions } from "./options.ts";
+import { readTuneTable, readTuneTableSync, type TuneTable } from "./tune_table.ts";
 import { ensureLibrary } from "../ffi/build.ts";
-import { MambaError, MambaStatus } from "./errors.ts";
-
-/**
- * Which compute backend to use. `"auto"` picks Metal on a Mac with a GPU, else the CPU.
- *
- * @example
- * ```ts
- * const backend: BackendName = Deno.build.os === "darwin" ? "metal" : "cpu";
- * ```
- */
-export type BackendName = "auto" | "cpu" | "metal";
-/**
- * Weight dtype: `"auto"` keeps what the checkpoint stores.
- *
- * @example
- * ```ts
- * const dtype: WeightDType = "f16"; // halve the bytes each decode step reads
- * ```
- */
-export type WeightDType = "auto" | "f32" | "f16" | "bf16";
-
-/**
- * Options for {@linkcode MambaEngine.load}.
- *
- * @example
- * ```ts
- * const options: LoadOptions = { backend: "cpu", batchSize: 4, dtype: "f16", threads: 2 };
- * ```
- */
-export interface LoadOptions {
-  /** Compute backend (default `"auto"`). */
-  backend?: BackendName;
-  /** Number of independent sequences stepped together (default 1). */
-  batchSize?: number;
-  /** Weight dtype for the large matrices (default `"auto"`: as stored). */
-  dtype?: WeightDType;
-  /** CPU threads; 0 or absent: one per core. */
-  threads?: number;
-  /** Path of libMambaMetal; otherwise `MAMBA_METAL_LIB` or the package's own build is used. */
-  libraryPath?: string;
-  /** Metal: encode the decode step once into an indirect command buffer and replay it. */
-  recorded?: boolean;
-  /**
-   * Metal: the tuning table (configs/metal_tune.json format, written by `deno task tune`). Default: the
-   * package's own configs/metal_tune.json when present; `false` ignores any table.
-   */
-  tuneFile?: string | URL | false;
-  /** Metal: explicit kernel parameters, overriding the table (used by the tuner). */
-  tuning?: MetalTuningParams;
-  /** Receives progress lines while the native library is fetched and built (first use only). */
-  onProgress?: (line: string) => void;
-}
-
-/**
- * Metal kernel parameters (see configs/metal_tune.json).
- *
- * @example
- * ```ts
- * const tuning: MetalTuningParams = { matvecRowsPerSimdgroup: 4, matmulTile: 32 };
- * ```
- */
-export interface MetalTuningParams {
-  /** Rows of W per simdgroup in the decode matvec (1…4). */
-  matvecRowsPerSimdgroup?: number;
-  /** Output tile side of the prefill matmul (16 or 32). */
-  matmulTile?: number;
-}
+import { MambaError, MambaStatus } from "../ffi/errors.ts";
+import { resolveSamplingOptions, type SamplingOptions, Xoshiro128 } from "./sampling.ts";
 
 /**
  * The model's shape.
@@ -164,56 +102,8 @@ const finalizer = new FinalizationRegistry<{ lib: OpenedLibrary; handle: Deno.Po
   },
 );
 
-const DEFAULT_TUNE_FILE = new URL("../configs/metal_tune.json", import.meta.url);
-
-/** A tuning table and the file or URL it came from (native errors about it name that). */
-interface TuneTable {
-  table: unknown;
-  source: string;
-}
-
-function parseTuneTable(text: string, where: string): TuneTable {
-  try {
-    return { table: JSON.parse(text), source: where };
-  } catch (e) {
-    throw new MambaError(MambaStatus.FORMAT, `${where}: ${(e as Error).message}`);
-  }
-}
-
-function tuneSource(url: string | URL): string {
-  return url instanceof URL && url.protocol === "file:" ? url.pathname : String(url);
-}
-
-function readTuneTableSync(file: string | URL | false | undefined): TuneTable | undefined {
-  if (file === false) return undefined;
-  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
-  if (url instanceof URL && url.protocol !== "file:") return undefined;
-  let text: string;
-  try {
-    text = Deno.readTextFileSync(url);
-  } catch (e) {
-    // The package's own table is optional (and unreadable without --allow-read on the module).
-    if (file === undefined && (e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotCapable)) {
-      return undefined;
-    }
-    throw new MambaError(MambaStatus.IO, `tuning table ${tuneSource(url)}: ${(e as Error).message}`);
-  }
-  return parseTuneTable(text, tuneSource(url));
-}
-
-async function readTuneTable(file: string | URL | false | undefined): Promise<TuneTable | undefined> {
-  const url = file === undefined ? DEFAULT_TUNE_FILE : file;
-  if (url instanceof URL && url.protocol !== "file:") {
-    const response = await fetch(url).catch(() => undefined);
-    if (!response?.ok) {
-      await response?.body?.cancel();
-      if (file === undefined) return undefined;
-      throw new MambaError(MambaStatus.IO, `cannot fetch ${url.href}`);
-    }
-    return parseTuneTable(await response.text(), url.href);
-  }
-  return readTuneTableSync(file);
-}
+/** Where each field of `mamba_sampling` (swift/include/mamba.h) goes in the bytes handed to the library. */
+const SAMPLING = STRUCTS.mamba_sampling;
 
 function encodeCString(s: string): Uint8Array<ArrayBuffer> {
   const bytes = new TextEncoder().encode(s);
@@ -252,7 +142,7 @@ export class MambaEngine implements Disposable {
   readonly backend: string;
   /** Device description (instruction set and threads, or GPU name). */
   readonly device: string;
-  /** dtype of the large weight matrices (`"f32"`, `"f16"`, `"bf16"` or `"mixed"`). */
+  /** dtype of the large weight matrices (`"f32"`, `"f16"`, `"bf16"`, `"q8"`, `"q4"` or `"mixed"`). */
   readonly dtype: string;
   /** Threads the CPU backend uses. */
   readonly threads: number;
@@ -273,7 +163,12 @@ export class MambaEngine implements Disposable {
   #logitsBuffer: ArrayBuffer;
   #rows: Float32Array[];
   #stepTokens: Int32Array<ArrayBuffer>;
-  #countersOut = new BigUint64Array(6);
+  #stepSeqs: Int32Array<ArrayBuffer>;
+  #sampled: Int32Array<ArrayBuffer>;
+  #sampledViews: Int32Array[];
+  #samplerParams = new DataView(new ArrayBuffer(SAMPLING.size));
+  #rngOut = new Uint32Array(4);
+  #countersOut = new BigUint64Array(GPU_COUNTERS.length);
 
   private constructor(lib: OpenedLibrary, handle: Deno.PointerValue) {
     this.#lib = lib;
@@ -307,12 +202,17 @@ export class MambaEngine implements Disposable {
       (_, s) => this.logits.subarray(s * this.vocabSize, (s + 1) * this.vocabSize),
     );
     this.#stepTokens = new Int32Array(this.batchSize);
+    this.#stepSeqs = new Int32Array(this.batchSize);
+    this.#sampled = new Int32Array(this.batchSize);
+    // One view per length, made once: sampling a step allocates nothing.
+    this.#sampledViews = Array.from({ length: this.batchSize + 1 }, (_, n) => this.#sampled.subarray(0, n));
     finalizer.register(this.#logitsBuffer, { lib, handle }, this);
   }
 
   /**
-   * Loads the model in `modelDir` (config.json plus model.safetensors, sharded safetensors or
-   * pytorch_model.bin).
+   * Loads the model in `modelDir` (config.json plus model.safetensors, sharded safetensors,
+   * MLX-quantized safetensors or pytorch_model.bin), or a GGUF file of llama.cpp's mamba2 architecture.
+   * `engine.info.matrices` says what each large matrix was stored as and what the backends read.
    *
    * @example
    * ```ts
@@ -341,14 +241,10 @@ export class MambaEngine implements Disposable {
 
   static #create(modelDir: string, options: LoadOptions, tune: TuneTable | undefined): MambaEngine {
     const lib = openLibrary(options.libraryPath);
-    const { libraryPath: _, onProgress: __, tuneFile: ___, ...rest } = options;
-    const native = tune === undefined
-      ? rest
-      : { ...rest, tuneTable: tune.table, tuneTableSource: tune.source };
     const out = new BigUint64Array(1);
     const status = lib.symbols.mamba_engine_create(
       encodeCString(modelDir),
-      encodeCString(JSON.stringify(native)),
+      encodeCString(JSON.stringify(nativeOptions(options, tune))),
       new Uint8Array(out.buffer),
     );
     check(lib, status);
@@ -377,13 +273,36 @@ export class MambaEngine implements Disposable {
   }
 
   /**
+   * `t`, the token at `position`, as it will be stored in an Int32Array: a number that is not an integer,
+   * or that int32 cannot hold, would be silently truncated or wrapped there, so it is a TOKEN error
+   * (the native side checks the vocabulary range).
+   */
+  #tokenId(t: number, position: number): number {
+    if (!Number.isInteger(t)) {
+      throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${position} is not an integer`);
+    }
+    if (t < -0x8000_0000 || t > 0x7fff_ffff) {
+      throw new MambaError(
+        MambaStatus.TOKEN,
+        `token id ${t} at position ${position} is out of range [0, ${this.vocabSize})`,
+      );
+    }
+    return t;
+  }
+
+  /**
    * Feeds `tokens` to sequence `seq`, continuing from its current state, and returns the zero-copy
    * logits row of `seq` after the last token.
    */
   prefill(tokens: ArrayLike<number>, seq = 0): Float32Array {
     const handle = this.#live();
     this.#checkSeq(seq);
-    const ids = tokens instanceof Int32Array ? tokens : Int32Array.from(tokens);
+    let ids: Int32Array;
+    if (tokens instanceof Int32Array) ids = tokens;
+    else {
+      ids = new Int32Array(tokens.length);
+      for (let i = 0; i < ids.length; i++) ids[i] = this.#tokenId(tokens[i], i);
+    }
     check(
       this.#lib,
       this.#lib.symbols.mamba_prefill(handle, ids as Int32Array<ArrayBuffer>, ids.length, seq),
@@ -405,7 +324,7 @@ export class MambaEngine implements Disposable {
           `step takes one token per sequence: got 1, batch size is ${this.batchSize}`,
         );
       }
-      buf[0] = tokens;
+      buf[0] = this.#tokenId(tokens, 0);
     } else {
       if (tokens.length !== this.batchSize) {
         throw new MambaError(
@@ -413,16 +332,141 @@ export class MambaEngine implements Disposable {
           `step takes one token per sequence: got ${tokens.length}, batch size is ${this.batchSize}`,
         );
       }
-      for (let i = 0; i < buf.length; i++) {
-        const t = tokens[i];
-        if (!Number.isInteger(t)) {
-          throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${i} is not an integer`);
-        }
-        buf[i] = t;
-      }
+      for (let i = 0; i < buf.length; i++) buf[i] = this.#tokenId(tokens[i], i);
     }
     check(this.#lib, this.#lib.symbols.mamba_step(handle, buf, buf.length));
     return this.logits;
+  }
+
+  /**
+   * Advances only the sequences `seqs` by one token each (`tokens[i]` for `seqs[i]`, distinct sequences)
+   * and returns {@linkcode MambaEngine.logits}. Their logits rows are rewritten, bit-identical to what a
+   * full {@linkcode MambaEngine.step} gives them; every other sequence's state and logits row is left
+   * alone, and costs no state traffic.
+   *
+   * @example
+   * ```ts
+   * const engine = await MambaEngine.load("models/demo", { batchSize: 4 });
+   * engine.stepSeqs([42, 7], [0, 2]); // sequences 1 and 3 stay where they are
+   * ```
+   */
+  stepSeqs(tokens: ArrayLike<number>, seqs: ArrayLike<number>): Float32Array {
+    const handle = this.#live();
+    if (tokens.length !== seqs.length || seqs.length > this.batchSize) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `stepSeqs takes one token per listed sequence: got ${tokens.length} tokens for ${seqs.length} ` +
+          `sequences, batch size is ${this.batchSize}`,
+      );
+    }
+    const tok = this.#stepTokens, sq = this.#stepSeqs;
+    for (let i = 0; i < seqs.length; i++) {
+      const t = tokens[i], s = seqs[i];
+      if (!Number.isInteger(t)) {
+        throw new MambaError(MambaStatus.TOKEN, `token id ${t} at position ${i} is not an integer`);
+      }
+      if (!Number.isInteger(s)) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${s} at position ${i} is not an integer`);
+      }
+      tok[i] = t;
+      sq[i] = s;
+    }
+    check(this.#lib, this.#lib.symbols.mamba_step_seqs(handle, tok, sq, seqs.length));
+    return this.logits;
+  }
+
+  /**
+   * Sets the native sampler of sequence `seq`: the same options, algorithm and PRNG as
+   * {@linkcode Sampler}, so the same seed gives the same tokens. `history` (e.g. the prompt) seeds the
+   * ids the repetition penalty applies to; every sampled id joins it. `vocabLimit` restricts sampling to
+   * ids below it (default: the whole logits row).
+   *
+   * @example
+   * ```ts
+   * engine.setSampler(0, { temperature: 0.8, topP: 0.95, seed: 1 }, promptIds, tokenizer.vocabSize);
+   * const next = engine.sample(0);
+   * ```
+   */
+  setSampler(
+    seq: number,
+    options: SamplingOptions = {},
+    history: ArrayLike<number> = [],
+    vocabLimit = 0,
+  ): void {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    const o = resolveSamplingOptions(options);
+    if (!Number.isInteger(vocabLimit) || vocabLimit < 0 || vocabLimit > this.vocabSize) {
+      throw new RangeError(`vocabLimit must be an integer from 0 to ${this.vocabSize}, got ${vocabLimit}`);
+    }
+    const rng = new Xoshiro128(options.seed ?? Math.floor(Math.random() * 2 ** 52)).state();
+    const p = this.#samplerParams;
+    const at = SAMPLING.offsets;
+    p.setFloat64(at.temperature, o.temperature, true);
+    p.setFloat64(at.top_p, o.topP, true);
+    p.setFloat64(at.min_p, o.minP, true);
+    p.setFloat64(at.repetition_penalty, o.repetitionPenalty, true);
+    p.setInt32(at.top_k, o.topK, true);
+    p.setInt32(at.vocab, vocabLimit, true);
+    for (let i = 0; i < 4; i++) p.setUint32(at.rng_state + 4 * i, rng[i], true);
+    const ids = history instanceof Int32Array ? history : Int32Array.from(history);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_sampler_set(
+        handle,
+        seq,
+        new Uint8Array(p.buffer),
+        ids as Int32Array<ArrayBuffer>,
+        ids.length,
+      ),
+    );
+  }
+
+  /** Samples the next token of sequence `seq` from its logits row (see {@linkcode MambaEngine.setSampler}). */
+  sample(seq = 0): number {
+    this.#checkSeq(seq);
+    this.#stepSeqs[0] = seq;
+    this.#sampleInto(1);
+    return this.#sampled[0];
+  }
+
+  /**
+   * Samples one token for each of `seqs` (distinct) in one native call. Returns a view of an internal
+   * buffer, rewritten by the next call (the same view for the same count): `out[i]` is the token of
+   * `seqs[i]`.
+   *
+   * @example
+   * ```ts
+   * const next = engine.sampleSeqs([0, 2]);
+   * engine.stepSeqs(next, [0, 2]);
+   * ```
+   */
+  sampleSeqs(seqs: ArrayLike<number>): Int32Array {
+    if (seqs.length > this.batchSize) {
+      throw new MambaError(MambaStatus.ARGUMENT, `${seqs.length} sequences, batch size is ${this.batchSize}`);
+    }
+    for (let i = 0; i < seqs.length; i++) {
+      if (!Number.isInteger(seqs[i])) {
+        throw new MambaError(MambaStatus.ARGUMENT, `sequence index ${seqs[i]} is not an integer`);
+      }
+      this.#stepSeqs[i] = seqs[i];
+    }
+    this.#sampleInto(seqs.length);
+    return this.#sampledViews[seqs.length];
+  }
+
+  #sampleInto(n: number): void {
+    const handle = this.#live();
+    check(this.#lib, this.#lib.symbols.mamba_sample(handle, this.#stepSeqs, n, this.#sampled));
+  }
+
+  /** The xoshiro128** state of sequence `seq`'s native sampler (four unsigned 32-bit words). */
+  samplerState(seq = 0): [number, number, number, number] {
+    const handle = this.#live();
+    this.#checkSeq(seq);
+    check(this.#lib, this.#lib.symbols.mamba_sampler_rng(handle, seq, this.#rngOut));
+    const s = this.#rngOut;
+    return [s[0], s[1], s[2], s[3]];
   }
 
   /** Zeroes the state of sequence `seq`, or of all sequences when omitted. */
@@ -432,14 +476,31 @@ export class MambaEngine implements Disposable {
     check(this.#lib, this.#lib.symbols.mamba_reset(handle, seq ?? -1));
   }
 
-  /** A copy of sequence `seq`'s conv and SSM state (for prompt caching). */
-  saveState(seq = 0): Uint8Array {
+  /**
+   * A copy of sequence `seq`'s conv and SSM state (for prompt caching), written into `into` when given
+   * (a buffer of {@linkcode MambaEngine.stateBytes} bytes, e.g. one to reuse), else into a new one.
+   */
+  saveState(seq = 0, into?: Uint8Array): Uint8Array {
     const handle = this.#live();
     this.#checkSeq(seq);
     const size = Number(this.#lib.symbols.mamba_state_size(handle));
-    const out = new Uint8Array(size);
-    check(this.#lib, this.#lib.symbols.mamba_state_save(handle, seq, out, BigInt(size)));
+    if (into && into.byteLength !== size) {
+      throw new MambaError(
+        MambaStatus.ARGUMENT,
+        `saveState: the buffer has ${into.byteLength} bytes; this model's state needs ${size}`,
+      );
+    }
+    const out = into ?? new Uint8Array(size);
+    check(
+      this.#lib,
+      this.#lib.symbols.mamba_state_save(handle, seq, out as Uint8Array<ArrayBuffer>, BigInt(size)),
+    );
     return out;
+  }
+
+  /** Bytes of one sequence's saved state ({@linkcode MambaEngine.saveState}). */
+  get stateBytes(): number {
+    return Number(this.#lib.symbols.mamba_state_size(this.#live()));
   }
 
   /** Restores sequence `seq` from bytes returned by {@linkcode MambaEngine.saveState} of the same model. */
@@ -462,14 +523,9 @@ export class MambaEngine implements Disposable {
     const handle = this.#live();
     const out = this.#countersOut;
     check(this.#lib, this.#lib.symbols.mamba_gpu_counters(handle, new Uint8Array(out.buffer), out.length));
-    return {
-      commandBuffers: Number(out[0]),
-      computeEncoders: Number(out[1]),
-      dispatches: Number(out[2]),
-      bufferAllocations: Number(out[3]),
-      heapAllocations: Number(out[4]),
-      allocatedBytes: Number(out[5]),
-    };
+    const counters = {} as GpuCounters;
+    GPU_COUNTERS.forEach((name, i) => counters[name] = Number(out[i]));
+    return counters;
   }
 
   /** Whether {@linkcode MambaEngine.close} has been called. */

@@ -5,7 +5,7 @@
  * @module
  */
 import type { MambaEngine } from "./engine.ts";
-import { Sampler, type SamplingOptions, StopChecker } from "./sampling.ts";
+import { type SamplingOptions, StopChecker } from "./sampling.ts";
 import type { Tokenizer } from "./tokenizer.ts";
 
 /**
@@ -122,7 +122,26 @@ export class Generator {
     return id === undefined ? [] : [id];
   }
 
-  /** Starts generating from `prompt` (text, or token ids). Nothing runs until the result is iterated. */
+  /**
+   * The token ids generation starts from: `prompt` encoded (or as given). An empty prompt starts from
+   * the end-of-text token, as Hugging Face and llama.cpp do; a `RangeError` when the tokenizer has none.
+   */
+  promptIds(prompt: string | readonly number[]): number[] {
+    const ids = typeof prompt === "string" ? this.tokenizer.encode(prompt) : [...prompt];
+    if (ids.length > 0) return ids;
+    const eos = this.defaultEosIds();
+    if (eos.length === 0) {
+      throw new RangeError("the prompt is empty and the tokenizer has no <|endoftext|> token to start from");
+    }
+    return [eos[0]];
+  }
+
+  /**
+   * Starts generating from `prompt` (text, or token ids; empty: from the end-of-text token). Nothing runs
+   * until the result is iterated. Sampling runs in the native library (one call per token, the
+   * TypeScript `Sampler`'s algorithm: the same seed gives the same tokens), and only sequence `seq` is
+   * stepped.
+   */
   generate(prompt: string | readonly number[], options: GenerateOptions = {}): Generation {
     const stats: GenerationStats = {
       promptTokens: 0,
@@ -154,21 +173,16 @@ export class Generator {
     if (!Number.isInteger(maxTokens) || maxTokens < 0) {
       throw new RangeError(`maxTokens must be ≥ 0, got ${maxTokens}`);
     }
-    const ids = typeof prompt === "string" ? tokenizer.encode(prompt) : [...prompt];
-    if (ids.length === 0) throw new RangeError("the prompt encodes to no tokens");
+    const ids = this.promptIds(prompt);
     // Sample only ids the tokenizer knows: checkpoints pad the vocabulary (50277 → 50288 rows).
     const usable = Math.min(engine.vocabSize, tokenizer.vocabSize);
-    const sampler = new Sampler(usable, options);
-    const logits = engine.row(seq).subarray(0, usable); // a fixed view; every call rewrites its memory
+    // The prompt seeds the ids the repetition penalty looks at; every sampled id joins them natively.
+    engine.setSampler(seq, options, ids, usable);
     const stop = new StopChecker({
       eosTokenIds: options.eosTokenIds ?? this.defaultEosIds(),
       stopStrings: options.stop,
     });
     const stream = tokenizer.decodeStream();
-    // Every id the repetition penalty may look at, allocated once.
-    const seen = new Int32Array(ids.length + maxTokens);
-    seen.set(ids);
-    let nSeen = ids.length;
     stats.promptTokens = ids.length;
 
     if (!options.continueState) engine.reset(seq);
@@ -177,7 +191,7 @@ export class Generator {
     stats.prefillMs = performance.now() - t0;
     stats.prefillTokensPerSecond = ids.length / Math.max(stats.prefillMs / 1000, 1e-9);
 
-    const tokenRow = new Int32Array(engine.batchSize);
+    const token = new Int32Array(1), seqs = Int32Array.of(seq);
     const t1 = performance.now();
     const finish = (reason: StopReason) => {
       stats.stopReason = reason;
@@ -192,8 +206,7 @@ export class Generator {
         finish("aborted");
         return;
       }
-      const id = sampler.sample(logits, seen.subarray(0, nSeen));
-      seen[nSeen++] = id;
+      const id = engine.sample(seq);
       out.push(id);
       stats.generatedTokens++;
       const text = stop.push(id, stop.isEos(id) ? "" : stream.push(id));
@@ -203,8 +216,8 @@ export class Generator {
         return;
       }
       if (i + 1 < maxTokens) {
-        tokenRow[seq] = id;
-        engine.step(tokenRow);
+        token[0] = id;
+        engine.stepSeqs(token, seqs);
       }
       // Let the event loop run (stdout, signals) between tokens.
       if ((i & 7) === 7) await Promise.resolve();

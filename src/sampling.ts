@@ -73,6 +73,11 @@ export class Xoshiro128 {
     if ((this.s0 | this.s1 | this.s2 | this.s3) === 0) this.s0 = 1; // the all-zero state is a fixed point
   }
 
+  /** The four 32-bit state words (unsigned), e.g. to hand the sequence to the native sampler. */
+  state(): [number, number, number, number] {
+    return [this.s0 >>> 0, this.s1 >>> 0, this.s2 >>> 0, this.s3 >>> 0];
+  }
+
   /** Next 32-bit unsigned integer. */
   nextUint32(): number {
     const s1 = this.s1;
@@ -384,6 +389,18 @@ export class Sampler {
 
 /** How many of the best tokens the top-p search looks at before considering the whole vocabulary. */
 const NUCLEUS_PROBE = 64;
+
+/**
+ * Fills in the defaults of sampling options and checks them (a `RangeError` names a bad one).
+ *
+ * @example
+ * ```ts
+ * resolveSamplingOptions({ topP: 0.9 }); // { temperature: 1, topK: 0, topP: 0.9, minP: 0, repetitionPenalty: 1 }
+ * ```
+ */
+export function resolveSamplingOptions(o: SamplingOptions): ResolvedSamplingOptions {
+  return resolve(o);
+}
 
 function resolve(o: SamplingOptions): ResolvedSamplingOptions {
   const temperature = o.temperature ?? 1;

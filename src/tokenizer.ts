@@ -16,8 +16,34 @@ import {
   type Segment,
 } from "./tokenizer_added.ts";
 
+import { type GGUFMetadata, type GGUFValue, isGGUFFile, readGGUFMetadata } from "./gguf.ts";
+
 export type { AddedTokenJson, NormalizerJson } from "./tokenizer_added.ts";
 export { TokenizerError } from "./tokenizer_json.ts";
+
+/** GGUF tokenizer.ggml.pre values whose pre-tokenizer is the GPT-2 regex (llama.cpp llama-vocab.cpp). */
+const GGUF_GPT2_PRE = new Set([
+  "gpt-2",
+  "mpt",
+  "olmo",
+  "phi-2",
+  "jina-es",
+  "jina-de",
+  "gigachat",
+  "jina-v2-es",
+  "jina-v2-de",
+  "a.x-4.0",
+  "mellum",
+  "modern-bert",
+  "jina-v1-en",
+  "jina-v2-code",
+  "roberta-bpe",
+  "jais",
+  "trillion",
+  "granite-docling",
+]);
+/** llama.cpp's token types (tokenizer.ggml.token_type). */
+const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
 /**
  * The parts of a Hugging Face `tokenizer.json` that {@link Tokenizer} reads.
@@ -193,13 +219,82 @@ export class Tokenizer {
   }
 
   /**
-   * Reads a `tokenizer.json` file. Throws {@link TokenizerError} for a file that is not a usable
-   * tokenizer, and the file system's error (e.g. `Deno.errors.NotFound`) for one it cannot read.
+   * Reads a `tokenizer.json` file, or the tokenizer inside a GGUF model file (recognised by its magic).
+   * Throws {@link TokenizerError} for a file that is not a usable tokenizer, `GGUFError` for a GGUF
+   * file whose container is malformed (truncated, counts beyond the file), and the file system's error
+   * (e.g. `Deno.errors.NotFound`) for one it cannot read.
    *
    * @param path file path or `file:` URL
    */
   static async load(path: string | URL): Promise<Tokenizer> {
+    if (await isGGUFFile(path)) return Tokenizer.fromGGUF(await readGGUFMetadata(path));
     return Tokenizer.fromJSON(await Deno.readTextFile(path));
+  }
+
+  /**
+   * Builds a tokenizer from a GGUF file's `tokenizer.ggml.*` metadata (see `readGGUFMetadata`): model
+   * "gpt2" (byte-level BPE) with a pre-tokenizer that is GPT-2's regex ("gpt-2", "mpt", "olmo", …).
+   * Tokens of type CONTROL are special added tokens, USER_DEFINED ones plain added tokens, UNUSED ones
+   * (the converter's padding) are left out. Like llama.cpp, no normalizer is applied: GGUF does not
+   * record one, so text that is not in NFC may encode differently from a tokenizer.json with NFC.
+   */
+  static fromGGUF(meta: GGUFMetadata): Tokenizer {
+    return new Tokenizer(checkTokenizerJson(Tokenizer.jsonFromGGUF(meta)));
+  }
+
+  /**
+   * The `tokenizer.json` equivalent of a GGUF file's tokenizer (what {@link Tokenizer.fromGGUF} builds
+   * from; `deno task quantize` writes it next to a model quantized from a GGUF file).
+   */
+  static jsonFromGGUF(meta: GGUFMetadata): TokenizerJson {
+    const model = meta.get("tokenizer.ggml.model");
+    if (model !== "gpt2") {
+      throw new TokenizerError(
+        `tokenizer: GGUF tokenizer.ggml.model ${JSON.stringify(model)} is not supported (only "gpt2")`,
+      );
+    }
+    const pre = meta.get("tokenizer.ggml.pre") ?? "default";
+    if (typeof pre !== "string" || !GGUF_GPT2_PRE.has(pre)) {
+      throw new TokenizerError(
+        `tokenizer: GGUF tokenizer.ggml.pre ${
+          JSON.stringify(pre)
+        } is not supported (GPT-2-regex types only: gpt-2, mpt, olmo, …)`,
+      );
+    }
+    const strings = (key: string, required: boolean): string[] => {
+      const v: GGUFValue | undefined = meta.get(key);
+      if (v === undefined && !required) return [];
+      if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
+        throw new TokenizerError(`tokenizer: GGUF ${key} must be an array of strings`);
+      }
+      return v as string[];
+    };
+    const tokens = strings("tokenizer.ggml.tokens", true);
+    const merges = strings("tokenizer.ggml.merges", false);
+    const typesValue = meta.get("tokenizer.ggml.token_type");
+    const types = Array.isArray(typesValue) ? typesValue : [];
+    if (types.length !== 0 && types.length !== tokens.length) {
+      throw new TokenizerError(`tokenizer: GGUF has ${tokens.length} tokens but ${types.length} token types`);
+    }
+    const vocab: Record<string, number> = Object.create(null);
+    const added: AddedTokenJson[] = [];
+    tokens.forEach((token, id) => {
+      const type = types.length ? types[id] : TOKEN_TYPE.NORMAL;
+      if (type === TOKEN_TYPE.UNUSED) return;
+      if (type === TOKEN_TYPE.CONTROL || type === TOKEN_TYPE.USER_DEFINED) {
+        added.push({ id, content: token, special: type === TOKEN_TYPE.CONTROL, normalized: false });
+      } else if (!(token in vocab)) {
+        vocab[token] = id;
+      }
+    });
+    return {
+      added_tokens: added,
+      normalizer: null,
+      pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, use_regex: true },
+      post_processor: null,
+      decoder: { type: "ByteLevel" },
+      model: { type: "BPE", vocab, merges },
+    };
   }
 
   /**

@@ -10,8 +10,9 @@ import type { TokenizerJson } from "./tokenizer.ts";
 
 /**
  * A `tokenizer.json` that cannot be used: not JSON, a field of the wrong type, an unsupported model or
- * option. The only error {@link Tokenizer.fromJSON} throws (and {@link Tokenizer.load}, besides the
- * file system's errors for a file it cannot read).
+ * option. The only error {@link Tokenizer.fromJSON} and {@link Tokenizer.fromGGUF} throw (and
+ * {@link Tokenizer.load}, besides `GGUFError` for a malformed GGUF container and the file system's errors
+ * for a file it cannot read).
  *
  * @example
  * ```ts

@@ -1,8 +1,6 @@
 /**
- * The module's version; the native library must report the same (tests check it against deno.json).
+ * The module's version (defined in ffi/version.ts, where the library loader checks it).
  *
  * @module
  */
-
-/** Version of this module and of the libMambaMetal it loads. */
-export const VERSION = "0.1.0";
+export { VERSION } from "../ffi/version.ts";

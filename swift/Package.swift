@@ -68,6 +68,11 @@ let package = Package(
             name: "MambaMetalTests",
             dependencies: ["MambaMetal"]
         ),
+        // The CPU backend's kernels and forward pass against scalar references (CMambaCPU's testing hooks).
+        .testTarget(
+            name: "CMambaCPUTests",
+            dependencies: ["CMambaCPU"]
+        ),
         .testTarget(
             name: "MetalCompatTests",
             dependencies: [

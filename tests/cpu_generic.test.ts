@@ -24,8 +24,16 @@ Deno.test("MAMBA_CPU_KERNELS=generic selects the portable kernels", () => {
   assert.match(out, /cpu \(generic, \d+ threads\)/);
 });
 
-Deno.test("generic kernels: engine and prefill suites pass against the references", () => {
-  const { code, out } = run(["test", "-A", "tests/engine.test.ts", "tests/prefill.test.ts"]);
+Deno.test("generic kernels: engine, prefill, quantized-model, native sampling and subset-step suites pass", () => {
+  const { code, out } = run([
+    "test",
+    "-A",
+    "tests/engine.test.ts",
+    "tests/prefill.test.ts",
+    "tests/cpu_quantized.test.ts",
+    "tests/native_sampling.test.ts",
+    "tests/step_seqs.test.ts",
+  ]);
   assert.equal(code, 0, out);
   assert.match(out, /ok \| \d+ passed \| 0 failed/);
 });

@@ -52,7 +52,17 @@ async function runClient(
   const file = await Deno.makeTempFile({ suffix: ".ts" });
   await Deno.writeTextFile(file, script);
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--quiet", "--no-lock", `--allow-import=${new URL(moduleUrl).host}`, ...permissions, file],
+    // --reload of the module's URL: Deno caches remote modules by host and port, and an earlier run (of
+    // any checkout) on the same port may have left other sources there.
+    args: [
+      "run",
+      "--quiet",
+      "--no-lock",
+      `--reload=${moduleUrl}`,
+      `--allow-import=${new URL(moduleUrl).host}`,
+      ...permissions,
+      file,
+    ],
     env: { MAMBA_METAL_CACHE: cache, ...extraEnv },
     stdout: "piped",
     stderr: "piped",

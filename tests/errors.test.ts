@@ -115,7 +115,17 @@ Deno.test("bad token ids, token counts, sequence indices; the failed call change
   expectError(() => engine.step([1]), "ARGUMENT", /got 1, batch size is 2/);
   expectError(() => engine.step([1, 2, 3]), "ARGUMENT", /got 3, batch size is 2/);
   expectError(() => engine.step([1, 2.5]), "TOKEN", /not an integer/);
+  // prefill checks ids as step does: never truncated (2.5 → 2) nor wrapped by Int32Array (2³² + 1 → 1).
+  expectError(() => engine.prefill([1, 2.5], 0), "TOKEN", /token id 2\.5 at position 1 is not an integer/);
+  expectError(
+    () => engine.prefill([2 ** 32 + 1], 0),
+    "TOKEN",
+    /token id 4294967297 at position 0 is out of range/,
+  );
+  expectError(() => engine.step([1, -(2 ** 31) - 1]), "TOKEN", /at position 1 is out of range/);
   expectError(() => engine.prefill([1], 2), "ARGUMENT", /sequence index 2 is out of range \[0, 2\)/);
+  using single = load(f.dir);
+  expectError(() => single.step(0.5), "TOKEN", /token id 0\.5 at position 0 is not an integer/);
   expectError(() => engine.prefill([], 0), "ARGUMENT", /at least one token/);
   expectError(() => engine.reset(5), "ARGUMENT", /sequence index 5/);
   expectError(() => engine.saveState(-1), "ARGUMENT", /sequence index -1/);

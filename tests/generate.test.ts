@@ -115,7 +115,7 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
   assert.match(help.stdout, /--repeat-penalty R/);
   const noModel = await cli("--prompt", "x", "--model", "/nonexistent/model");
   assert.equal(noModel.code, 1);
-  assert.equal(noModel.stderr.trim(), "error: model directory /nonexistent/model does not exist");
+  assert.equal(noModel.stderr.trim(), "error: model /nonexistent/model does not exist");
   const dir = await Deno.makeTempDir();
   const noTok = await cli("--prompt", "x", "--model", dir);
   assert.equal(noTok.code, 1);
@@ -126,7 +126,7 @@ Deno.test("CLI: --help, and one-line errors for a missing model, tokenizer or ba
   assert.match(bad.stderr, /--temperature expects a number/);
   const badDtype = await cli("--prompt", "x", "--dtype", "f8");
   assert.equal(badDtype.code, 1);
-  assert.equal(badDtype.stderr.trim(), 'error: --dtype must be auto, f32, f16 or bf16, got "f8"');
+  assert.equal(badDtype.stderr.trim(), 'error: --dtype must be auto, f32, f16, bf16, q8 or q4, got "f8"');
 });
 
 Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as f32 give the same text)", async () => {
@@ -134,4 +134,24 @@ Deno.test("CLI: --dtype converts the weights at load (the demo's f16 weights as 
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stderr, /f32 weights/);
   assert.equal(r.stdout, fixture.prompt + tokenizer.decode(fixture.greedyIds.slice(0, 12)) + "\n");
+});
+
+Deno.test("CLI: an empty prompt starts from the end-of-text token; a negative count says what is wrong", async () => {
+  const empty = await cli("--prompt", "", "--max-tokens", "6", "--temperature", "0", "--backend", "cpu");
+  assert.equal(empty.code, 0, empty.stderr);
+  assert.match(empty.stderr, /prompt 1 tokens/);
+  using engine = MambaEngine.loadSync(DEMO, { backend: "cpu" });
+  const gen = new Generator(engine, tokenizer).generate("", {
+    maxTokens: 6,
+    temperature: 0,
+    repetitionPenalty: 1.1,
+  });
+  assert.equal(empty.stdout, (await collect(gen)) + "\n");
+  assert.deepEqual(new Generator(engine, tokenizer).promptIds(""), [tokenizer.tokenToId("<|endoftext|>")]);
+
+  const negative = await cli("--prompt", "x", "--max-tokens", "-5");
+  assert.equal(negative.code, 1);
+  assert.equal(negative.stderr.trim(), 'error: --max-tokens expects a whole number ≥ 0, got "-5"');
+  const topP = await cli("--prompt", "x", "--top-p=0");
+  assert.equal(topP.stderr.trim(), 'error: --top-p expects a number in (0, 1], got "0"');
 });

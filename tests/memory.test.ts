@@ -52,3 +52,24 @@ Deno.test("metal (MetalCompat here): 600 steps after warm-up allocate nothing an
     );
   }
 });
+
+Deno.test("serving steps (native sampling, subset steps): 10,000 after warm-up keep memory flat", () => {
+  using engine = load(FIXTURES + "tiny-g1", { batchSize: 3 });
+  for (let s = 0; s < 3; s++) {
+    engine.prefill([s + 1, 2, 3], s);
+    engine.setSampler(s, { temperature: 0.9, topP: 0.9, repetitionPenalty: 1.1, seed: s }, [s + 1, 2, 3]);
+  }
+  const seqs = [Int32Array.of(0, 2), Int32Array.of(1), Int32Array.of(0, 1, 2)];
+  const run = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const which = seqs[i % 3];
+      engine.stepSeqs(engine.sampleSeqs(which), which);
+    }
+  };
+  // Warm-up long enough for V8 to have compiled the loop and both calls (code space grows till then).
+  run(5000);
+  const before = Deno.memoryUsage().rss;
+  run(10_000);
+  const grown = Deno.memoryUsage().rss - before;
+  assert.ok(grown < 1 << 20, `resident memory grew by ${(grown / 1024).toFixed(0)} KiB`);
+});

@@ -5,6 +5,7 @@ import { staleOutputs, writeOutputs } from "../tools/gen_metal_bindings.ts";
 import { sourceHash } from "../tools/metal_bindings/hash.ts";
 import { parseMetal } from "../tools/metal_bindings/parse.ts";
 import { cppView } from "../tools/metal_bindings/transform.ts";
+import { emitBindings } from "../tools/metal_bindings/emit_bindings.ts";
 import { swiftLiteral } from "../tools/metal_bindings/emit_swift.ts";
 
 const repoRoot = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
@@ -57,6 +58,15 @@ kernel void k(device float* x [[buffer(0)]], uint i [[thread_position_in_grid]])
       assert(stale.includes(`swift/Sources/MetalKernelsCPU/generated/${p}`), p);
     }
     assert(stale.includes("swift/Sources/MambaMetal/Generated/MetalSources.swift"));
+    assert(
+      !stale.includes("swift/Sources/MambaMetal/Generated/KernelBindings.swift"),
+      "a body change leaves the bindings as they were",
+    );
+    await Deno.writeTextFile(`${root}/metal/a.metal`, kernel.replace("[[buffer(0)]]", "[[buffer(1)]]"));
+    assert(
+      (await staleOutputs(root)).includes("swift/Sources/MambaMetal/Generated/KernelBindings.swift"),
+      "a signature change makes the host's bindings stale",
+    );
 
     await writeOutputs(root);
     await Deno.remove(`${root}/metal/a.metal`);
@@ -72,6 +82,42 @@ kernel void k(device float* x [[buffer(0)]], uint i [[thread_position_in_grid]])
       swift.includes("static let files: [(name: String, source: String)] = []"),
       "empty metal/ gives an empty list",
     );
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("a header beside the .metal files is inlined where sources are embedded, and tracked", async () => {
+  const root = await Deno.makeTempDir();
+  try {
+    await Deno.mkdir(`${root}/metal`);
+    await Deno.writeTextFile(`${root}/metal/shared.h`, "inline float twice(float v) { return 2.0f * v; }\n");
+    const kernel = `#include <metal_stdlib>
+using namespace metal;
+#include "shared.h"
+kernel void k(device float* x [[buffer(0)]], uint i [[thread_position_in_grid]]) { x[i] = twice(x[i]); }
+`;
+    await Deno.writeTextFile(`${root}/metal/a.metal`, kernel);
+    await writeOutputs(root);
+    const swift = await Deno.readTextFile(`${root}/swift/Sources/MambaMetal/Generated/MetalSources.swift`);
+    assert(swift.includes("inline float twice(float v)"), "the header's text is embedded");
+    assert(!swift.includes('#include "shared.h"'), "makeLibrary(source:) sees no local include");
+    assert(swift.includes('#line 4 "metal/a.metal"'), "messages after the header point into a.metal");
+    const view = await Deno.readTextFile(`${root}/swift/Sources/MetalKernelsCPU/generated/a.metal.h`);
+    assert(view.includes("inline float twice(float v)"), "the C++ copy has it too");
+
+    await Deno.writeTextFile(`${root}/metal/shared.h`, "inline float twice(float v) { return v + v; }\n");
+    const stale = await staleOutputs(root);
+    for (const p of ["MetalKernelsCPU/generated/a.cpp", "MambaMetal/Generated/MetalSources.swift"]) {
+      assert(stale.includes(`swift/Sources/${p}`), `a header change makes ${p} stale`);
+    }
+    await Deno.writeTextFile(
+      `${root}/metal/a.metal`,
+      kernel.replace('#include "shared.h"', '#include "shared.h"\n#include "shared.h"'),
+    );
+    let message = "";
+    await writeOutputs(root).catch((e) => message = e.message);
+    assert(message.includes('metal/a.metal:4: "shared.h" is included twice'), message);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
@@ -130,41 +176,88 @@ template [[host_name("gen_f16")]] kernel decltype(gen<half>) gen<half>;
   assert(view.includes("#define USE_S ((bool)(is_function_constant_defined ( S )))"), view);
 });
 
+Deno.test("host bindings: constants and arguments by name, optional inputs as Optionals", () => {
+  const src = `#include <metal_stdlib>
+using namespace metal;
+constant bool HAS_B [[function_constant(0)]];  // b is bound
+constant float S [[function_constant(3)]];
+constant bool USE_S = is_function_constant_defined(S);
+kernel void first_kernel(device const float* a [[buffer(0)]],          // the input
+                         device const float* b [[buffer(1), function_constant(HAS_B)]],
+                         device float* out [[buffer(4)]],
+                         threadgroup float* tile [[threadgroup(2)]],
+                         uint i [[thread_position_in_grid]]) { out[i] = a[i] + (USE_S ? S : 0.0f); }
+`;
+  const swift = emitBindings("Kernel", [{
+    stem: "t",
+    displayPath: "metal/t.metal",
+    parsed: parseMetal(src, "t.metal"),
+  }]);
+  for (
+    const line of [
+      "struct TConstants: FunctionConstants {",
+      "/// b is bound",
+      "let HAS_B: Bool",
+      "let S: Float?", // tested with is_function_constant_defined: may be left unset
+      "enum ID: Int { case HAS_B = 0, S = 3 }",
+      "enum FirstKernel: KernelBinding {",
+      'static let function = "first_kernel"',
+      "enum Buffer: Int { case a = 0, b = 1, out = 4 }",
+      "enum Threadgroup: Int { case tile = 2 }",
+      "/// `device const float* a`: the input",
+      "let a: KernelBuffer",
+      "let b: KernelBuffer?",
+      "let tile: Int",
+      "if let b = self.b { sink.setBuffer(b.buffer, offset: b.offset, index: Buffer.b.rawValue) }",
+      "sink.setThreadgroupMemory(self.tile, index: Threadgroup.tile.rawValue)",
+      "static let maxBufferBindCount = 5",
+      "static let maxThreadgroupMemoryBindCount = 3",
+    ]
+  ) assert(swift.includes(line), `missing: ${line}\n${swift}`);
+  assert(!swift.includes("let i:"), "position parameters are not arguments");
+  const vector = "constant float4 V [[function_constant(0)]];\n";
+  assertThrows(
+    () =>
+      emitBindings("Kernel", [{
+        stem: "v",
+        displayPath: "metal/v.metal",
+        parsed: parseMetal(vector, "v.metal"),
+      }]),
+    "function constant 'V' has type 'float4', which the Swift bindings do not support yet",
+  );
+  const clash = "kernel void t_constants(device float* x [[buffer(0)]]) {}\n";
+  assertThrows(
+    () =>
+      emitBindings("Kernel", [{
+        stem: "t",
+        displayPath: "metal/t.metal",
+        parsed: parseMetal(clash, "t.metal"),
+      }]),
+    "would both be the Swift type Kernel.TConstants",
+  );
+});
+
 Deno.test("unsupported kernel code is rejected with a clear message", () => {
   const head = "#include <metal_stdlib>\nusing namespace metal;\n";
-  assertThrows(
-    () =>
-      parseMetal(
-        head + "kernel void k(device float* x [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {\n" +
-          "  threadgroup float tile[64];\n  tile[i] = x[i];\n}\n",
-        "t.metal",
-      ),
-    "t.metal:4: threadgroup variable declared inside a function",
-  );
-  assertThrows(
-    () => parseMetal(head + "namespace n {\nkernel void k(device float* x [[buffer(0)]]) {}\n}\n", "t.metal"),
-    "t.metal:4: kernel functions must be declared at file scope",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(device float* x [[buffer(0)]], float y) {}\n", "t.metal"),
-    "parameter 'y' has no [[buffer(n)]]",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(texture2d<float> t [[texture(0)]]) {}\n", "t.metal"),
-    "[[texture]] is not supported",
-  );
-  assertThrows(
-    () => parseMetal(head + "kernel void k(device float* x [[buffer(31)]]) {}\n", "t.metal"),
-    "outside 0...30",
-  );
-  assertThrows(
-    () =>
-      parseMetal(
-        head + "kernel void k(device float* x [[buffer(0)]], device float* y [[buffer(0)]]) {}\n",
-        "t.metal",
-      ),
-    "two parameters bound to [[buffer(0)]]",
-  );
+  const cases: [string, string][] = [
+    [
+      "kernel void k(device float* x [[buffer(0)]], uint i [[thread_index_in_threadgroup]]) {\n" +
+      "  threadgroup float tile[64];\n  tile[i] = x[i];\n}\n",
+      "t.metal:4: threadgroup variable declared inside a function",
+    ],
+    [
+      "namespace n {\nkernel void k(device float* x [[buffer(0)]]) {}\n}\n",
+      "t.metal:4: kernel functions must be declared at file scope",
+    ],
+    ["kernel void k(device float* x [[buffer(0)]], float y) {}\n", "parameter 'y' has no [[buffer(n)]]"],
+    ["kernel void k(texture2d<float> t [[texture(0)]]) {}\n", "[[texture]] is not supported"],
+    ["kernel void k(device float* x [[buffer(31)]]) {}\n", "outside 0...30"],
+    [
+      "kernel void k(device float* x [[buffer(0)]], device float* y [[buffer(0)]]) {}\n",
+      "two parameters bound to [[buffer(0)]]",
+    ],
+  ];
+  for (const [kernel, message] of cases) assertThrows(() => parseMetal(head + kernel, "t.metal"), message);
 });
 
 Deno.test("source hash: FNV-1a 64 with CRLF read as LF", () => {

@@ -6,7 +6,7 @@ import type { LoadOptions, MambaEngine } from "../mod.ts";
 import { FIXTURES, load, loadFixture, maxAbsDiff, refRow } from "./helpers.ts";
 
 /** The token-by-token prefill, kept for comparison (not part of the public options). */
-const TOKENS_PATH = { backend: "metal", prefillMode: "tokens" } as LoadOptions;
+const TOKENS_PATH: LoadOptions = { backend: "metal", prefillMode: "tokens" };
 
 function maxAbs(a: ArrayLike<number>): number {
   let m = 0;

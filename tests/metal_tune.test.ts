@@ -39,7 +39,41 @@ function thrown(fn: () => unknown): unknown {
   throw new Error("expected an error");
 }
 
-const DEFAULTS = { matvecRowsPerSimdgroup: 2, matmulTile: 32 };
+const DEFAULTS = {
+  matvecRowsPerSimdgroup: 2,
+  matvecSplitK: 2,
+  outProjRowsPerSimdgroup: 1,
+  outProjSplitK: 4,
+  ssmSplit: 8, // tiny-g2 (8 heads) at batch 1: the smallest split with 8 · split · batch ≥ 80 is above 8
+  matmulTile: 32,
+};
+
+/** The defaults at another batch: the SSM split fitted to fill 80 cores (mamba.h's @tuning ssmSplit). */
+function defaultsAt(batch: number, heads = 8): typeof DEFAULTS {
+  return { ...DEFAULTS, ssmSplit: [1, 2, 4, 8].find((s) => heads * s * batch >= 80) ?? 8 };
+}
+
+/** Every value each parameter may take (mamba.h's @tuning lines). */
+const CHOICES: Record<keyof typeof DEFAULTS, number[]> = {
+  matvecRowsPerSimdgroup: [1, 2, 3, 4],
+  matvecSplitK: [1, 2, 4],
+  outProjRowsPerSimdgroup: [1, 2, 3, 4],
+  outProjSplitK: [1, 2, 4],
+  ssmSplit: [1, 2, 4, 8],
+  matmulTile: [16, 32],
+};
+
+/** Tunings that together take every value of every parameter: the i-th takes the j-th parameter's
+ * (i + j)-th value (cyclically), so the values also meet in different combinations. */
+function coveringTunings(): (typeof DEFAULTS)[] {
+  const keys = Object.keys(CHOICES) as (keyof typeof DEFAULTS)[];
+  const width = Math.max(...keys.map((k) => CHOICES[k].length));
+  return Array.from(
+    { length: width },
+    (_, i) =>
+      Object.fromEntries(keys.map((k, j) => [k, CHOICES[k][(i + j) % CHOICES[k].length]])) as typeof DEFAULTS,
+  );
+}
 
 Deno.test("tuning table: malformed tables are rejected with the file and the problem named", () => {
   const { gpu, shape } = keyOf();
@@ -59,6 +93,14 @@ Deno.test("tuning table: malformed tables are rejected with the file and the pro
         entries: [{ gpu, shape, batch: 1, params: { matvecRowsPerSimdgroup: 9 } }],
       },
       /matvecRowsPerSimdgroup must be 1…4, got 9/,
+    ],
+    [
+      { schema: "mamba-metal-tune/1", entries: [{ gpu, shape, batch: 1, params: { ssmSplit: 3 } }] },
+      /entries\[0\]: ssmSplit must be 1, 2, 4 or 8, got 3/,
+    ],
+    [
+      { schema: "mamba-metal-tune/1", entries: [{ gpu, shape, batch: 1, params: { outProjSplitK: 8 } }] },
+      /entries\[0\]: outProjSplitK must be 1, 2 or 4, got 8/,
     ],
     [
       // an entry for another GPU is still validated: a broken table is broken for every machine
@@ -99,8 +141,10 @@ Deno.test("tuning table: the entry for this GPU, shape and nearest batch is used
     ],
   };
   withTable(table, (path) => {
-    assert.deepEqual(tuningOf(path, 1), { matvecRowsPerSimdgroup: 4, matmulTile: 16 });
-    assert.deepEqual(tuningOf(path, 3), { matvecRowsPerSimdgroup: 1, matmulTile: 32 }); // batch 4 is nearest
+    assert.deepEqual(tuningOf(path, 1), { ...DEFAULTS, matvecRowsPerSimdgroup: 4, matmulTile: 16 });
+    // batch 4 is nearest; its entry's other parameters are the defaults at batch 3 (8 · 4 · 3 ≥ 80: split 4)
+    assert.deepEqual(tuningOf(path, 3), { ...defaultsAt(3), matvecRowsPerSimdgroup: 1 });
+    assert.equal(defaultsAt(3).ssmSplit, 4);
   });
   withTable({ schema: "mamba-metal-tune/1", entries: [table.entries[0], table.entries[1]] }, (path) => {
     assert.deepEqual(tuningOf(path), DEFAULTS);
@@ -108,7 +152,7 @@ Deno.test("tuning table: the entry for this GPU, shape and nearest batch is used
   // explicit options.tuning overrides the table, key by key
   withTable(table, (path) => {
     using engine = load(MODEL, { backend: "metal", tuneFile: path, tuning: { matmulTile: 32 } });
-    assert.deepEqual(engine.info.tuning, { matvecRowsPerSimdgroup: 4, matmulTile: 32 });
+    assert.deepEqual(engine.info.tuning, { ...DEFAULTS, matvecRowsPerSimdgroup: 4, matmulTile: 32 });
   });
   // the CPU backend has no kernel parameters and does not read the table's entries
   withTable({ schema: "wrong" }, (path) => {
@@ -117,22 +161,39 @@ Deno.test("tuning table: the entry for this GPU, shape and nearest batch is used
   });
 });
 
-Deno.test("tuning: every parameter choice gives the reference logits", () => {
-  const f = loadFixture("tiny-g2");
+Deno.test("tuning: every parameter choice gives the reference logits, and batched rows equal single runs", () => {
+  const f = loadFixture("tiny-g2"); // 8 heads of 16 rows, 2 groups: splits of 8 leave blocks of 2 rows
   const tol = 1e-4 * f.maxAbsLogit;
-  for (const matvecRowsPerSimdgroup of [1, 2, 3, 4]) {
-    for (const matmulTile of [16, 32]) {
-      using engine = load(f.dir, {
-        backend: "metal",
-        tuneFile: false,
-        tuning: { matvecRowsPerSimdgroup, matmulTile },
-      });
-      const row = engine.prefill(f.tokens.slice(0, f.promptLength));
-      const d = maxAbsDiff(row, refRow(f, f.promptLength - 1));
-      assert.ok(d <= tol, `rows ${matvecRowsPerSimdgroup}, tile ${matmulTile}: ${d} > ${tol}`);
-      engine.step([f.tokens[f.promptLength]]);
-      const d2 = maxAbsDiff(engine.logits, refRow(f, f.promptLength));
-      assert.ok(d2 <= tol, `rows ${matvecRowsPerSimdgroup}, tile ${matmulTile}, step: ${d2} > ${tol}`);
+  const tunings = coveringTunings();
+  for (const key of Object.keys(CHOICES) as (keyof typeof DEFAULTS)[]) {
+    for (const v of CHOICES[key]) assert.ok(tunings.some((t) => t[key] === v), `${key} ${v} is covered`);
+  }
+  const prompt = f.tokens.slice(0, f.promptLength);
+  for (const tuning of tunings) {
+    const what = JSON.stringify(tuning);
+    using single = load(f.dir, { backend: "metal", tuneFile: false, tuning });
+    assert.deepEqual(single.info.tuning, tuning);
+    const row = single.prefill(prompt);
+    const d = maxAbsDiff(row, refRow(f, f.promptLength - 1));
+    assert.ok(d <= tol, `${what}: prefill ${d} > ${tol}`);
+    const steps: Float32Array[] = [];
+    for (let t = f.promptLength; t < f.promptLength + 4; t++) {
+      steps.push(single.step([f.tokens[t]]).slice());
+      const d2 = maxAbsDiff(steps[steps.length - 1], refRow(f, t));
+      assert.ok(d2 <= tol, `${what}, step ${t}: ${d2} > ${tol}`);
+    }
+    // The same sequence as row 1 of a batch of 3 (others on other tokens): bit for bit the same logits.
+    using batched = load(f.dir, { backend: "metal", tuneFile: false, tuning, batchSize: 3 });
+    batched.prefill(prompt, 1);
+    for (let i = 0; i < steps.length; i++) {
+      const t = f.promptLength + i;
+      const logits = batched.step([(t * 7) % 50, f.tokens[t], (t * 3) % 50]);
+      const V = batched.vocabSize;
+      assert.deepEqual(
+        logits.slice(V, 2 * V),
+        steps[i],
+        `${what}: batched step ${i} differs from the single run`,
+      );
     }
   }
 });
@@ -163,7 +224,12 @@ Deno.test("deno task tune (against MetalCompat here) writes an entry that the en
     }).output();
     const stderr = new TextDecoder().decode(result.stderr);
     assert.equal(result.code, 0, stderr);
-    assert.match(stderr, /matvecRowsPerSimdgroup 4: .* ms\/token/);
+    for (
+      const key of ["matvecRowsPerSimdgroup", "matvecSplitK", "outProjRowsPerSimdgroup", "outProjSplitK"]
+    ) {
+      assert.match(stderr, new RegExp(`${key} 4: .* ms/token`));
+    }
+    assert.match(stderr, /ssmSplit 8: .* ms\/token/);
     assert.match(stderr, /matmulTile 16: prefill .* tokens\/s/);
     const table = JSON.parse(Deno.readTextFileSync(out));
     const { gpu, shape } = keyOf();

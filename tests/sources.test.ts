@@ -7,10 +7,19 @@ Deno.test("ffi/sources.ts lists the current swift/ and metal/ files (deno task g
   assert.equal(current, manifest(), "ffi/sources.ts is stale: run `deno task gen:sources`");
 });
 
-Deno.test("src/version.ts, deno.json and the native library agree on the version", async () => {
-  const { VERSION } = await import("../src/version.ts");
+Deno.test("ffi/version.ts, deno.json and the native library agree on the version", async () => {
+  const { VERSION } = await import("../ffi/version.ts");
   const denoJson = JSON.parse(Deno.readTextFileSync(new URL("../deno.json", import.meta.url)));
   assert.equal(VERSION, denoJson.version);
   const engine = Deno.readTextFileSync(new URL("../swift/Sources/MambaMetal/Engine.swift", import.meta.url));
   assert.match(engine, new RegExp(`let mambaVersion = "${VERSION.replaceAll(".", "\\.")}"`));
+});
+
+Deno.test("layers: ffi/ (the native library) imports nothing from src/ (the API above it)", () => {
+  for (const e of Deno.readDirSync(new URL("../ffi/", import.meta.url))) {
+    const text = Deno.readTextFileSync(new URL(`../ffi/${e.name}`, import.meta.url));
+    for (const m of text.matchAll(/from\s+"([^"]+)"/g)) {
+      assert.ok(!m[1].includes("/src/"), `ffi/${e.name} imports ${m[1]}`);
+    }
+  }
 });

@@ -1,8 +1,11 @@
 // Property tests of the tokenizer on random and hostile input: random Unicode (lone surrogates, combining
 // marks, astral characters, the tokenizers' own special strings), random ids (any byte sequence, so
-// invalid UTF-8), truncated and corrupted tokenizer.json files. Seeded: the seed is printed, and
-// PROPERTY_SEED=<n> replays a run.
+// invalid UTF-8), truncated and corrupted tokenizer.json files, corrupted GGUF files and metadata. Seeded:
+// the seed is printed, and PROPERTY_SEED=<n> replays a run; PROPERTY_SCALE=<k> runs k times the iterations
+// (CI runs the default, a few seconds; e.g. PROPERTY_SCALE=100 for a long run).
 //   - fromJSON / load of any text throws nothing but TokenizerError;
+//   - fromGGUF of any metadata throws nothing but TokenizerError; parsing GGUF bytes nothing but GGUFError,
+//     and Tokenizer.load of a GGUF file nothing but those two;
 //   - decode(encode(t)) = normalize(t): NFC(t) for NFC tokenizers (the demo's, GPT-NeoX's), the
 //     tokenizer's normalizer otherwise, with lone surrogates as U+FFFD (encoding them makes U+FFFD);
 //   - the stream decoder's pieces are well-formed and join to decode(ids), for any ids: no piece holds
@@ -12,9 +15,11 @@ import { Tokenizer, TokenizerError } from "../src/tokenizer.ts";
 import { buildNormalizer, type NormalizerJson } from "../src/tokenizer_added.ts";
 import { CHAR_TO_BYTE } from "../src/tokenizer_bpe.ts";
 import { Xoshiro128 } from "../src/sampling.ts";
+import { GGUFError, type GGUFMetadata, type GGUFValue, parseGGUFMetadata } from "../src/gguf.ts";
 
 const SEED = Number(Deno.env.get("PROPERTY_SEED") ?? Math.floor(Math.random() * 2 ** 31));
-console.log(`tokenizer property tests: PROPERTY_SEED=${SEED}`);
+const SCALE = Number(Deno.env.get("PROPERTY_SCALE") ?? 1);
+console.log(`tokenizer property tests: PROPERTY_SEED=${SEED} PROPERTY_SCALE=${SCALE}`);
 
 const FIXTURES = new URL("./fixtures/tokenizer/", import.meta.url);
 const files: [string, URL][] = [
@@ -54,7 +59,7 @@ function forAll(name: string, n: number, body: (r: Random, i: number) => void): 
   const r = new Random(
     SEED ^ [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261),
   );
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < n * SCALE; i++) {
     try {
       body(r, i);
     } catch (e) {
@@ -362,5 +367,163 @@ Deno.test("hostile tokenizer.json shapes: deep nesting, huge ids, non-objects", 
   }
   function nest(n: number): string {
     return '{"type": "Sequence", "normalizers": ['.repeat(n) + '{"type": "NFC"}' + "]}".repeat(n);
+  }
+});
+
+// ---- GGUF: the tokenizer inside a llama.cpp model file -------------------------------------------
+
+/** A GGUF v3 file holding `kvs` and no tensors (the layout of src/gguf.ts). */
+function ggufBytes(kvs: [string, number, GGUFValue, number?][]): Uint8Array {
+  const out: number[] = [];
+  const u32 = (v: number) => out.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24);
+  const u64 = (v: number) => (u32(v), u32(Math.floor(v / 2 ** 32)));
+  const str = (t: string) => {
+    const b = new TextEncoder().encode(t);
+    u64(b.length);
+    out.push(...b);
+  };
+  const value = (type: number, v: GGUFValue, elementType?: number) => {
+    if (type === 4) u32(v as number);
+    else if (type === 5) u32((v as number) >>> 0);
+    else if (type === 8) str(v as string);
+    else if (type === 9) {
+      u32(elementType!);
+      u64((v as GGUFValue[]).length);
+      for (const x of v as GGUFValue[]) value(elementType!, x);
+    } else throw new Error(`ggufBytes: type ${type}`);
+  };
+  out.push(0x47, 0x47, 0x55, 0x46);
+  u32(3);
+  u64(0);
+  u64(kvs.length);
+  for (const [key, type, v, elementType] of kvs) {
+    str(key);
+    u32(type);
+    value(type, v, elementType);
+  }
+  return new Uint8Array(out);
+}
+
+/** tiny-bpe's tokenizer as llama.cpp's converter would store it (tokens by id, types, "a b" merges). */
+function tinyGGUF(): Uint8Array {
+  const j = JSON.parse(base);
+  const tokens: string[] = [], types: number[] = [];
+  for (const [t, id] of Object.entries(j.model.vocab as Record<string, number>)) (tokens[id] = t, types[id] = 1);
+  for (const t of j.added_tokens) (tokens[t.id] = t.content, types[t.id] = t.special ? 3 : 4);
+  for (let id = 0; id < tokens.length; id++) {
+    if (tokens[id] === undefined) (tokens[id] = `[PAD${id}]`, types[id] = 5);
+  }
+  const merges = (j.model.merges as (string | string[])[]).map((m) => typeof m === "string" ? m : m.join(" "));
+  return ggufBytes([
+    ["general.architecture", 8, "mamba2"],
+    ["tokenizer.ggml.model", 8, "gpt2"],
+    ["tokenizer.ggml.pre", 8, "gpt-2"],
+    ["tokenizer.ggml.tokens", 9, tokens, 8],
+    ["tokenizer.ggml.token_type", 9, types, 5],
+    ["tokenizer.ggml.merges", 9, merges, 8],
+    ["tokenizer.ggml.eos_token_id", 4, 0],
+  ]);
+}
+
+const GGUF_BYTES = tinyGGUF();
+
+/** Only GGUFError (from parsing) or TokenizerError (from the tokenizer) escapes; what loads works. */
+function expectOnlyDocumentedErrors(make: () => Tokenizer, r: Random): void {
+  try {
+    expectOnlyTokenizerError(make, r);
+  } catch (e) {
+    if (!(e instanceof GGUFError)) throw e;
+    assert.match(e.message, /^x\.gguf: /);
+  }
+}
+
+Deno.test("the GGUF tokenizer built here loads and agrees with its tokenizer.json on plain text", () => {
+  const fromGGUF = Tokenizer.fromGGUF(parseGGUFMetadata(GGUF_BYTES, "x.gguf"));
+  const fromJSON = Tokenizer.fromJSON(base);
+  forAll("gguf agrees", 100, (r) => {
+    // plain ASCII words: no added tokens, whose options (lstrip, single_word, …) GGUF does not keep
+    const t = Array.from({ length: r.int(8) }, () => r.pick(["the", " quick", "Brown", " 123", "'s", " "])).join("");
+    assert.deepEqual(fromGGUF.encode(t), fromJSON.encode(t), JSON.stringify(t));
+  });
+});
+
+Deno.test("GGUF bytes cut short, flipped, or with huge counts: only GGUFError or TokenizerError", () => {
+  forAll("corrupt gguf", 300, (r) => {
+    let b = GGUF_BYTES.slice(0, r.chance(0.3) ? r.int(GGUF_BYTES.length + 1) : GGUF_BYTES.length);
+    for (let k = r.int(6); k > 0 && b.length > 0; k--) {
+      const at = r.chance(0.5) ? r.int(Math.min(b.length, 128)) : r.int(b.length); // the header, often
+      if (r.chance(0.7)) b[at] = r.pick([0x00, 0x01, 0x05, 0x08, 0x09, 0x0c, 0x0d, 0x7f, 0x80, 0xff, r.int(256)]);
+      else if (at + 8 <= b.length) {
+        new DataView(b.buffer, b.byteOffset).setBigUint64(at, r.pick([0n, 1n, 2n ** 32n, 2n ** 60n, 2n ** 64n - 1n]), true);
+      }
+    }
+    if (r.chance(0.1)) b = new Uint8Array([...b, ...b.subarray(24, 24 + r.int(64))]);
+    expectOnlyDocumentedErrors(() => Tokenizer.fromGGUF(parseGGUFMetadata(b, "x.gguf")), r);
+  });
+});
+
+Deno.test("GGUF tokenizer metadata of the wrong type or shape: only TokenizerError", () => {
+  const meta = parseGGUFMetadata(GGUF_BYTES, "x.gguf");
+  const keys = [...meta.values.keys()].filter((k) => k.startsWith("tokenizer."));
+  const values: GGUFValue[] = [
+    0,
+    -1,
+    2 ** 40,
+    2n ** 63n,
+    1.5,
+    true,
+    "",
+    "gpt2",
+    "llama",
+    "a b",
+    [],
+    [1, 2, 3],
+    [2n, 3n],
+    ["a", 1],
+    [["a"]],
+    ["a b", "b", "", " ", "ab c"],
+    ["<|endoftext|>", "<|endoftext|>"],
+    [3, 3, 3],
+    [5, 5],
+  ];
+  forAll("mutated gguf metadata", 600, (r) => {
+    const v = new Map(meta.values);
+    for (let k = 1 + r.int(3); k > 0; k--) {
+      const key = r.pick(keys);
+      const old = v.get(key);
+      if (r.chance(0.15)) v.delete(key);
+      else if (Array.isArray(old) && old.length > 0 && r.chance(0.5)) {
+        // one element changed, the array cut, or elements swapped
+        const a = [...old];
+        if (r.chance(0.4)) a[r.int(a.length)] = r.pick(values.filter((x) => !Array.isArray(x)));
+        else if (r.chance(0.5)) a.length = r.int(a.length);
+        else [a[0], a[a.length - 1]] = [a[a.length - 1], a[0]];
+        v.set(key, a);
+      } else v.set(key, r.pick(values));
+    }
+    const mutated: GGUFMetadata = { version: 3, tensorCount: 0, values: v, get: (key) => v.get(key) };
+    expectOnlyTokenizerError(() => Tokenizer.fromGGUF(mutated), r);
+  });
+});
+
+Deno.test("Tokenizer.load of corrupted GGUF files: only GGUFError or TokenizerError", async () => {
+  const path = Deno.makeTempFileSync({ suffix: ".gguf" });
+  try {
+    const r = new Random(SEED ^ 0x6767);
+    for (let i = 0; i < 40 * SCALE; i++) {
+      const b = GGUF_BYTES.slice(0, r.chance(0.5) ? 4 + r.int(GGUF_BYTES.length - 3) : GGUF_BYTES.length);
+      for (let k = r.int(4); k > 0; k--) b[4 + r.int(b.length - 4)] = r.int(256);
+      Deno.writeFileSync(path, b);
+      try {
+        const tok = await Tokenizer.load(path);
+        checkStream(tok, tok.encode(randomText(r, tok)), false);
+      } catch (e) {
+        if (!(e instanceof GGUFError || e instanceof TokenizerError)) {
+          throw new Error(`Tokenizer.load: iteration ${i} (PROPERTY_SEED=${SEED})`, { cause: e });
+        }
+      }
+    }
+  } finally {
+    Deno.removeSync(path);
   }
 });

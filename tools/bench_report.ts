@@ -21,18 +21,30 @@
  *     batch-1 engine); batch rows share it (prefill feeds one sequence whatever the batch size).
  *     `prefillSpeedup` compares it with feeding the tokens one by one (decode steps at batch 1).
  *
+ *   - `q8` and `q4` rows load the f16 model with `dtype: "q8" | "q4"` (quantized at load, group 64);
+ *     `bytesPerStep` counts what the engine reports it streams (codes, scales and biases).
+ *   - `loadResidentBytes`: how much the process's resident set grew while that engine was created
+ *     (weights in their in-memory form, state, activations; a mapped checkpoint must not stay resident
+ *     next to the packed copy).
+ *
  *   - Load: the 1-minute load average and, on Linux, the CPU pressure (share of time some runnable
  *     task waited for a CPU over the last 10 s, /proc/pressure/cpu) are recorded with every row. With
  *     --wait-quiet each round first waits (up to 15 minutes) until that pressure is below 2%.
  *
- * Options: --shapes=130m,780m --dtypes=f32,f16,bf16 --batches=1,4 --threads=N --out=PATH --no-ffi
+ * Options: --shapes=130m,780m --dtypes=f32,f16,bf16[,q8,q4] --batches=1,4 --threads=N --out=PATH --no-ffi
  *          --wait-quiet
  *
  * @module
  */
-import { MambaEngine } from "../mod.ts";
+import { MambaEngine, type WeightDType } from "../mod.ts";
 import { openLibrary } from "../ffi/library.ts";
-import { type BenchDType, type BenchShape, ensureBenchModel } from "./make_bench_models.ts";
+import {
+  BENCH_FORMATS,
+  type BenchFormat,
+  type BenchShape,
+  benchSource,
+  ensureBenchModel,
+} from "./make_bench_models.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 const PROMPT_TOKENS = 512;
@@ -42,7 +54,7 @@ const PROBE_PASSES = 5;
 /** One measured configuration. */
 export interface ReportRow {
   model: BenchShape;
-  dtype: BenchDType;
+  dtype: BenchFormat;
   batch: number;
   backend: string;
   device: string;
@@ -58,6 +70,7 @@ export interface ReportRow {
   achievedGBs: number;
   readBandwidthGBs: number;
   rooflineFraction: number;
+  loadResidentBytes: number;
   loadAverage: number;
   cpuPressure: number | null;
 }
@@ -76,7 +89,7 @@ export interface FfiReport {
 
 function parseArgs(): {
   shapes: BenchShape[];
-  dtypes: BenchDType[];
+  dtypes: BenchFormat[];
   batches: number[];
   threads: number;
   out: string;
@@ -89,7 +102,7 @@ function parseArgs(): {
     if (a === "--") continue;
     if (a === "--help" || a === "-h") {
       console.log(
-        "Usage: deno task bench:report [--shapes=130m,780m] [--dtypes=f32,f16,bf16] [--batches=1,4]\n" +
+        "Usage: deno task bench:report [--shapes=130m,780m] [--dtypes=f32,f16,bf16,q8,q4] [--batches=1,4]\n" +
           "                              [--threads=N] [--out=PATH] [--no-ffi] [--wait-quiet]\n" +
           "Writes a table to stdout and the rows to --out (default bench/results/latest.json).",
       );
@@ -101,9 +114,15 @@ function parseArgs(): {
     opts.set(m[1], m[2] ?? "true");
   }
   const list = (k: string, d: string) => (opts.get(k) ?? d).split(",").map((s) => s.trim()).filter(Boolean);
+  const dtypes = list("dtypes", "f32,f16,bf16");
+  for (const d of dtypes) {
+    if (!(BENCH_FORMATS as readonly string[]).includes(d)) {
+      throw new Error(`unknown dtype ${d} (${BENCH_FORMATS.join(", ")})`);
+    }
+  }
   return {
     shapes: list("shapes", "130m,780m") as BenchShape[],
-    dtypes: list("dtypes", "f32,f16,bf16") as BenchDType[],
+    dtypes: dtypes as BenchFormat[],
     batches: list("batches", "1,4").map(Number),
     threads: Number(opts.get("threads") ?? 0),
     out: opts.get("out") ?? `${ROOT}bench/results/latest.json`,
@@ -193,12 +212,22 @@ const PREFILL_ROUNDS = 4;
 async function measureConfig(
   args: ReturnType<typeof parseArgs>,
   shape: BenchShape,
-  dtype: BenchDType,
+  dtype: BenchFormat,
 ): Promise<ReportRow[]> {
-  const dir = await ensureBenchModel(shape, dtype);
-  const engines = args.batches.map((batchSize) =>
-    MambaEngine.loadSync(dir, { backend: "cpu", batchSize, threads: args.threads })
-  );
+  const { stored, loadDType } = benchSource(dtype);
+  const dir = await ensureBenchModel(shape, stored);
+  const resident: number[] = [];
+  const engines = args.batches.map((batchSize) => {
+    const before = Deno.memoryUsage().rss;
+    const engine = MambaEngine.loadSync(dir, {
+      backend: "cpu",
+      batchSize,
+      threads: args.threads,
+      ...(loadDType ? { dtype: loadDType as WeightDType } : {}),
+    });
+    resident.push(Deno.memoryUsage().rss - before);
+    return engine;
+  });
   try {
     const timers = engines.map((e) => stepTimer(e, shape === "130m" ? 0.3 : 0.6));
     const turns = engines.map(() => [] as { s: number; bw: number; load: number; pressure: number | null }[]);
@@ -238,6 +267,7 @@ async function measureConfig(
         achievedGBs: achieved,
         readBandwidthGBs: ceiling,
         rooflineFraction: achieved / ceiling,
+        loadResidentBytes: resident[k],
         loadAverage: best.load,
         cpuPressure: best.pressure,
       };
@@ -383,6 +413,7 @@ function formatTable(rows: ReportRow[]): string {
     "GB/s",
     "probe GB/s",
     "roofline",
+    "resident MB",
   ];
   const body = rows.map((r) => [
     r.model,
@@ -397,6 +428,7 @@ function formatTable(rows: ReportRow[]): string {
     r.achievedGBs.toFixed(1),
     r.readBandwidthGBs.toFixed(1),
     `${(r.rooflineFraction * 100).toFixed(0)}%`,
+    (r.loadResidentBytes / 1e6).toFixed(0),
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padStart(widths[i])).join(" | ")} |`;

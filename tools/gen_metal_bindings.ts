@@ -4,17 +4,22 @@
 //   deno run -A tools/gen_metal_bindings.ts --check  write nothing; list stale files and exit 1 if any
 //   (--root DIR runs on another checkout; tests use it)
 //
-// For every .metal file of a source set it writes, next to the C++ target that compiles them, the
+// For every .metal file of a source set (with the headers it includes from its directory inlined,
+// metal_bindings/include.ts) it writes, next to the C++ target that compiles them, the
 // file's C++ view (<stem>.metal.h) and <stem>.cpp (trampolines and the kernel table, see
-// metal_bindings/emit_cpp.ts), and one Swift file with every source's text (metal_bindings/emit_swift.ts).
-// Kernel parameter bindings come from the kernels' own signatures (metal_bindings/parse.ts); nothing
-// is bound by hand.
+// metal_bindings/emit_cpp.ts), one Swift file with every source's text (metal_bindings/emit_swift.ts)
+// and, for the engine's kernels, the host's named bindings (metal_bindings/emit_bindings.ts). Kernel
+// parameter bindings come from the kernels' own signatures (metal_bindings/parse.ts); nothing is bound
+// by hand.
 
+import { type BindingFile, emitBindings } from "./metal_bindings/emit_bindings.ts";
 import { emitCpp, emitView } from "./metal_bindings/emit_cpp.ts";
 import { emitSwift } from "./metal_bindings/emit_swift.ts";
 import { sourceHash } from "./metal_bindings/hash.ts";
 import { parseMetal } from "./metal_bindings/parse.ts";
 import { cppView } from "./metal_bindings/transform.ts";
+import { librarySource } from "./metal_bindings/include.ts";
+import { runGenerator, staleFiles, writeFiles } from "./generated.ts";
 
 export interface SourceSet {
   metalDir: string; // repo-relative
@@ -23,6 +28,8 @@ export interface SourceSet {
   swiftFile: string;
   enumName: string;
   description: string;
+  /** Where the host's named bindings go (kernels the engine dispatches), and their namespace. */
+  bindings?: { swiftFile: string; namespace: string };
 }
 
 export const SOURCE_SETS: SourceSet[] = [
@@ -34,6 +41,7 @@ export const SOURCE_SETS: SourceSet[] = [
     enumName: "MetalSources",
     description:
       "The kernel sources in metal/: compiled by Metal on macOS, found precompiled by MetalCompat on Linux.",
+    bindings: { swiftFile: "swift/Sources/MambaMetal/Generated/KernelBindings.swift", namespace: "Kernel" },
   },
   {
     metalDir: "swift/Tests/MetalCompatTests/Kernels",
@@ -61,8 +69,10 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
   const out = new Map<string, string>();
   for (const set of SOURCE_SETS) {
     const files: { name: string; source: string }[] = [];
+    const bound: BindingFile[] = [];
     for (const name of (await listDir(`${root}/${set.metalDir}`)).filter((n) => n.endsWith(".metal"))) {
-      const source = await Deno.readTextFile(`${root}/${set.metalDir}/${name}`);
+      const text = await Deno.readTextFile(`${root}/${set.metalDir}/${name}`);
+      const source = await librarySource(`${root}/${set.metalDir}`, set.metalDir, name, text);
       const displayPath = `${set.metalDir}/${name}`;
       const parsed = parseMetal(source, displayPath);
       const stem = name.slice(0, -".metal".length);
@@ -79,8 +89,10 @@ export async function expectedOutputs(root: string): Promise<Map<string, string>
         }),
       );
       files.push({ name, source });
+      bound.push({ stem, displayPath, parsed });
     }
     out.set(set.swiftFile, emitSwift({ enumName: set.enumName, description: set.description, files }));
+    if (set.bindings) out.set(set.bindings.swiftFile, emitBindings(set.bindings.namespace, bound));
   }
   return out;
 }
@@ -97,64 +109,26 @@ async function strayOutputs(root: string, expected: Map<string, string>): Promis
   return stray;
 }
 
+const GENERATOR = {
+  expected: expectedOutputs,
+  stray: strayOutputs,
+  task: "gen:metal",
+  what: "MetalCompat bindings",
+};
+
+async function outputs(root: string) {
+  const expected = await expectedOutputs(root);
+  return { expected, stray: await strayOutputs(root, expected) };
+}
+
 /** Files that differ from what the generator would write (missing, changed or stray). */
 export async function staleOutputs(root: string): Promise<string[]> {
-  const expected = await expectedOutputs(root);
-  const stale: string[] = [];
-  for (const [path, text] of expected) {
-    let current: string | undefined;
-    try {
-      current = await Deno.readTextFile(`${root}/${path}`);
-    } catch {
-      current = undefined;
-    }
-    if (current !== text) stale.push(path);
-  }
-  return [...stale, ...(await strayOutputs(root, expected))];
+  return staleFiles(root, await outputs(root));
 }
 
 /** Writes every generated file that changed and removes stray ones; returns the paths touched. */
 export async function writeOutputs(root: string): Promise<string[]> {
-  const expected = await expectedOutputs(root);
-  const touched: string[] = [];
-  for (const [path, text] of expected) {
-    let current: string | undefined;
-    try {
-      current = await Deno.readTextFile(`${root}/${path}`);
-    } catch {
-      current = undefined;
-    }
-    if (current === text) continue;
-    await Deno.mkdir(`${root}/${path.slice(0, path.lastIndexOf("/"))}`, { recursive: true });
-    await Deno.writeTextFile(`${root}/${path}`, text);
-    touched.push(path);
-  }
-  for (const path of await strayOutputs(root, expected)) {
-    await Deno.remove(`${root}/${path}`);
-    touched.push(path);
-  }
-  return touched;
+  return writeFiles(root, await outputs(root));
 }
 
-async function main(args: string[]): Promise<number> {
-  const check = args.includes("--check");
-  const rootAt = args.indexOf("--root");
-  const root = rootAt >= 0 ? args[rootAt + 1] : new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-  try {
-    if (check) {
-      const stale = await staleOutputs(root);
-      if (stale.length === 0) return 0;
-      console.error("Stale MetalCompat bindings (run `deno task gen:metal`, then rebuild):");
-      for (const p of stale) console.error(`  ${p}`);
-      return 1;
-    }
-    const touched = await writeOutputs(root);
-    for (const p of touched) console.log(`updated ${p}`);
-    return 0;
-  } catch (e) {
-    console.error(e instanceof Error ? e.message : String(e));
-    return 2;
-  }
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
+if (import.meta.main) Deno.exit(await runGenerator(Deno.args, GENERATOR));

@@ -200,6 +200,18 @@ function tensorSpecs(s: ShapeSpec): { specs: TensorSpec[]; vocabRows: number } {
   return { specs, vocabRows };
 }
 
+/**
+ * The first `count` float32 values of one tensor of a benchmark shape, as the model file holds them before
+ * any f16/bf16 rounding (tools/gpu/bench_weights.c regenerates the same values on the GPU proxy's device).
+ */
+export function benchTensorValues(shape: BenchShape, name: string, count: number): Float32Array {
+  const t = tensorSpecs(SHAPES[shape]).specs.find((x) => x.name === name);
+  if (!t) throw new Error(`no tensor ${name} in the ${shape} benchmark model`);
+  const out = new Float32Array(Math.min(count, t.shape.reduce((a, b) => a * b, 1)));
+  t.fill(out, 0, new Rng(hashName(t.name)));
+  return out;
+}
+
 const ALIGN = 64; // tensor data start on cache lines, as a converter that aligns would leave them
 
 /** Writes model.safetensors and config.json into `dir` (via a temporary name, so a killed run leaves
@@ -296,6 +308,20 @@ async function isCurrent(dir: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/**
+ * A weight format benchmarked: a stored dtype, or `"q8"` / `"q4"` (group 64), the f16 model quantized
+ * at load (`MambaEngine.load(dir, { dtype })`).
+ */
+export type BenchFormat = BenchDType | "q8" | "q4";
+
+/** Every benchmark format, stored first. */
+export const BENCH_FORMATS: readonly BenchFormat[] = ["f32", "f16", "bf16", "q8", "q4"];
+
+/** Which stored model a format loads, and the `dtype` load option that makes it (none: as stored). */
+export function benchSource(format: BenchFormat): { stored: BenchDType; loadDType?: string } {
+  return format === "q8" || format === "q4" ? { stored: "f16", loadDType: format } : { stored: format };
 }
 
 /** The directory of a benchmark model, creating it first if the cache lacks it (seconds to a minute). */

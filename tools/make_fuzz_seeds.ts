@@ -54,8 +54,10 @@ function headerBytes(path: string): Uint8Array {
   return file.slice(8, 8 + n);
 }
 
-/** float32 → the bytes of one element in `dtype` (F32, F16, BF16). */
+/** float32 → the bytes of one element in `dtype` (F32, F16, BF16); U32 (MLX's packed codes) takes the
+ * values as uniform random numbers in [−0.5, 0.5) and spreads them over every 32-bit word. */
 function encodeValues(values: number[], dtype: string): Uint8Array {
+  if (dtype === "U32") return new Uint8Array(new Uint32Array(values.map((v) => (v + 0.5) * 2 ** 32)).buffer);
   const f32 = new Float32Array(values);
   if (dtype === "F32") return new Uint8Array(f32.buffer);
   const out = new Uint16Array(values.length);
@@ -218,6 +220,182 @@ function packFiles(files: Map<string, Uint8Array>): Uint8Array {
   return out;
 }
 
+// ---- MLX quantized models ------------------------------------------------------------------------
+
+/** A tiny mlx-lm quantized model directory (transformers config with "quantization"): embedding, in_proj
+ * and out_proj as U32 codes with scales and biases of `scaleDType`, the rest F32. d_model 32, so one
+ * group of 32 fits a row. */
+function tinyMLXModel(bits: 4 | 8, scaleDType: string): Map<string, Uint8Array> {
+  const s: TinyShape = { dModel: 32, dInner: 64, nHeads: 2, nGroups: 1, dState: 2, dConv: 4, vocabRows: 8 };
+  const config = {
+    model_type: "mamba2",
+    hidden_size: s.dModel,
+    intermediate_size: s.dInner,
+    expand: 2,
+    head_dim: 32,
+    num_heads: s.nHeads,
+    n_groups: s.nGroups,
+    state_size: s.dState,
+    conv_kernel: s.dConv,
+    num_hidden_layers: 1,
+    vocab_size: s.vocabRows,
+    chunk_size: 4,
+    layer_norm_epsilon: 1e-5,
+    tie_word_embeddings: true,
+    quantization: { group_size: 32, bits, mode: "affine" },
+  };
+  const tensors: { name: string; dtype: string; shape: number[] }[] = [];
+  const quantized = (module: string, rows: number, cols: number) => {
+    tensors.push({ name: `${module}.weight`, dtype: "U32", shape: [rows, cols * bits / 32] });
+    for (const part of ["scales", "biases"]) {
+      tensors.push({ name: `${module}.${part}`, dtype: scaleDType, shape: [rows, cols / 32] });
+    }
+  };
+  const inProj = 2 * s.dInner + 2 * s.nGroups * s.dState + s.nHeads, convDim = s.dInner + 2 * s.nGroups * s.dState;
+  quantized("backbone.embeddings", s.vocabRows, s.dModel);
+  tensors.push({ name: "backbone.norm_f.weight", dtype: "F32", shape: [s.dModel] });
+  const p = "backbone.layers.0.";
+  tensors.push({ name: `${p}norm.weight`, dtype: "F32", shape: [s.dModel] });
+  quantized(`${p}mixer.in_proj`, inProj, s.dModel);
+  tensors.push({ name: `${p}mixer.conv1d.weight`, dtype: "F32", shape: [convDim, s.dConv, 1] });
+  tensors.push({ name: `${p}mixer.conv1d.bias`, dtype: "F32", shape: [convDim] });
+  for (const n of ["A_log", "dt_bias", "D"]) tensors.push({ name: `${p}mixer.${n}`, dtype: "F32", shape: [s.nHeads] });
+  tensors.push({ name: `${p}mixer.norm.weight`, dtype: "F32", shape: [s.dInner] });
+  quantized(`${p}mixer.out_proj`, s.dModel, s.dInner);
+  return new Map([
+    ["config.json", encoder.encode(JSON.stringify(config))],
+    [
+      "model.safetensors",
+      safetensors(tensors, { format: "mlx" }, (name, n) => {
+        if (name.endsWith(".scales")) return Array.from({ length: n }, () => 0.01 + 0.01 * random());
+        if (name.endsWith(".biases")) return Array.from({ length: n }, () => -0.1 * random());
+        return name.endsWith(".weight") && /proj|embeddings/.test(name)
+          ? Array.from({ length: n }, () => random() - 0.5)
+          : tensorValues(name, n);
+      }),
+    ],
+  ]);
+}
+
+// ---- GGUF ------------------------------------------------------------------------------------------
+
+type GGUFKV = [key: string, type: "u32" | "f32" | "string" | "strings" | "i32s", value: unknown];
+
+/** A GGUF v3 file (ggml docs/gguf.md): header, metadata, tensor table, data aligned to 32. */
+function ggufFile(kvs: GGUFKV[], tensors: { name: string; ne: number[]; type: number; data: Uint8Array }[]) {
+  const parts: number[] = [];
+  const u32 = (v: number) => parts.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24);
+  const u64 = (v: number) => (u32(v), u32(Math.floor(v / 2 ** 32)));
+  const str = (t: string) => {
+    const b = encoder.encode(t);
+    u64(b.length);
+    parts.push(...b);
+  };
+  parts.push(...encoder.encode("GGUF"));
+  u32(3);
+  u64(tensors.length);
+  u64(kvs.length);
+  for (const [key, type, value] of kvs) {
+    str(key);
+    if (type === "u32") (u32(4), u32(value as number));
+    else if (type === "f32") {
+      u32(6);
+      parts.push(...new Uint8Array(new Float32Array([value as number]).buffer));
+    } else if (type === "string") (u32(8), str(value as string));
+    else if (type === "strings") {
+      (u32(9), u32(8), u64((value as string[]).length));
+      for (const v of value as string[]) str(v);
+    } else {
+      (u32(9), u32(5), u64((value as number[]).length));
+      for (const v of value as number[]) u32(v);
+    }
+  }
+  let offset = 0;
+  for (const t of tensors) {
+    str(t.name);
+    u32(t.ne.length);
+    for (const d of t.ne) u64(d);
+    u32(t.type);
+    u64(offset);
+    offset += Math.ceil(t.data.length / 32) * 32;
+  }
+  while (parts.length % 32) parts.push(0);
+  const out = new Uint8Array(parts.length + offset);
+  out.set(parts);
+  let o = parts.length;
+  for (const t of tensors) {
+    out.set(t.data, o);
+    o += Math.ceil(t.data.length / 32) * 32;
+  }
+  return out;
+}
+
+const GGML = { F32: 0, F16: 1, Q4_0: 2, Q8_0: 8, BF16: 30 } as const;
+
+/** `values` in ggml type `type` (F32, F16, Q8_0 or Q4_0 blocks of 32 with an f16 scale). */
+function ggmlBytes(values: number[], type: number): Uint8Array {
+  if (type === GGML.F32) return encodeValues(values, "F32");
+  if (type === GGML.F16) return encodeValues(values, "F16");
+  const q8 = type === GGML.Q8_0, blockBytes = q8 ? 34 : 18;
+  const out = new Uint8Array(values.length / 32 * blockBytes);
+  for (let b = 0; b < values.length / 32; b++) {
+    const block = values.slice(32 * b, 32 * b + 32), amax = Math.max(...block.map(Math.abs)) || 1;
+    const d = amax / (q8 ? 127 : 8);
+    out.set(encodeValues([d], "F16"), b * blockBytes);
+    for (let j = 0; j < (q8 ? 32 : 16); j++) {
+      if (q8) out[b * blockBytes + 2 + j] = Math.round(block[j] / d) & 255;
+      else {
+        const q = (x: number) => Math.max(0, Math.min(15, Math.round(x / d) + 8));
+        out[b * blockBytes + 2 + j] = q(block[j]) | (q(block[j + 16]) << 4);
+      }
+    }
+  }
+  return out;
+}
+
+/** A tiny llama.cpp `mamba2` GGUF file (names and ggml shapes of GGUFModel.swift), its matrices in
+ * `matrixType`; d_model 32, so one quantization block fits a row; tied embedding; with a vocabulary. */
+function tinyGGUFModel(matrixType: number): Uint8Array {
+  const dModel = 32, dInner = 64, nHeads = 2, nGroups = 1, dState = 2, dConv = 4, vocab = 8;
+  const inProj = 2 * dInner + 2 * nGroups * dState + nHeads, convDim = dInner + 2 * nGroups * dState;
+  const tensor = (name: string, ne: number[], type: number, values?: (i: number) => number) => {
+    const n = ne.reduce((a, b) => a * b, 1);
+    const v = Array.from({ length: n }, (_, i) => values ? values(i) : (random() - 0.5) * 0.5);
+    return { name, ne, type, data: ggmlBytes(v, type) };
+  };
+  const positive = () => 0.5 + random();
+  const tensors = [
+    tensor("token_embd.weight", [dModel, vocab], matrixType),
+    tensor("output_norm.weight", [dModel], GGML.F32, positive),
+    tensor("blk.0.attn_norm.weight", [dModel], GGML.F32, positive),
+    tensor("blk.0.ssm_in.weight", [dModel, inProj], matrixType),
+    tensor("blk.0.ssm_conv1d.weight", [dConv, convDim], GGML.F32),
+    tensor("blk.0.ssm_conv1d.bias", [convDim], GGML.F32),
+    tensor("blk.0.ssm_dt.bias", [nHeads], GGML.F32, () => -4 + 3 * random()),
+    tensor("blk.0.ssm_a", [1, nHeads], GGML.F32, () => -(1 + 15 * random())),
+    tensor("blk.0.ssm_d", [1, nHeads], GGML.F32, positive),
+    tensor("blk.0.ssm_norm.weight", [dInner / nGroups, nGroups], GGML.F32, positive),
+    tensor("blk.0.ssm_out.weight", [dInner, dModel], matrixType),
+  ];
+  const tokens = ["a", "b", "c", "Ġ", "ab", "Ġa", "<|endoftext|>", "[PAD0]"];
+  return ggufFile([
+    ["general.architecture", "string", "mamba2"],
+    ["mamba2.embedding_length", "u32", dModel],
+    ["mamba2.block_count", "u32", 1],
+    ["mamba2.ssm.conv_kernel", "u32", dConv],
+    ["mamba2.ssm.inner_size", "u32", dInner],
+    ["mamba2.ssm.state_size", "u32", dState],
+    ["mamba2.ssm.time_step_rank", "u32", nHeads],
+    ["mamba2.ssm.group_count", "u32", nGroups],
+    ["mamba2.attention.layer_norm_rms_epsilon", "f32", 1e-5],
+    ["tokenizer.ggml.model", "string", "gpt2"],
+    ["tokenizer.ggml.pre", "string", "gpt-2"],
+    ["tokenizer.ggml.tokens", "strings", tokens],
+    ["tokenizer.ggml.token_type", "i32s", [1, 1, 1, 1, 1, 1, 3, 5]],
+    ["tokenizer.ggml.merges", "strings", ["a b", "Ġ a"]],
+  ], tensors);
+}
+
 // ---- torch zip entries ------------------------------------------------------------------------
 
 /** The stored entries of a zip file, from its central directory (no ZIP64); throws on a damaged one. */
@@ -332,6 +510,22 @@ if (import.meta.main) {
   writeSeed("state", "prompt", engine.saveState(1));
   for (let i = 0; i < 20; i++) engine.step([i % engine.vocabSize, (3 * i) % engine.vocabSize]);
   writeSeed("state", "steps", engine.saveState(1));
+
+  // After the older seeds, so their random values stay as they were.
+  // checkpoint: tiny MLX-quantized models (U32 codes, scales and biases; 4 and 8 bits).
+  writeSeed("checkpoint", "mlx-q4-f16", packFiles(tinyMLXModel(4, "F16")));
+  writeSeed("checkpoint", "mlx-q8-bf16", packFiles(tinyMLXModel(8, "BF16")));
+  writeSeed("safetensors", "mlx-q4-f32", tinyMLXModel(4, "F32").get("model.safetensors")!);
+
+  // gguf and gguf-model: tiny mamba2 GGUF files (F16, Q8_0, Q4_0 matrices); gguf also gets the
+  // fixture of every block type the engine reads (Q4_K, Q5_K, Q6_K, BF16, …).
+  for (const [name, type] of [["f16", GGML.F16], ["q8_0", GGML.Q8_0], ["q4_0", GGML.Q4_0]] as const) {
+    const bytes = tinyGGUFModel(type);
+    writeSeed("gguf", `tiny-${name}`, bytes);
+    writeSeed("gguf-model", `tiny-${name}`, bytes);
+  }
+  writeSeed("gguf", "quants", Deno.readFileSync(`${FIXTURES}gguf/quants.gguf`));
+
 
   let total = 0, count = 0;
   for (const e of Deno.readDirSync(CORPUS)) {

@@ -5,7 +5,8 @@
  *
  * Prints one JSON line: ns per empty call (mamba_abi_version), ns per mamba_step (best of RUNS runs,
  * default 5, of STEPS steps, after 10 × STEPS steps of warm-up), and, when PREFILL_TOKENS > 0, ns per
- * prefill of that many tokens (best of 3).
+ * prefill of that many tokens (best of 3); on Linux also the resident set (KiB) before and after
+ * mamba_engine_create, and after the steps.
  *
  * Build (tools/bench_report.ts does this):
  *   clang -O2 -I swift/include tools/native_step_bench.c -L swift/.build/release -lMambaMetal \
@@ -23,6 +24,18 @@ static double now_ns(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e9 + (double)t.tv_nsec;
+}
+
+/* VmRSS of this process in KiB (Linux), else -1. */
+static long rss_kib(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmRSS:", 6) == 0) kib = atol(line + 6);
+    fclose(f);
+    return kib;
 }
 
 static int fail(const char *what) {
@@ -53,7 +66,9 @@ int main(int argc, char **argv) {
     }
 
     mamba_engine *e = NULL;
+    long rss_before = rss_kib();
     if (mamba_engine_create(argv[1], options, &e) != MAMBA_OK) return fail("mamba_engine_create");
+    long rss_created = rss_kib();
     int batch = 1;
     {
         /* batchSize from the info JSON, without a JSON parser: the key is unique */
@@ -91,8 +106,9 @@ int main(int argc, char **argv) {
         }
         free(prompt);
     }
-    printf("{\"emptyCallNs\": %.2f, \"stepNs\": %.1f, \"prefillNs\": %.0f, \"batch\": %d, \"sink\": %u}\n",
-           best_empty, best_step, best_prefill, batch, (unsigned)sink);
+    printf("{\"emptyCallNs\": %.2f, \"stepNs\": %.1f, \"prefillNs\": %.0f, \"batch\": %d, \"rssBeforeKiB\": %ld, "
+           "\"rssCreatedKiB\": %ld, \"rssAfterKiB\": %ld, \"sink\": %u}\n",
+           best_empty, best_step, best_prefill, batch, rss_before, rss_created, rss_kib(), (unsigned)sink);
     free(tokens);
     mamba_engine_free(e);
     return 0;

@@ -1,6 +1,8 @@
 /**
  * Autotune the Metal kernels for this machine's GPU and a model shape; writes the winning
- * parameters into configs/metal_tune.json, keyed by GPU name, model shape and batch size. The engine
+ * parameters into configs/metal_tune.json, keyed by GPU name, model shape and batch size. The decode
+ * kernels' parallelism (rows per simdgroup and K slices of the matvecs, blocks per head of the SSM block)
+ * is tuned one parameter at a time by ms/token, then the prefill matmul tile by tokens/s. The engine
  * picks the matching entry when it loads (see src/engine.ts, swift/Sources/MambaMetal/MetalTuning.swift).
  *
  *   deno task tune [--model DIR] [--batch N] [--steps N] [--prompt N] [--out FILE]
@@ -59,18 +61,37 @@ function measure(params: Required<MetalTuningParams>): Measurement & { gpu: stri
   };
 }
 
-const results: ReturnType<typeof measure>[] = [];
-// Decode first (rows per simdgroup), then prefill (matmul tile) with the best decode setting.
-let best = { matvecRowsPerSimdgroup: 2, matmulTile: 32 };
-for (const rows of [1, 2, 4]) {
-  const r = measure({ ...best, matvecRowsPerSimdgroup: rows });
-  results.push(r);
-  console.error(`matvecRowsPerSimdgroup ${rows}: ${r.decodeMsPerToken.toFixed(3)} ms/token`);
+// The defaults (the engine's parameters with no table), then one parameter at a time with the others at
+// their best so far: the decode kernels' parallelism by ms/token, then the prefill tile by tokens/s.
+const defaults = (() => {
+  using engine = MambaEngine.loadSync(args.model!, { backend: "metal", batchSize: batch, tuneFile: false });
+  return engine.info.tuning as Required<MetalTuningParams>;
+})();
+const DECODE: [keyof MetalTuningParams, number[]][] = [
+  ["matvecRowsPerSimdgroup", [1, 2, 4]],
+  ["matvecSplitK", [1, 2, 4]],
+  ["outProjRowsPerSimdgroup", [1, 2, 4]],
+  ["outProjSplitK", [1, 2, 4]],
+  ["ssmSplit", [1, 2, 4, 8]],
+];
+const measured = new Map<string, ReturnType<typeof measure>>();
+function measureOnce(params: Required<MetalTuningParams>) {
+  const key = JSON.stringify(params);
+  if (!measured.has(key)) measured.set(key, measure(params));
+  return measured.get(key)!;
 }
-best = results.reduce((a, b) => a.decodeMsPerToken <= b.decodeMsPerToken ? a : b).params;
+let best = { ...defaults };
+for (const [key, values] of DECODE) {
+  const tried = values.map((v) => {
+    const r = measureOnce({ ...best, [key]: v });
+    console.error(`${key} ${v}: ${r.decodeMsPerToken.toFixed(3)} ms/token`);
+    return r;
+  });
+  best = tried.reduce((a, b) => a.decodeMsPerToken <= b.decodeMsPerToken ? a : b).params;
+}
 const tiles: ReturnType<typeof measure>[] = [];
 for (const tile of [16, 32]) {
-  const r = measure({ ...best, matmulTile: tile });
+  const r = measureOnce({ ...best, matmulTile: tile });
   tiles.push(r);
   console.error(`matmulTile ${tile}: prefill ${r.prefillTokPerS.toFixed(1)} tokens/s`);
 }

@@ -38,6 +38,10 @@ export type Binding =
 export interface KernelParam {
   name: string;
   binding: Binding;
+  /** The parameter as declared, without its attributes, e.g. `device const float *x`. */
+  declaration: string;
+  /** The `//` comment that ends the parameter's line, when the line holds only this parameter. */
+  comment?: string;
 }
 
 export interface Kernel {
@@ -53,6 +57,8 @@ export interface FunctionConstant {
   type: string;
   index: number;
   line: number;
+  /** The `//` comment that ends the declaration's line. */
+  comment?: string;
 }
 
 export interface DerivedConstant {
@@ -67,6 +73,8 @@ export interface ParsedMetal {
   kernels: Kernel[];
   constants: FunctionConstant[];
   derived: DerivedConstant[];
+  /** Function constants the file tests with is_function_constant_defined: they may be left unset. */
+  optionalConstants: string[];
   /** `threadgroup` tokens followed by `(`: the [[threadgroup(n)]] attribute, renamed for C++. */
   threadgroupAttributes: Token[];
 }
@@ -93,6 +101,13 @@ class Parser {
 
   text(a: number, b: number): string {
     return this.src.slice(this.tokens[a].start, this.tokens[b].end);
+  }
+
+  /** The text of the `//` comment that ends source line `line` (1-based), if any. */
+  lineComment(line: number): string | undefined {
+    const text = this.src.split("\n")[line - 1] ?? "";
+    const at = text.indexOf("//");
+    return at < 0 ? undefined : text.slice(at + 2).trim() || undefined;
   }
 
   /** Program-scope statements: declarations ending in ";" and definitions with a body. */
@@ -202,6 +217,7 @@ class Parser {
   params(open: number, close: number, kernel: string): KernelParam[] {
     const t = this.tokens;
     const out: KernelParam[] = [];
+    const ends: number[] = []; // the line each parameter ends on
     for (const [a, b] of this.splitCommas(open, close)) {
       const { items, first } = this.attributes(a, b);
       const declEnd = first < 0 ? b : first - 1;
@@ -251,8 +267,15 @@ class Parser {
         );
       }
       if (condition !== undefined && binding.kind === "buffer") binding.condition = condition;
-      out.push({ name, binding });
+      out.push({ name, binding, declaration: this.text(a, nameIdx) });
+      ends.push(t[b].line);
     }
+    // A trailing comment documents its parameter only when no other parameter ends on that line.
+    out.forEach((p, i) => {
+      if (ends.filter((line) => line === ends[i]).length > 1) return;
+      const comment = this.lineComment(ends[i]);
+      if (comment !== undefined) p.comment = comment;
+    });
     const seen = new Set<string>();
     for (const p of out) {
       if (p.binding.kind === "position") continue;
@@ -366,6 +389,7 @@ class Parser {
           type: typeTokens.join(" "),
           index: this.integer(fc[2]),
           line: t[nameIdx].line,
+          comment: this.lineComment(t[nameIdx].line),
         };
         if (constants.some((o) => o.index === c.index)) {
           this.fail(c.line, `two function constants with index ${c.index}`);
@@ -413,7 +437,16 @@ class Parser {
       names.add(k.name);
     }
     const threadgroupAttributes = t.filter((x, i) => x.text === "threadgroup" && t[i + 1]?.text === "(");
-    return { kernels, constants, derived, threadgroupAttributes };
+    const optionalConstants = t.flatMap((x, i) =>
+      x.text === "is_function_constant_defined" && t[i + 1]?.text === "(" && t[i + 2] ? [t[i + 2].text] : []
+    );
+    return {
+      kernels,
+      constants,
+      derived,
+      optionalConstants: [...new Set(optionalConstants)],
+      threadgroupAttributes,
+    };
   }
 
   /** `template [[host_name("name")]] kernel ... callee<args> ...;` */

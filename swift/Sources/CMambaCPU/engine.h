@@ -20,6 +20,13 @@ struct mcpu_engine {
     mcpu_packed *in_proj;  /* [n_layer] (d_in_proj, d_model) */
     mcpu_packed *out_proj; /* [n_layer] (d_model, d_inner) */
     mcpu_packed lm_head;   /* (vocab, d_model) */
+    const mcpu_packed *embedding_packed; /* lm_head when the embedding is tied to it, else NULL */
+
+    /* quantized matrices (ops_quant.inc) */
+    void *qprep;           /* (MCPU_QDIRECT_MAX, qprep_stride bytes) each decode token's prepared activations */
+    size_t qprep_stride;
+    float *qpanels;        /* per thread: qpanel_floats, float32 panels dequantized for prefill */
+    size_t qpanel_floats;
 
     float *residual;       /* (max_rows, d_model) */
     float *hidden;         /* (max_rows, d_model)   normalised residual */
@@ -28,16 +35,27 @@ struct mcpu_engine {
     float *y;              /* (max_rows, d_inner)   SSM output, then gated and normalised */
     float *cb;             /* (n_groups, prefill_block / chunk_size, chunk_size, chunk_size)  C·Bᵀ per chunk */
     float *thread_scratch; /* per thread: scratch_floats */
+    float *subset_logits;  /* (batch, vocab) lm_head rows of a subset step whose sequences are not one run */
+    const int32_t *row_seq; /* decode: the sequence of each activation row (NULL: row b is sequence b) */
     size_t scratch_floats;
-    float *arena;          /* all of the float buffers above */
+    float *arena;          /* all of the float buffers above but qprep */
 };
 
 static inline float mcpu_silu(float x) { return x / (1.0f + expf(-x)); }
 static inline float mcpu_softplus(float x) { return x > 20.0f ? x : log1pf(expf(x)); }
 
+/* Row `token` of the embedding as float32 into out[d_model]. */
+static inline void mcpu_embed(const mcpu_engine *e, int token, float *out) {
+    if (e->embedding_packed) e->ops->packed_row_to_f32(e->embedding_packed, token, out);
+    else e->ops->row_to_f32(&e->m->embedding, token, out);
+}
+
 static inline float *mcpu_scratch(const mcpu_engine *e, int thread) {
     return e->thread_scratch + (size_t)thread * e->scratch_floats;
 }
+
+/* The sequence whose state decode row `row` advances. */
+static inline int mcpu_row_seq(const mcpu_engine *e, int row) { return e->row_seq ? e->row_seq[row] : row; }
 
 /* conv_state of one sequence and layer: (conv_dim, d_conv), oldest input first. */
 static inline float *mcpu_conv_state(const mcpu_engine *e, int seq, int layer) {
@@ -57,12 +75,14 @@ static inline float mcpu_head_dt(const mcpu_model *m, const mcpu_layer *L, int h
     return fminf(fmaxf(dt, m->dt_min), m->dt_max);
 }
 
-/* y[b, :] (= or +=) W · x[b, :] for b < nb, split over the pool by ranges of panels. */
+/* y[b, :] (= or +=) W · x[b, :] for b < nb, split over the pool by ranges of panels. A quantized W
+ * takes up to MCPU_QDIRECT_MAX tokens directly and more through dequantized float32 panels. */
 void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int nb, float *y, int ldy,
                  int accumulate);
 /* hidden[r] = rmsnorm(residual[r]) * w for rows [0, n). */
 void mcpu_rmsnorm_rows(mcpu_engine *e, const float *w, int n);
-/* Causal conv + silu of rows [0, n) of zxbcdt into xbc. seq < 0: row b belongs to sequence b (decode);
+/* Causal conv + silu of rows [0, n) of zxbcdt into xbc. seq < 0: row b belongs to sequence
+ * mcpu_row_seq(b) (decode);
  * else all rows are consecutive tokens of sequence seq (prefill). Advances conv_state. */
 void mcpu_conv_rows(mcpu_engine *e, const mcpu_layer *L, int layer, int n, int seq);
 /* y[r] = rmsnorm_per_group(y[r] * silu(z[r])) * gnorm for rows [0, n). */

@@ -84,11 +84,72 @@ static int pack_weights(mcpu_engine *e) {
         e->out_proj[l] = pack(e, &m->layers[l].out_proj, &cursor);
     }
     e->lm_head = pack(e, &m->lm_head, &cursor);
+    const mcpu_matrix *E = &m->embedding, *H = &m->lm_head;
+    int tied = E->data == H->data && E->dtype == H->dtype && E->rows == H->rows && E->cols == H->cols &&
+               E->scales == H->scales && E->biases == H->biases && E->group_size == H->group_size &&
+               E->scale_dtype == H->scale_dtype;
+    e->embedding_packed = tied ? &e->lm_head : NULL;
+    return 1;
+}
+
+/* Float32 panels a task dequantizes for a prefill product (mcpu_matmul): the panels of ~256 KiB, at
+ * least one. */
+static int quant_panels_per_task(const mcpu_packed *W) {
+    int per = (int)((256u << 10) / ((size_t)MCPU_PANEL * (size_t)W->cols * sizeof(float)));
+    return per < 1 ? 1 : per;
+}
+
+/* Scratch of the quantized products among Ws: prepared activations for decode, float32 panels for
+ * prefill. */
+static int quant_scratch(mcpu_engine *e, const mcpu_packed *const *Ws, int n) {
+    size_t prep = 0, panel = 0;
+    for (int i = 0; i < n; i++) {
+        const mcpu_packed *W = Ws[i];
+        if (!mcpu_is_quant(W->dtype)) continue;
+        size_t b = mcpu_prep_bytes(W->cols, W->group_size);
+        if (b > prep) prep = b;
+        size_t f = (size_t)quant_panels_per_task(W) * MCPU_PANEL * (size_t)W->cols;
+        if (f > panel) panel = f;
+    }
+    if (prep == 0) return 1;
+    e->qprep_stride = round_up(prep, 64);
+    e->qpanel_floats = round_up(panel, 16);
+    e->qprep = aligned_alloc(64, MCPU_QDIRECT_MAX * e->qprep_stride);
+    e->qpanels = aligned_alloc(64, (size_t)mcpu_pool_threads(e->pool) * e->qpanel_floats * sizeof(float));
+    return e->qprep && e->qpanels;
+}
+
+static int model_quant_scratch(mcpu_engine *e) {
+    const mcpu_model *m = e->m;
+    const mcpu_packed **Ws = calloc(2 * (size_t)m->n_layer + 1, sizeof *Ws);
+    if (!Ws) return 0;
+    Ws[0] = &e->lm_head;
+    for (int l = 0; l < m->n_layer; l++) Ws[1 + 2 * l] = &e->in_proj[l], Ws[2 + 2 * l] = &e->out_proj[l];
+    int ok = quant_scratch(e, Ws, 2 * m->n_layer + 1);
+    free(Ws);
+    return ok;
+}
+
+/* A matrix the kernels handle: a known dtype and, quantized, a group size of 16–128 dividing the columns
+ * and f16 or f32 scales. (The loaders check files; this keeps a bad descriptor from reaching a kernel.) */
+static int matrix_ok(const mcpu_matrix *W) {
+    if (!W->data || W->rows < 1 || W->cols < 1 || W->dtype < MCPU_F32 || W->dtype > MCPU_Q4) return 0;
+    if (!mcpu_is_quant(W->dtype)) return 1;
+    int G = W->group_size;
+    return (G == 16 || G == 32 || G == 64 || G == 128) && W->cols % G == 0 &&
+           (W->scale_dtype == MCPU_F16 || W->scale_dtype == MCPU_F32) && W->scales && W->biases;
+}
+
+static int model_ok(const mcpu_model *m) {
+    if (m->d_conv > MCPU_CONV_MAX || m->chunk_size < 1 || m->prefill_block % m->chunk_size != 0) return 0;
+    if (!matrix_ok(&m->embedding) || !matrix_ok(&m->lm_head)) return 0;
+    for (int l = 0; l < m->n_layer; l++)
+        if (!matrix_ok(&m->layers[l].in_proj) || !matrix_ok(&m->layers[l].out_proj)) return 0;
     return 1;
 }
 
 mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
-    if (m->d_conv > MCPU_CONV_MAX || m->chunk_size < 1 || m->prefill_block % m->chunk_size != 0) return NULL;
+    if (!model_ok(m)) return NULL;
     mcpu_engine *e = calloc(1, sizeof *e);
     if (!e) return NULL;
     e->m = m;
@@ -97,7 +158,7 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
     e->d_in_proj = 2 * m->d_inner + 2 * m->n_groups * m->d_state + m->n_heads;
     e->max_rows = m->batch > m->prefill_block ? m->batch : m->prefill_block;
     e->pool = mcpu_pool_create(threads > 0 ? threads : online_cores());
-    if (!e->pool || !pack_weights(e)) {
+    if (!e->pool || !pack_weights(e) || !model_quant_scratch(e)) {
         mcpu_destroy(e);
         return NULL;
     }
@@ -105,11 +166,12 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
     const size_t R = (size_t)e->max_rows, Q = (size_t)m->chunk_size, N = (size_t)m->d_state,
                  P = (size_t)m->head_dim;
     /* per thread, for a head's chunk (prefill.c): dt, cumsum, decays (3Q), M (Q×Q), Sᵀ (N×P), weighted B (Q×N) */
-    e->scratch_floats = round_up(3 * Q + Q * Q + N * P + Q * N, 16);
+    e->scratch_floats = round_up(4 * Q + Q * Q + N * P + Q * N, 16); /* prefill.c's ssd_head_task */
     size_t cb = (size_t)m->n_groups * (size_t)m->prefill_block * Q;
     size_t sizes[] = {R * (size_t)m->d_model, R * (size_t)m->d_model, R * (size_t)e->d_in_proj,
                       R * (size_t)e->conv_dim, R * (size_t)m->d_inner, cb,
-                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats};
+                      (size_t)mcpu_pool_threads(e->pool) * e->scratch_floats,
+                      m->batch > 1 ? (size_t)m->batch * (size_t)m->vocab : 0};
     size_t total = 0;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) total += round_up(sizes[i], 16);
     e->arena = aligned_alloc(64, total * sizeof(float));
@@ -118,7 +180,8 @@ mcpu_engine *mcpu_create(const mcpu_model *m, int32_t threads) {
         return NULL;
     }
     memset(e->arena, 0, total * sizeof(float));
-    float **slots[] = {&e->residual, &e->hidden, &e->zxbcdt, &e->xbc, &e->y, &e->cb, &e->thread_scratch};
+    float **slots[] = {&e->residual, &e->hidden, &e->zxbcdt, &e->xbc, &e->y, &e->cb, &e->thread_scratch,
+                       &e->subset_logits};
     float *cursor = e->arena;
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         *slots[i] = cursor;
@@ -134,6 +197,8 @@ void mcpu_destroy(mcpu_engine *e) {
     free(e->in_proj);
     free(e->out_proj);
     free(e->arena);
+    free(e->qprep);
+    free(e->qpanels);
     free(e);
 }
 
@@ -148,11 +213,26 @@ typedef struct {
 } matmul_job;
 
 static void matmul_task(void *ctx, int task, int thread) {
-    (void)thread;
     matmul_job *j = ctx;
+    mcpu_engine *e = j->e;
+    const mcpu_packed *W = j->W;
     int p0 = task * j->panels_per_task, p1 = p0 + j->panels_per_task;
-    if (p1 > j->W->panels) p1 = j->W->panels;
-    j->e->ops->gemm_panels(j->W, p0, p1, j->x, j->ldx, j->nb, j->y, j->ldy, j->accumulate);
+    if (p1 > W->panels) p1 = W->panels;
+    if (!mcpu_is_quant(W->dtype)) {
+        e->ops->gemm_panels(W, p0, p1, j->x, j->ldx, j->nb, j->y, j->ldy, j->accumulate);
+    } else if (j->nb <= MCPU_QDIRECT_MAX) {
+        e->ops->qgemm_panels(W, p0, p1, j->x, j->ldx, e->qprep, e->qprep_stride, j->nb, j->y, j->ldy,
+                             j->accumulate);
+    } else {
+        /* many tokens: the task's panels as float32 in this thread's scratch, then the float kernel
+         * over every tile of tokens, as for a float32 matrix */
+        float *f = e->qpanels + (size_t)thread * e->qpanel_floats;
+        for (int p = p0; p < p1; p++) e->ops->dequant_panel(W, p, f + (size_t)(p - p0) * MCPU_PANEL * W->cols);
+        mcpu_packed view = {f, MCPU_F32, W->rows - p0 * MCPU_PANEL, W->cols, p1 - p0, 0, 0,
+                            (size_t)MCPU_PANEL * (size_t)W->cols * sizeof(float)};
+        e->ops->gemm_panels(&view, 0, p1 - p0, j->x, j->ldx, j->nb, j->y + (size_t)p0 * MCPU_PANEL, j->ldy,
+                            j->accumulate);
+    }
 }
 
 void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int nb, float *y, int ldy,
@@ -162,9 +242,18 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
      * them. */
     int threads = mcpu_pool_threads(e->pool);
     int per = (W->panels + threads * 32 - 1) / (threads * 32);
-    if (nb > 6) {
-        size_t panel_bytes = (size_t)MCPU_PANEL * (size_t)W->cols * mcpu_dtype_size(W->dtype);
-        int cap = (int)((256u << 10) / panel_bytes);
+    int quant = mcpu_is_quant(W->dtype);
+    if (quant && nb <= MCPU_QDIRECT_MAX) {
+        /* each token's activations prepared once, for every panel */
+        for (int b = 0; b < nb; b++)
+            e->ops->quant_prep(x + (size_t)b * ldx, W->cols, W->group_size, W->dtype,
+                               (char *)e->qprep + (size_t)b * e->qprep_stride);
+    } else if (quant) {
+        /* the dequantized panels must fit the thread's scratch */
+        int cap = quant_panels_per_task(W);
+        if (per > cap) per = cap;
+    } else if (nb > 6) {
+        int cap = (int)((256u << 10) / W->panel_bytes);
         if (per > cap) per = cap;
     }
     if (per < 1) per = 1;
@@ -174,10 +263,11 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
 
 /* ---- per-row work: norms ------------------------------------------------------------------------ */
 
+/* Rows [0, n) of a norm, in tasks of rows_per_task rows. */
 typedef struct {
     mcpu_engine *e;
-    const mcpu_layer *L; /* NULL: pre-mixer RMSNorm with weight w */
-    const float *w;
+    const float *w;      /* rmsnorm_task: the norm's weight */
+    const mcpu_layer *L; /* gated_norm_task: the layer whose gnorm applies */
     int n, rows_per_task;
 } rows_job;
 
@@ -186,47 +276,59 @@ static void rmsnorm(const mcpu_ops *ops, float *out, const float *x, const float
     ops->scale_mul(out, x, scale, w, n);
 }
 
-static void rows_task(void *ctx, int task, int thread) {
+static int task_rows(const rows_job *j, int task, int *r1) {
+    int r0 = task * j->rows_per_task;
+    *r1 = r0 + j->rows_per_task < j->n ? r0 + j->rows_per_task : j->n;
+    return r0;
+}
+
+/* hidden = rmsnorm(residual) * w */
+static void rmsnorm_task(void *ctx, int task, int thread) {
+    (void)thread;
+    rows_job *j = ctx;
+    const mcpu_model *m = j->e->m;
+    int r1, r0 = task_rows(j, task, &r1);
+    for (int r = r0; r < r1; r++) {
+        size_t at = (size_t)r * m->d_model;
+        rmsnorm(j->e->ops, j->e->hidden + at, j->e->residual + at, j->w, m->d_model, m->eps);
+    }
+}
+
+/* y = rmsnorm_per_group(y * silu(z)) * gnorm, over groups of d_inner / n_groups channels */
+static void gated_norm_task(void *ctx, int task, int thread) {
     (void)thread;
     rows_job *j = ctx;
     mcpu_engine *e = j->e;
     const mcpu_model *m = e->m;
-    int r0 = task * j->rows_per_task, r1 = r0 + j->rows_per_task;
-    if (r1 > j->n) r1 = j->n;
+    int gs = m->d_inner / m->n_groups, r1, r0 = task_rows(j, task, &r1);
     for (int r = r0; r < r1; r++) {
-        if (!j->L) {
-            rmsnorm(e->ops, e->hidden + (size_t)r * m->d_model, e->residual + (size_t)r * m->d_model, j->w, m->d_model,
-                    m->eps);
-            continue;
-        }
-        /* y * silu(z), then RMSNorm over each group of d_inner / n_groups channels */
         float *y = e->y + (size_t)r * m->d_inner, *z = e->zxbcdt + (size_t)r * e->d_in_proj;
         e->ops->silu_inplace(z, m->d_inner);
         for (int i = 0; i < m->d_inner; i++) y[i] *= z[i];
-        int gs = m->d_inner / m->n_groups;
         for (int g = 0; g < m->n_groups; g++) rmsnorm(e->ops, y + g * gs, y + g * gs, j->L->gnorm + g * gs, gs, m->eps);
     }
 }
 
-static void run_rows(mcpu_engine *e, rows_job *j) {
+/* A few rows are cheaper on this thread than a round trip through the pool. */
+static void run_rows(mcpu_engine *e, mcpu_task_fn task, rows_job *j) {
     int threads = mcpu_pool_threads(e->pool);
     if (j->n < 2 * threads) {
         j->rows_per_task = j->n;
-        rows_task(j, 0, 0);
+        task(j, 0, 0);
         return;
     }
     j->rows_per_task = (j->n + threads * 4 - 1) / (threads * 4);
-    mcpu_pool_run(e->pool, rows_task, j, (j->n + j->rows_per_task - 1) / j->rows_per_task);
+    mcpu_pool_run(e->pool, task, j, (j->n + j->rows_per_task - 1) / j->rows_per_task);
 }
 
 void mcpu_rmsnorm_rows(mcpu_engine *e, const float *w, int n) {
-    rows_job j = {e, NULL, w, n, 0};
-    run_rows(e, &j);
+    rows_job j = {e, w, NULL, n, 0};
+    run_rows(e, rmsnorm_task, &j);
 }
 
 void mcpu_gated_norm_rows(mcpu_engine *e, const mcpu_layer *L, int n) {
-    rows_job j = {e, L, NULL, n, 0};
-    run_rows(e, &j);
+    rows_job j = {e, NULL, L, n, 0};
+    run_rows(e, gated_norm_task, &j);
 }
 
 /* ---- causal depthwise conv ---------------------------------------------------------------------- */
@@ -252,8 +354,8 @@ static void conv_task(void *ctx, int task, int thread) {
     int block = task % j->blocks, item = task / j->blocks;
     int c0 = block * j->channels_per_task, c1 = c0 + j->channels_per_task;
     if (c1 > j->e->conv_dim) c1 = j->e->conv_dim;
-    if (j->seq < 0) /* decode: row `item` is sequence `item` */
-        conv_channels(j->e, j->L, mcpu_conv_state(j->e, item, j->layer), item, 1, c0, c1);
+    if (j->seq < 0) /* decode: row `item` advances the state of its sequence */
+        conv_channels(j->e, j->L, mcpu_conv_state(j->e, mcpu_row_seq(j->e, item), j->layer), item, 1, c0, c1);
     else
         conv_channels(j->e, j->L, mcpu_conv_state(j->e, j->seq, j->layer), 0, j->n, c0, c1);
 }
@@ -281,34 +383,49 @@ typedef struct {
     int layer, parts; /* parts: tasks per sequence, each a run of consecutive heads */
 } layer_job;
 
-/* Task (sequence, part): one step of the recurrence of heads [h0, h1) on the conv outputs. */
+/* Task (row, part): one step of the recurrence of heads [h0, h1) on the conv outputs of activation row
+ * `row`, which advances the state of sequence mcpu_row_seq(row). */
 static void step_heads_task(void *ctx, int task, int thread) {
     (void)thread;
     layer_job *j = ctx;
     mcpu_engine *e = j->e;
     const mcpu_model *m = e->m;
     const mcpu_layer *L = j->L;
-    int seq = task / j->parts, part = task % j->parts;
+    int row = task / j->parts, part = task % j->parts, seq = mcpu_row_seq(e, row);
     int h0 = part * m->n_heads / j->parts, h1 = (part + 1) * m->n_heads / j->parts;
-    const float *xbc = e->xbc + (size_t)seq * e->conv_dim;
+    const float *xbc = e->xbc + (size_t)row * e->conv_dim;
     for (int h = h0; h < h1; h++) {
         int P = m->head_dim, N = m->d_state, g = h / (m->n_heads / m->n_groups);
-        float dt = mcpu_head_dt(m, L, h, e->zxbcdt[(size_t)seq * e->d_in_proj + m->d_inner + e->conv_dim + h]);
+        float dt = mcpu_head_dt(m, L, h, e->zxbcdt[(size_t)row * e->d_in_proj + m->d_inner + e->conv_dim + h]);
         float *state = mcpu_ssm_state(e, seq, j->layer) + (size_t)h * P * N;
         e->ops->ssm_step_head(state, P, N, xbc + h * P, xbc + m->d_inner + g * N,
                               xbc + m->d_inner + (m->n_groups + g) * N, dt, expf(dt * L->A[h]), L->D[h],
-                              e->y + (size_t)seq * m->d_inner + h * P);
+                              e->y + (size_t)row * m->d_inner + h * P);
     }
 }
 
-void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
+/* A decode product. A quantized W goes MCPU_QDIRECT_MAX tokens at a time, so every token takes the
+ * direct kernels, whose arithmetic per token does not depend on the tile: a sequence gets the same bits
+ * in a step of any number of sequences (a full step of a large batch, a subset step, a batch of one).
+ * mcpu_matmul would multiply more than MCPU_QDIRECT_MAX tokens by dequantized float panels, which round
+ * differently. */
+static void decode_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int B, float *y, int ldy,
+                          int accumulate) {
+    int run = mcpu_is_quant(W->dtype) ? MCPU_QDIRECT_MAX : B;
+    for (int b = 0; b < B; b += run)
+        mcpu_matmul(e, W, x + (size_t)b * ldx, ldx, B - b < run ? B - b : run, y + (size_t)b * ldy, ldy, accumulate);
+}
+
+/* One token for each of B activation rows (row b advances sequence mcpu_row_seq(b)); the logits of row b
+ * go to logits[b * vocab]. */
+static void decode_rows(mcpu_engine *e, const int32_t *tokens, int B, float *logits) {
     const mcpu_model *m = e->m;
-    const int B = m->batch, Dm = m->d_model;
-    for (int b = 0; b < B; b++) e->ops->row_to_f32(&m->embedding, tokens[b], e->residual + (size_t)b * Dm);
+    const int Dm = m->d_model;
+    for (int b = 0; b < B; b++) mcpu_embed(e, tokens[b], e->residual + (size_t)b * Dm);
     for (int l = 0; l < m->n_layer; l++) {
         const mcpu_layer *L = &m->layers[l];
         mcpu_rmsnorm_rows(e, L->norm, B);
-        mcpu_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
+        decode_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
         mcpu_conv_rows(e, L, l, B, -1);
         /* The SSM step streams each sequence's state (786 KB a layer for 130m) once: a task takes a
          * run of consecutive heads, one contiguous stretch of state, and there are only as many tasks
@@ -320,8 +437,72 @@ void mcpu_step(mcpu_engine *e, const int32_t *tokens) {
         layer_job j = {e, L, l, parts};
         mcpu_pool_run(e->pool, step_heads_task, &j, B * parts);
         mcpu_gated_norm_rows(e, L, B);
-        mcpu_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
+        decode_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
     }
     mcpu_rmsnorm_rows(e, m->norm_f, B);
-    mcpu_matmul(e, &e->lm_head, e->hidden, Dm, B, m->logits, m->vocab, 0);
+    decode_matmul(e, &e->lm_head, e->hidden, Dm, B, logits, m->vocab, 0);
+}
+
+void mcpu_step(mcpu_engine *e, const int32_t *tokens) { decode_rows(e, tokens, e->m->batch, e->m->logits); }
+
+/* Rows are computed compactly (row i for seqs[i]); only the listed sequences' state is read or written.
+ * Each row's arithmetic is the same as in a full step (the matrix kernels' sums do not depend on the
+ * number of rows), so the results are bit-identical to mcpu_step's for those sequences. */
+void mcpu_step_seqs(mcpu_engine *e, const int32_t *tokens, const int32_t *seqs, int32_t n) {
+    const mcpu_model *m = e->m;
+    int run = 1; /* seqs[0], seqs[0] + 1, ...: the logits rows can be written in place */
+    for (int i = 1; i < n && run; i++) run = seqs[i] == seqs[0] + i;
+    e->row_seq = seqs;
+    decode_rows(e, tokens, n, run ? m->logits + (size_t)seqs[0] * m->vocab : e->subset_logits);
+    e->row_seq = NULL;
+    if (!run)
+        for (int i = 0; i < n; i++)
+            memcpy(m->logits + (size_t)seqs[i] * m->vocab, e->subset_logits + (size_t)i * m->vocab,
+                   (size_t)m->vocab * sizeof(float));
+}
+
+/* ---- testing hooks (mamba_cpu.h) ---------------------------------------------------------------- */
+
+int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float *y, int32_t accumulate,
+                         int32_t threads, int32_t generic) {
+    if (!matrix_ok(W) || nb < 1) return -1;
+    mcpu_engine e = {0};
+    e.ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
+    e.pool = mcpu_pool_create(threads > 0 ? threads : 1);
+    size_t bytes = mcpu_packed_bytes(W);
+    char *packed = mcpu_alloc_huge(bytes), *cursor = packed;
+    int ok = 0;
+    if (e.pool && packed) {
+        e.lm_head = pack(&e, W, &cursor);
+        const mcpu_packed *Ws[] = {&e.lm_head};
+        if (quant_scratch(&e, Ws, 1)) {
+            mcpu_matmul(&e, &e.lm_head, x, W->cols, nb, y, W->rows, accumulate);
+            ok = 1;
+        }
+    }
+    free(e.qprep);
+    free(e.qpanels);
+    mcpu_free_huge(packed, bytes);
+    if (e.pool) mcpu_pool_destroy(e.pool);
+    return ok ? 0 : -1;
+}
+
+int32_t mcpu_test_rows(const mcpu_matrix *W, const int32_t *rows, int32_t n, float *out, int32_t packed_form,
+                       int32_t generic) {
+    const mcpu_ops *ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
+    if (!matrix_ok(W)) return -1;
+    for (int i = 0; i < n; i++)
+        if (rows[i] < 0 || rows[i] >= W->rows) return -1;
+    if (!packed_form) {
+        for (int i = 0; i < n; i++) ops->row_to_f32(W, rows[i], out + (size_t)i * W->cols);
+        return 0;
+    }
+    size_t bytes = mcpu_packed_bytes(W);
+    void *packed = mcpu_alloc_huge(bytes);
+    if (!packed) return -1;
+    mcpu_packed P = mcpu_packed_view(W, packed);
+    mcpu_pack_panels(W, packed, 0, P.panels);
+    for (int i = 0; i < n; i++) ops->packed_row_to_f32(&P, rows[i], out + (size_t)i * W->cols);
+    mcpu_free_huge(packed, bytes);
+    return 0;
 }

@@ -3,9 +3,12 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <immintrin.h>
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #define OPS_SUFFIX _avx2
 #define OPS_NAME "avx2+fma+f16c"
+#define OPS_HAS_FMA 1 /* fmaf is one instruction */
+#define OPS_INT_DOT 1 /* quantized decode multiplies codes as integers (ops_quant.inc) */
 #include "ops.inc"
 #pragma clang attribute pop
 

@@ -61,8 +61,9 @@ static void ssd_head_task(void *ctx, int h, int thread) {
 
     float *scratch = mcpu_scratch(e, thread);
     float *dt = scratch;               /* (Q) */
-    float *acs = dt + Qc;              /* (Q) inclusive cumsum of dt * A */
-    float *decay = acs + Qc;           /* (Q) */
+    float *acs = dt + Qc;              /* (Q) inclusive cumsum of dt * A, high part */
+    float *acs_lo = acs + Qc;          /* (Q) its low part: acs + acs_lo is the sum to ~double precision */
+    float *decay = acs_lo + Qc;        /* (Q) */
     float *M = decay + Qc;             /* (Q, Q) CB ∘ exp(segsum) ∘ dt, lower triangular */
     float *St = M + (size_t)Qc * Qc;   /* (N, P) Sᵀ */
     float *Bw = St + (size_t)N * P;    /* (Q, N) B[s] scaled by its decay to the chunk's end */
@@ -75,18 +76,22 @@ static void ssd_head_task(void *ctx, int h, int thread) {
         float *Y = e->y + (size_t)t0 * m->d_inner + h * P;                          /* (Q, P), stride d_inner */
         const float *raw = e->zxbcdt + (size_t)t0 * e->d_in_proj + m->d_inner + e->conv_dim + h;
 
-        float run = 0.0f;
+        /* The sum in double, kept as hi + lo: with dt up to ~4 and A ~ -15 it reaches -1e4 within a
+         * 256-token chunk, where a float's spacing is ~1e-3, while tokens with small dt after it still weigh
+         * exp(acs[t] - acs[s]) ~ 1; differences (hi_t - hi_s) + (lo_t - lo_s) keep that weight exact to float. */
+        double run = 0.0;
         for (int t = 0; t < Q; t++) {
             dt[t] = mcpu_head_dt(m, L, h, raw[(size_t)t * e->d_in_proj]);
-            run += dt[t] * A;
-            acs[t] = run;
+            run += (double)(dt[t] * A);
+            acs[t] = (float)run;
+            acs_lo[t] = (float)(run - (double)acs[t]);
         }
 
         /* the state entering the chunk: Y = exp(acs) ∘ (C · Sᵀ) + D x */
         for (int p = 0; p < P; p++)
             for (int n = 0; n < N; n++) St[(size_t)n * P + p] = S[(size_t)p * N + n];
         ops->gemm(Q, P, N, C, ld, 1, St, P, Y, m->d_inner, 0, 0);
-        memcpy(decay, acs, (size_t)Q * sizeof(float));
+        for (int t = 0; t < Q; t++) decay[t] = acs[t] + acs_lo[t];
         ops->exp_inplace(decay, Q);
         for (int t = 0; t < Q; t++) {
             float *yt = Y + (size_t)t * m->d_inner;
@@ -98,7 +103,7 @@ static void ssd_head_task(void *ctx, int h, int thread) {
         const float *CB = cb_of(e, g, c);
         for (int t = 0; t < Q; t++) {
             float *row = M + (size_t)t * Qc;
-            for (int s = 0; s <= t; s++) row[s] = acs[t] - acs[s];
+            for (int s = 0; s <= t; s++) row[s] = (acs[t] - acs[s]) + (acs_lo[t] - acs_lo[s]);
             ops->exp_inplace(row, t + 1);
             for (int s = 0; s <= t; s++) row[s] *= CB[(size_t)t * Qc + s] * dt[s];
             /* the causal product reads up to the end of each 4-row tile: zeros there */
@@ -108,13 +113,13 @@ static void ssd_head_task(void *ctx, int h, int thread) {
         ops->gemm(Q, P, Q, M, Qc, 1, X, ld, Y, m->d_inner, 1, 1);
 
         /* the state leaving the chunk: S = exp(acs[Q-1]) S + Xᵀ · Bw */
-        for (int s = 0; s < Q; s++) decay[s] = acs[Q - 1] - acs[s];
+        for (int s = 0; s < Q; s++) decay[s] = (acs[Q - 1] - acs[s]) + (acs_lo[Q - 1] - acs_lo[s]);
         ops->exp_inplace(decay, Q);
         for (int s = 0; s < Q; s++) {
             float w = decay[s] * dt[s];
             for (int n = 0; n < N; n++) Bw[(size_t)s * N + n] = w * B[(size_t)s * ld + n];
         }
-        float total = acs[Q - 1];
+        float total = acs[Q - 1] + acs_lo[Q - 1];
         ops->exp_inplace(&total, 1);
         for (size_t i = 0; i < (size_t)P * N; i++) S[i] *= total;
         ops->gemm(P, N, Q, X, 1, ld, Bw, N, S, N, 1, 0);
@@ -124,7 +129,7 @@ static void ssd_head_task(void *ctx, int h, int thread) {
 static void prefill_block(mcpu_engine *e, const int32_t *tokens, int T, int seq) {
     const mcpu_model *m = e->m;
     const int Dm = m->d_model;
-    for (int t = 0; t < T; t++) e->ops->row_to_f32(&m->embedding, tokens[t], e->residual + (size_t)t * Dm);
+    for (int t = 0; t < T; t++) mcpu_embed(e, tokens[t], e->residual + (size_t)t * Dm);
     for (int l = 0; l < m->n_layer; l++) {
         const mcpu_layer *L = &m->layers[l];
         mcpu_rmsnorm_rows(e, L->norm, T);

@@ -11,9 +11,19 @@ struct GPUCounters {
     var heapAllocations: UInt64 = 0
     var allocatedBytes: UInt64 = 0
 
-    var array: [UInt64] {
-        [commandBuffers, computeEncoders, dispatches, bufferAllocations, heapAllocations, allocatedBytes]
+    subscript(_ counter: GPUCounter) -> UInt64 {
+        switch counter {
+        case .commandBuffers: return commandBuffers
+        case .computeEncoders: return computeEncoders
+        case .dispatches: return dispatches
+        case .bufferAllocations: return bufferAllocations
+        case .heapAllocations: return heapAllocations
+        case .allocatedBytes: return allocatedBytes
+        }
     }
+
+    /// In mamba_gpu_counters' order (enum mamba_gpu_counter).
+    var array: [UInt64] { GPUCounter.allCases.map { self[$0] } }
 }
 
 protocol Backend: AnyObject {
@@ -27,6 +37,9 @@ protocol Backend: AnyObject {
 
     /// One token per sequence.
     func step(_ tokens: UnsafeBufferPointer<Int32>) throws
+    /// tokens[i] for sequence seqs[i] only (distinct, 1 ≤ count ≤ batch); no other sequence's state or
+    /// logits row is touched, and the listed ones get the same bits as from a full step.
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws
     /// Tokens of one sequence, continuing from its state; writes that sequence's logits row.
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws
     func reset(seq: Int)
@@ -35,11 +48,14 @@ protocol Backend: AnyObject {
     func writeState(seq: Int, from: UnsafeRawBufferPointer)
     func counters() -> GPUCounters
     /// Backend-specific fields for the engine info JSON (e.g. the GPU name and kernel parameters).
-    var extraInfo: [String: JSON] { get }
+    var extraInfo: [InfoKey: JSON] { get }
+    /// A CMambaCPU engine whose thread pool samples several sequences at once (nil: one by one).
+    var samplingPool: OpaquePointer? { get }
 }
 
 extension Backend {
-    var extraInfo: [String: JSON] { [:] }
+    var extraInfo: [InfoKey: JSON] { [:] }
+    var samplingPool: OpaquePointer? { nil }
 }
 
 /// One sequence's state as saved: for each layer conv_state (conv_dim, d_conv), oldest input first,

@@ -176,6 +176,64 @@ public func mambaStep(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?,
 }
 
 #if compiler(>=6.3.1)
+@c(mamba_step_seqs)
+#else
+@_cdecl("mamba_step_seqs")
+#endif
+public func mambaStepSeqs(_ handle: OpaquePointer?, _ tokens: UnsafePointer<Int32>?, _ seqs: UnsafePointer<Int32>?,
+                          _ n: Int32) -> Int32 {
+    withEngine(handle) { e in
+        try e.step(try tokenBuffer(tokens, n), seqs: try tokenBuffer(seqs, n))
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sampler_set)
+#else
+@_cdecl("mamba_sampler_set")
+#endif
+public func mambaSamplerSet(_ handle: OpaquePointer?, _ seq: Int32, _ params: UnsafePointer<mamba_sampling>?,
+                            _ history: UnsafePointer<Int32>?, _ n: Int32) -> Int32 {
+    withEngine(handle) { e in
+        guard let params else { throw MambaFailure.argument("params is NULL") }
+        try e.setSampler(seq: Int(seq), params: params.pointee, history: try tokenBuffer(history, n))
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sample)
+#else
+@_cdecl("mamba_sample")
+#endif
+public func mambaSample(_ handle: OpaquePointer?, _ seqs: UnsafePointer<Int32>?, _ n: Int32,
+                        _ out: UnsafeMutablePointer<Int32>?) -> Int32 {
+    withEngine(handle) { e in
+        let list = try tokenBuffer(seqs, n)
+        guard let out else {
+            if n == 0 { return }
+            throw MambaFailure.argument("out_tokens is NULL")
+        }
+        try e.sample(seqs: list, out: out)
+    }
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_sampler_rng)
+#else
+@_cdecl("mamba_sampler_rng")
+#endif
+public func mambaSamplerRNG(_ handle: OpaquePointer?, _ seq: Int32, _ out: UnsafeMutablePointer<UInt32>?) -> Int32 {
+    withEngine(handle) { e in
+        guard let out else { throw MambaFailure.argument("out_state is NULL") }
+        guard seq >= 0, Int(seq) < e.batch else {
+            throw MambaFailure.argument("sequence index \(seq) is out of range [0, \(e.batch))")
+        }
+        let s = try e.samplers.rngState(seq: Int(seq))
+        (out[0], out[1], out[2], out[3]) = s
+    }
+}
+
+#if compiler(>=6.3.1)
 @c(mamba_prefill)
 #else
 @_cdecl("mamba_prefill")
@@ -257,4 +315,48 @@ public func mambaReadBandwidth(_ bytes: Int64, _ passes: Int32, _ threads: Int32
     guard gbs > 0 else { return fail(.backend("bandwidth probe: cannot allocate \(bytes) bytes")) }
     out.pointee = gbs
     return 0
+}
+
+#if compiler(>=6.3.1)
+@c(mamba_quantize)
+#else
+@_cdecl("mamba_quantize")
+#endif
+public func mambaQuantize(_ src: UnsafePointer<CChar>?, _ dst: UnsafePointer<CChar>?,
+                          _ options: UnsafePointer<CChar>?) -> Int32 {
+    guard let src, let dst else { return fail(.argument("src and dst_dir must not be NULL")) }
+    do {
+        var bits = 4, group = 64, progress = false
+        if let options, options.pointee != 0 {
+            let json: JSON
+            do { json = try JSON.parse(String(cString: options), context: "options") } catch let f as MambaFailure {
+                throw MambaFailure.argument(f.message)
+            }
+            guard let o = json.object else { throw MambaFailure.argument("options must be a JSON object") }
+            for (name, v) in o {
+                // Every @quantize key of mamba.h is a case (Generated/ABI.swift).
+                guard let key = QuantizeKey(rawValue: name) else { throw MambaFailure.argument("unknown option \"\(name)\"") }
+                switch key {
+                case .bits:
+                    guard let b = v.int, b == 4 || b == 8 else { throw MambaFailure.argument("options.bits must be 4 or 8") }
+                    bits = b
+                case .groupSize:
+                    guard let g = v.int, [32, 64, 128].contains(g) else {
+                        throw MambaFailure.argument("options.groupSize must be 32, 64 or 128")
+                    }
+                    group = g
+                case .progress:
+                    guard let p = v.bool else { throw MambaFailure.argument("options.progress must be true or false") }
+                    progress = p
+                }
+            }
+        }
+        try QuantizeTool.run(source: String(cString: src), destination: String(cString: dst),
+                             spec: QuantSpec(bits: bits, groupSize: group), progress: progress)
+        return 0
+    } catch let f as MambaFailure {
+        return fail(f)
+    } catch {
+        return fail(.internalError("\(error)"))
+    }
 }

@@ -44,9 +44,18 @@ final class CPUBackend: Backend {
             return UnsafePointer(p)
         }
         func matrix(_ m: WeightMatrix) -> mcpu_matrix {
-            let dt: Int32 = m.dtype == .f32 ? Int32(MCPU_F32) : m.dtype == .f16 ? Int32(MCPU_F16) : Int32(MCPU_BF16)
-            return mcpu_matrix(data: m.data, dtype: dt, rows: Int32(m.rows), cols: Int32(m.cols), group_size: 0,
-                               scale_dtype: 0, scales: nil, biases: nil)
+            func code(_ d: WeightDType) -> Int32 {
+                switch d {
+                case .f32: return Int32(MCPU_F32)
+                case .f16: return Int32(MCPU_F16)
+                case .bf16: return Int32(MCPU_BF16)
+                case .q8: return Int32(MCPU_Q8)
+                case .q4: return Int32(MCPU_Q4)
+                }
+            }
+            return mcpu_matrix(data: m.data, dtype: code(m.dtype), rows: Int32(m.rows), cols: Int32(m.cols),
+                               group_size: Int32(m.quant?.groupSize ?? 0),
+                               scale_dtype: m.quant == nil ? 0 : code(m.scaleDType), scales: m.scales, biases: m.biases)
         }
         layers = .allocate(capacity: c.nLayer)
         for (i, l) in weights.layers.enumerated() {
@@ -76,9 +85,16 @@ final class CPUBackend: Backend {
             model.deallocate()
             layers.deallocate()
             arena.deallocate()
-            throw MambaFailure.backend("cannot allocate the CPU backend's scratch memory")
+            throw MambaFailure.backend(
+                "cannot create the CPU backend: out of memory for its packed weights and scratch, or a weight matrix in a format it does not run")
         }
         engine = e
+        // The engine streams its packed copies from here on and reads the embedding's rows from the
+        // packed lm_head when tied (mamba_cpu.h): the sources need not stay resident next to them. An
+        // untied embedding stays (a row per token is read from it; only touched pages are resident).
+        var packed: [ObjectIdentifier: WeightMatrix] = [ObjectIdentifier(weights.lmHead): weights.lmHead]
+        for l in weights.layers { for m in [l.inProj, l.outProj] { packed[ObjectIdentifier(m)] = m } }
+        for m in packed.values { m.releaseResidentPages() }
         threads = Int(mcpu_threads(e))
         device = "cpu (\(String(cString: mcpu_isa())), \(threads) threads)"
     }
@@ -92,6 +108,10 @@ final class CPUBackend: Backend {
 
     func step(_ tokens: UnsafeBufferPointer<Int32>) throws {
         mcpu_step(engine, tokens.baseAddress!)
+    }
+
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        mcpu_step_seqs(engine, tokens.baseAddress!, seqs.baseAddress!, Int32(seqs.count))
     }
 
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
@@ -127,4 +147,6 @@ final class CPUBackend: Backend {
     }
 
     func counters() -> GPUCounters { GPUCounters() }
+
+    var samplingPool: OpaquePointer? { engine }
 }

@@ -7,8 +7,15 @@ struct Checkpoint {
     let tensors: [String: TensorView]
     /// Tensors present with a dtype the engine cannot use: name → dtype.
     let unusable: [String: String]
+    /// U32 tensors: MLX's packed quantized weights.
+    let packed: [String: PackedView]
+    /// config.json's "quantization" (MLX), if any.
+    let quantization: MLXQuantization?
     /// Which files the weights came from (for messages).
     let weightFiles: [String]
+
+    /// The file holding tensor `name` (the directory if unknown), for messages.
+    func fileOf(_ name: String) -> String { tensors[name]?.file.path ?? packed[name]?.file.path ?? directory }
 
     static func load(directory dir: String) throws -> Checkpoint {
         guard fileExists(dir) else { throw MambaFailure.io("model directory \(dir) does not exist") }
@@ -21,24 +28,27 @@ struct Checkpoint {
         let dir = files.directory
         guard files.exists("config.json") else { throw MambaFailure.io("\(dir)/config.json is missing") }
         let configFile = try files.open("config.json")
-        let config = try MambaConfig.parse(
-            JSON.parse(UnsafeRawBufferPointer(start: configFile.base, count: configFile.size), context: configFile.path),
-            file: configFile.path)
+        let configJSON = try JSON.parse(UnsafeRawBufferPointer(start: configFile.base, count: configFile.size),
+                                        context: configFile.path)
+        let config = try MambaConfig.parse(configJSON, file: configFile.path)
+        let quantization = try MLXQuantization.parse(configJSON["quantization"], file: configFile.path)
 
         var views: [TensorView] = []
         var unusable: [String: String] = [:]
+        var packedViews: [PackedView] = []
         var paths: [String] = []
         if files.exists("model.safetensors") {
             let f = try files.open("model.safetensors")
-            (views, unusable) = try SafeTensors.read(file: f)
+            (views, unusable, packedViews) = try SafeTensors.read(file: f)
             paths = [f.path]
         } else if files.exists("model.safetensors.index.json") {
             let index = try files.open("model.safetensors.index.json")
             for name in try shardNames(index: index) {
                 guard files.exists(name) else { throw MambaFailure.io("\(dir)/\(name) (named by \(index.path)) is missing") }
                 let f = try files.open(name)
-                let (v, u) = try SafeTensors.read(file: f)
+                let (v, u, p) = try SafeTensors.read(file: f)
                 views += v
+                packedViews += p
                 unusable.merge(u) { a, _ in a }
                 paths.append(f.path)
             }
@@ -55,7 +65,15 @@ struct Checkpoint {
             if tensors[v.name] != nil { throw MambaFailure.format("tensor \(v.name) appears twice in \(dir)") }
             tensors[v.name] = v
         }
-        return Checkpoint(directory: dir, config: config, tensors: tensors, unusable: unusable, weightFiles: paths)
+        var packed: [String: PackedView] = [:]
+        for v in packedViews {
+            if tensors[v.name] != nil || packed[v.name] != nil {
+                throw MambaFailure.format("tensor \(v.name) appears twice in \(dir)")
+            }
+            packed[v.name] = v
+        }
+        return Checkpoint(directory: dir, config: config, tensors: tensors, unusable: unusable, packed: packed,
+                          quantization: quantization, weightFiles: paths)
     }
 
     /// The shard file names a model.safetensors.index.json names, in a stable order.

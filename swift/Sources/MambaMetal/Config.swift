@@ -51,16 +51,17 @@ struct MambaConfig: Equatable {
 
     /// JSON object for the C ABI's engine info (camelCase, as the TypeScript API names them).
     var json: JSON {
-        .object([
-            "dModel": .number(Double(dModel)), "nLayer": .number(Double(nLayer)),
-            "vocabSize": .number(Double(vocabSize)), "dState": .number(Double(dState)),
-            "dConv": .number(Double(dConv)), "expand": .number(Double(expand)),
-            "headDim": .number(Double(headDim)), "nHeads": .number(Double(nHeads)),
-            "nGroups": .number(Double(nGroups)), "dInner": .number(Double(dInner)),
-            "chunkSize": .number(Double(chunkSize)), "eps": .number(eps),
-            "tieEmbeddings": .bool(tieEmbeddings), "timeStepMin": .number(timeStepMin),
-            "timeStepMax": timeStepMax.isFinite ? .number(timeStepMax) : .string("Infinity"),
-        ])
+        let fields: [ConfigKey: JSON] = [
+            .dModel: .number(Double(dModel)), .nLayer: .number(Double(nLayer)),
+            .vocabSize: .number(Double(vocabSize)), .dState: .number(Double(dState)),
+            .dConv: .number(Double(dConv)), .expand: .number(Double(expand)),
+            .headDim: .number(Double(headDim)), .nHeads: .number(Double(nHeads)),
+            .nGroups: .number(Double(nGroups)), .dInner: .number(Double(dInner)),
+            .chunkSize: .number(Double(chunkSize)), .eps: .number(eps),
+            .tieEmbeddings: .bool(tieEmbeddings), .timeStepMin: .number(timeStepMin),
+            .timeStepMax: timeStepMax.isFinite ? .number(timeStepMax) : .string("Infinity"),
+        ]
+        return .object(fields)
     }
 }
 

@@ -1,21 +1,22 @@
 // An engine: one model, a batch of independent sequences, one backend. Every input is validated
 // here, before a backend sees it, so a failed call leaves state and logits exactly as they were.
 
+import CMambaCPU
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-let mambaVersion = "0.1.0"
-let mambaABIVersion: UInt32 = 1
+let mambaVersion = "0.2.0"
 
 struct EngineOptions {
     enum BackendChoice: String { case auto, cpu, metal }
 
     var backend: BackendChoice = .auto
     var batchSize = 1
-    var dtype: DType? = nil // nil: as stored
+    /// The large matrices' form: as stored, another float dtype, or quantized at load (MLX's algorithm).
+    var target = MatrixTarget()
     var threads = 0
     var recorded = false
     /// Metal: the contents of configs/metal_tune.json, searched for this GPU and model shape.
@@ -38,49 +39,52 @@ struct EngineOptions {
             throw MambaFailure.argument(f.message)
         }
         guard let obj = json.object else { throw MambaFailure.argument("options must be a JSON object") }
-        for (key, v) in obj {
+        for (name, v) in obj {
+            // Every key mamba.h documents is a case (Generated/ABI.swift), so this switch handles them all.
+            guard let key = OptionKey(rawValue: name) else { throw MambaFailure.argument("unknown option \"\(name)\"") }
             switch key {
-            case "backend":
+            case .backend:
                 guard let s = v.string, let b = BackendChoice(rawValue: s) else {
                     throw MambaFailure.argument("options.backend must be \"auto\", \"cpu\" or \"metal\"")
                 }
                 o.backend = b
-            case "batchSize":
+            case .batchSize:
                 guard let n = v.int, (1...256).contains(n) else {
                     throw MambaFailure.argument("options.batchSize must be an integer from 1 to 256")
                 }
                 o.batchSize = n
-            case "dtype":
-                switch v.string {
-                case "auto": o.dtype = nil
-                case "f32": o.dtype = .f32
-                case "f16": o.dtype = .f16
-                case "bf16": o.dtype = .bf16
-                default: throw MambaFailure.argument("options.dtype must be \"auto\", \"f32\", \"f16\" or \"bf16\"")
+            case .dtype:
+                guard let s = v.string, s == "auto" || WeightDType(rawValue: s) != nil else {
+                    throw MambaFailure.argument(
+                        "options.dtype must be \"auto\", \"f32\", \"f16\", \"bf16\", \"q8\" or \"q4\"")
                 }
-            case "threads":
+                o.target.dtype = WeightDType(rawValue: s)
+            case .groupSize:
+                guard let n = v.int, [32, 64, 128].contains(n) else {
+                    throw MambaFailure.argument("options.groupSize must be 32, 64 or 128")
+                }
+                o.target.groupSize = n
+            case .threads:
                 guard let n = v.int, (0...1024).contains(n) else {
                     throw MambaFailure.argument("options.threads must be an integer from 0 to 1024")
                 }
                 o.threads = n
-            case "recorded":
+            case .recorded:
                 guard let b = v.bool else { throw MambaFailure.argument("options.recorded must be true or false") }
                 o.recorded = b
-            case "tuneTable":
+            case .tuneTable:
                 o.tuneTable = v // checked by MetalTuning.resolve, whose errors name tuneTableSource
-            case "tuneTableSource":
+            case .tuneTableSource:
                 guard let name = v.string else { throw MambaFailure.argument("options.tuneTableSource must be a string") }
                 o.tuneTableSource = name
-            case "prefillMode":
+            case .prefillMode:
                 guard let s = v.string, let m = PrefillMode(rawValue: s) else {
                     throw MambaFailure.argument("options.prefillMode must be \"chunked\" or \"tokens\"")
                 }
                 o.prefillMode = m
-            case "tuning":
+            case .tuning:
                 guard v.object != nil else { throw MambaFailure.argument("options.tuning must be a JSON object") }
                 o.tuning = v
-            default:
-                throw MambaFailure.argument("unknown option \"\(key)\"")
             }
         }
         return o
@@ -95,47 +99,85 @@ final class Engine {
     let layout: StateLayout
     /// NUL-terminated JSON for mamba_engine_info.
     let info: UnsafeMutablePointer<CChar>
+    /// Per-sequence samplers (mamba_sampler_set / mamba_sample).
+    let samplers: SamplerBank
 
     /// Saved state: magic, format version, weights fingerprint, float count, then the floats.
     static let stateMagic: UInt32 = 0x5342_4D4D // "MMBS"
     static let stateHeaderBytes = 24
 
-    convenience init(directory: String, options: EngineOptions) throws {
-        try self.init(checkpoint: Checkpoint.load(directory: directory), options: options)
+    /// Backends whose kernels read quantized (q8/q4) matrices. The one place this is decided: the CPU
+    /// backend's CMambaCPU kernels and Metal's (MV_QUANT, MM_QUANT, EMB_QUANT in metal/) read them.
+    static let backendsRunningQuantized: Set<EngineOptions.BackendChoice> = [.cpu, .metal]
+
+    /// Refuses quantized weights on a backend that cannot run them, naming a quantized tensor.
+    static func checkQuantizedSupport(_ weights: ModelWeights, _ backend: EngineOptions.BackendChoice,
+                                      path: String) throws {
+        guard let q = weights.firstQuantized, !backendsRunningQuantized.contains(backend) else { return }
+        throw MambaFailure.unsupported(
+            "\(path): tensor \(q.name) is quantized (\(q.dtype.rawValue), \(q.source)) and the \(backend.rawValue) backend cannot run quantized matrices yet; load with dtype \"f16\" or \"f32\" to dequantize at load")
     }
 
-    init(checkpoint ck: Checkpoint, options: EngineOptions) throws {
-        try ResourceBudget.check(ck.config, weightBytes: ck.tensors.values.reduce(0) { $0 + $1.byteCount },
-                                 directory: ck.directory)
-        weights = try ModelWeights(ck, dtype: options.dtype)
-        config = ck.config
+    /// The weights at `path`: a model directory, or a GGUF file.
+    static func loadWeights(path: String, target: MatrixTarget) throws -> ModelWeights {
+        if fileExists(path) && !isDirectory(path) { return try GGUFModel.load(path: path, target: target) }
+        return try ModelWeights(Checkpoint.load(directory: path), target: target)
+    }
+
+    convenience init(directory: String, options: EngineOptions) throws {
+        // A GGUF file's sizes are its metadata; a directory's are its config.json.
+        let gguf = fileExists(directory) && !isDirectory(directory)
+        try self.init(weights: Engine.loadWeights(path: directory, target: options.target), path: directory,
+                      sizesFrom: gguf ? directory : directory + "/config.json", options: options)
+    }
+
+    /// An engine over a checkpoint read from memory (the fuzz targets' model directories).
+    convenience init(checkpoint ck: Checkpoint, options: EngineOptions) throws {
+        try self.init(weights: ModelWeights(ck, target: options.target), path: ck.directory,
+                      sizesFrom: ck.directory + "/config.json", options: options)
+    }
+
+    /// `path` names the model in messages, `sizesFrom` the file its sizes came from.
+    init(weights: ModelWeights, path directory: String, sizesFrom: String, options: EngineOptions) throws {
+        try ResourceBudget.check(weights.config, weightBytes: weights.matrices.reduce(0) { $0 + $1.byteCount },
+                                 source: sizesFrom)
+        self.weights = weights
+        config = weights.config
         batch = options.batchSize
         layout = StateLayout(config: config)
         switch options.backend {
         case .cpu:
+            try Engine.checkQuantizedSupport(weights, .cpu, path: directory)
             backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
         case .metal:
+            try Engine.checkQuantizedSupport(weights, .metal, path: directory)
             backend = try MetalSupport.makeBackend(weights: weights, options: options)
         case .auto:
             // MetalCompat (Linux) is a correctness tool, far slower than the CPU backend: auto skips it.
-            if MetalSupport.isNativeGPU, let b = try? MetalSupport.makeBackend(weights: weights, options: options) {
+            let metalRuns = (try? Engine.checkQuantizedSupport(weights, .metal, path: directory)) != nil
+            if MetalSupport.isNativeGPU, metalRuns,
+               let b = try? MetalSupport.makeBackend(weights: weights, options: options) {
                 backend = b
             } else {
+                try Engine.checkQuantizedSupport(weights, .cpu, path: directory)
                 backend = try CPUBackend(weights: weights, batch: batch, threads: options.threads)
             }
         }
-        var fields: [String: JSON] = [
-            "abiVersion": .number(Double(mambaABIVersion)), "version": .string(mambaVersion),
-            "backend": .string(backend.name), "device": .string(backend.device),
-            "dtype": .string(weights.matrixDType), "batchSize": .number(Double(batch)),
-            "vocabSize": .number(Double(config.vocabSize)),
-            "stateBytes": .number(Double(Engine.stateHeaderBytes + layout.bytesPerSequence)),
-            "threads": .number(Double(backend.threads)),
-            "weightBytesPerToken": .number(Double(weights.decodeWeightBytes)),
-            "stateBytesPerToken": .number(Double(2 * batch * layout.bytesPerSequence)),
-            "config": config.json,
+        var fields: [InfoKey: JSON] = [
+            .abiVersion: .number(Double(mambaABIVersion)), .version: .string(mambaVersion),
+            .backend: .string(backend.name), .device: .string(backend.device),
+            .dtype: .string(weights.matrixDType), .batchSize: .number(Double(batch)),
+            .vocabSize: .number(Double(config.vocabSize)),
+            .stateBytes: .number(Double(Engine.stateHeaderBytes + layout.bytesPerSequence)),
+            .threads: .number(Double(backend.threads)),
+            .weightBytesPerToken: .number(Double(weights.decodeWeightBytes)),
+            .stateBytesPerToken: .number(Double(2 * batch * layout.bytesPerSequence)),
+            .config: config.json,
+            .matrices: .array(weights.matrices.map(\.info)),
         ]
         fields.merge(backend.extraInfo) { a, _ in a }
+        samplers = try SamplerBank(batch: batch, rowLength: config.vocabSize, pool: backend.samplingPool,
+                                   threads: backend.threads)
         info = strdup(JSON.object(fields).text)!
     }
 
@@ -161,11 +203,42 @@ final class Engine {
         try backend.step(tokens)
     }
 
+    /// tokens[i] for sequence seqs[i] only; a full step when every sequence is listed in order.
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        guard tokens.count == seqs.count else {
+            throw MambaFailure.argument("step_seqs: \(tokens.count) tokens for \(seqs.count) sequences")
+        }
+        guard seqs.count <= batch else {
+            throw MambaFailure.argument("step_seqs: \(seqs.count) sequences, batch size is \(batch)")
+        }
+        var inOrder = seqs.count == batch
+        for (i, s) in seqs.enumerated() {
+            guard s >= 0 && Int(s) < batch else {
+                throw MambaFailure.argument("sequence index \(s) at position \(i) is out of range [0, \(batch))")
+            }
+            for j in 0..<i where seqs[j] == s { throw MambaFailure.argument("sequence \(s) is listed twice") }
+            inOrder = inOrder && Int(s) == i
+        }
+        try checkTokens(tokens)
+        if seqs.isEmpty { return }
+        if inOrder { try backend.step(tokens) } else { try backend.step(tokens, seqs: seqs) }
+    }
+
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
         try checkSeq(seq)
         guard tokens.count > 0 else { throw MambaFailure.argument("prefill needs at least one token") }
         try checkTokens(tokens)
         try backend.prefill(tokens, seq: seq)
+    }
+
+    func setSampler(seq: Int, params: mamba_sampling, history: UnsafeBufferPointer<Int32>) throws {
+        try checkSeq(seq)
+        try samplers.set(seq: seq, params: params, history: history)
+    }
+
+    func sample(seqs: UnsafeBufferPointer<Int32>, out: UnsafeMutablePointer<Int32>) throws {
+        try samplers.check(seqs: seqs, batch: batch)
+        samplers.sample(logits: backend.logits, seqs: seqs, out: out)
     }
 
     func reset(seq: Int) throws {

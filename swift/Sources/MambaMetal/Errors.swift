@@ -1,12 +1,9 @@
-// Errors carried across the C ABI: each case maps to one MAMBA_ERR_* status (see ../../include/mamba.h).
+// Errors carried across the C ABI: each carries one MAMBA_ERR_* status (MambaStatus, generated from
+// ../../include/mamba.h) and a message naming the problem.
 
 /// An engine error: a status code for the C ABI and a message naming the problem.
 struct MambaFailure: Error, CustomStringConvertible {
-    enum Kind: Int32 {
-        case argument = 1, io = 2, format = 3, shape = 4, token = 5, state = 6, backend = 7, closed = 8,
-             unsupported = 9, internalError = 10
-    }
-    let kind: Kind
+    let kind: MambaStatus
     let message: String
 
     var description: String { message }
@@ -19,5 +16,5 @@ struct MambaFailure: Error, CustomStringConvertible {
     static func state(_ m: String) -> MambaFailure { MambaFailure(kind: .state, message: m) }
     static func backend(_ m: String) -> MambaFailure { MambaFailure(kind: .backend, message: m) }
     static func unsupported(_ m: String) -> MambaFailure { MambaFailure(kind: .unsupported, message: m) }
-    static func internalError(_ m: String) -> MambaFailure { MambaFailure(kind: .internalError, message: m) }
+    static func internalError(_ m: String) -> MambaFailure { MambaFailure(kind: .internal, message: m) }
 }

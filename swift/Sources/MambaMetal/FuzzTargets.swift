@@ -24,6 +24,8 @@ enum FuzzTargets {
         FuzzTarget(name: "pickle", maxLength: 8192, run: pickle),
         FuzzTarget(name: "checkpoint", maxLength: 32768, run: checkpoint),
         FuzzTarget(name: "state", maxLength: 16384, run: state),
+        FuzzTarget(name: "gguf", maxLength: 32768, run: gguf),
+        FuzzTarget(name: "gguf-model", maxLength: 32768, run: ggufModel),
     ]
 
     static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }
@@ -65,8 +67,9 @@ enum FuzzTargets {
     /// A safetensors file: every tensor it accepts lies inside the data and has the bytes its shape needs.
     static func safetensors(_ bytes: UnsafeRawBufferPointer) throws {
         let file = try MappedFile(bytes: bytes, name: "model.safetensors")
-        let (tensors, _) = try SafeTensors.read(file: file)
+        let (tensors, _, packed) = try SafeTensors.read(file: file)
         for t in tensors { touch(t, in: file) }
+        for p in packed { touch(p.name, p.data, p.shape.reduce(1, *) * 4, in: file) }
     }
 
     /// model.safetensors.index.json.
@@ -96,12 +99,36 @@ enum FuzzTargets {
         options.backend = .cpu
         options.threads = 1
         options.batchSize = 2
-        if bytes.count % 3 == 1 { options.dtype = .f16 }
-        let engine = try Engine(checkpoint: Checkpoint.load(files), options: options)
-        let tokens: [Int32] = [0, Int32(engine.config.vocabSize - 1)]
-        try tokens.withUnsafeBufferPointer { try engine.prefill($0, seq: 1) }
-        try tokens.withUnsafeBufferPointer { try engine.step($0) }
-        try roundTripState(engine)
+        options.target = target(forLength: bytes.count)
+        try exercise(Engine(checkpoint: Checkpoint.load(files), options: options))
+    }
+
+    /// A GGUF file's header, metadata and tensor table; then every tensor of a type the engine reads,
+    /// converted as a matrix of ne[0]-element rows (each block type's conversion, whatever the shapes).
+    static func gguf(_ bytes: UnsafeRawBufferPointer) throws {
+        let file = try MappedFile(bytes: bytes, name: "model.gguf")
+        let g = try GGUFFile.parse(UnsafeRawBufferPointer(start: file.base, count: file.size), file: file.path)
+        for t in g.tensors {
+            guard let n = t.byteCount else { continue }
+            touch(t.name, file.base + t.offset, n, in: file)
+            let m = try GGMLConvert.matrix(t, file: file)
+            guard m.rows * m.cols == t.elementCount else { fatalError("gguf: \(t.name) converted to \(m.rows)×\(m.cols)") }
+        }
+    }
+
+    /// A GGUF model file loaded into an engine (the `mamba2` loader: metadata, shapes, block
+    /// conversions), which then prefills, steps and round-trips its state.
+    static func ggufModel(_ bytes: UnsafeRawBufferPointer) throws {
+        let file = try MappedFile(bytes: bytes, name: "model.gguf")
+        let g = try GGUFFile.parse(UnsafeRawBufferPointer(start: file.base, count: file.size), file: file.path)
+        let target = target(forLength: bytes.count)
+        let weights = try GGUFModel.build(g, file: file, target: target)
+        var options = EngineOptions()
+        options.backend = .cpu
+        options.threads = 1
+        options.batchSize = 2
+        options.target = target
+        try exercise(Engine(weights: weights, path: file.path, sizesFrom: file.path, options: options))
     }
 
     /// Saved-state bytes loaded into an engine: refused, or loaded so that saving gives them back.
@@ -118,6 +145,26 @@ enum FuzzTargets {
     }
 
     // MARK: helpers
+
+    /// The matrices' form for a model target, varied with the input's length: as stored, f16, or
+    /// quantized at load to 8 bits in groups of 32 (where a matrix's columns allow).
+    static func target(forLength n: Int) -> MatrixTarget {
+        var t = MatrixTarget()
+        switch n % 3 {
+        case 1: t.dtype = .f16
+        case 2: t.dtype = .q8; t.groupSize = 32
+        default: break
+        }
+        return t
+    }
+
+    /// What every loaded model must survive: a prompt, a step of both sequences, a state round trip.
+    private static func exercise(_ engine: Engine) throws {
+        let tokens: [Int32] = [0, Int32(engine.config.vocabSize - 1)]
+        try tokens.withUnsafeBufferPointer { try engine.prefill($0, seq: 1) }
+        try tokens.withUnsafeBufferPointer { try engine.step($0) }
+        try roundTripState(engine)
+    }
 
     /// Splits a `checkpoint` input into files; a record cut short ends the list.
     static func unpackFiles(_ bytes: UnsafeRawBufferPointer) -> [String: [UInt8]] {
@@ -138,13 +185,14 @@ enum FuzzTargets {
         return files
     }
 
+    private static func touch(_ t: TensorView, in file: MappedFile) { touch(t.name, t.data, t.byteCount, in: file) }
+
     /// Reads a tensor's first and last byte: AddressSanitizer reports a view that leaves the file.
-    private static func touch(_ t: TensorView, in file: MappedFile) {
-        let n = t.byteCount
-        guard n >= 0, t.data >= file.base, n <= file.base + file.size - t.data else {
-            fatalError("tensor \(t.name): \(n) bytes at offset \(t.data - file.base) leave the \(file.size)-byte file")
+    private static func touch(_ name: String, _ data: UnsafeRawPointer, _ n: Int, in file: MappedFile) {
+        guard n >= 0, data >= file.base, n <= file.base + file.size - data else {
+            fatalError("tensor \(name): \(n) bytes at offset \(data - file.base) leave the \(file.size)-byte file")
         }
-        if n > 0 { _ = t.data.load(as: UInt8.self) &+ t.data.load(fromByteOffset: n - 1, as: UInt8.self) }
+        if n > 0 { _ = data.load(as: UInt8.self) &+ data.load(fromByteOffset: n - 1, as: UInt8.self) }
     }
 
     private static func roundTripState(_ engine: Engine) throws {

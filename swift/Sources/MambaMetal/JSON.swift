@@ -10,6 +10,11 @@ enum JSON: Equatable {
     case array([JSON])
     case object([String: JSON])
 
+    /// An object whose keys are one of the ABI's key enums (ABI.swift), so every key is one mamba.h documents.
+    static func object<Key: RawRepresentable>(_ fields: [Key: JSON]) -> JSON where Key.RawValue == String {
+        .object(Dictionary(uniqueKeysWithValues: fields.map { ($0.key.rawValue, $0.value) }))
+    }
+
     subscript(key: String) -> JSON? {
         if case .object(let o) = self { return o[key] }
         return nil

@@ -22,6 +22,10 @@ final class MetalBackend: Backend {
     private let model: MetalModel
     private let stepPlan: MetalDecodePlan
     private let sequencePlan: MetalDecodePlan
+    /// plans[n - 1] encodes n rows (stepPlan and sequencePlan among them): the subset steps' plans.
+    private let plans: [MetalDecodePlan]
+    /// The runs of consecutive sequences of a subset step (capacity kept between steps).
+    private var runs: [(seq: Int, row: Int, count: Int)] = []
     private let prefillPlan: MetalPrefillPlan
     private let prefillMode: EngineOptions.PrefillMode
     private let batch: Int
@@ -58,11 +62,20 @@ final class MetalBackend: Backend {
         self.tuning = tuning
         stepPlan = try MetalDecodePlan(kernels: kernels, model: model, rows: batch, tuning: tuning)
         sequencePlan = batch == 1 ? stepPlan : try MetalDecodePlan(kernels: kernels, model: model, rows: 1, tuning: tuning)
+        var plans = [sequencePlan]
+        for rows in stride(from: 2, to: batch, by: 1) {
+            plans.append(try MetalDecodePlan(kernels: kernels, model: model, rows: rows, tuning: tuning))
+        }
+        if batch > 1 { plans.append(stepPlan) }
+        self.plans = plans
+        runs.reserveCapacity(batch)
         prefillPlan = try MetalPrefillPlan(kernels: kernels, model: model, tuning: tuning)
         prefillMode = options.prefillMode
-        logits = model.logits.contents().assumingMemoryBound(to: Float.self)
+        logits = model.logits.buffer.contents().assumingMemoryBound(to: Float.self)
         if options.recorded {
-            let recorder = try RecordingSink(device: gpu, maxCommands: stepPlan.dispatchesPerToken)
+            let count = CountingSink()
+            stepPlan.encode(count, seq: 0, tokenIndex: 0, logits: true)
+            let recorder = try RecordingSink(device: gpu, maxCommands: count.dispatches)
             stepPlan.encode(recorder, seq: 0, tokenIndex: 0, logits: true)
             recorded = recorder
         } else {
@@ -73,21 +86,22 @@ final class MetalBackend: Backend {
         own.allocatedBytes = UInt64(model.arena.heap.size)
     }
 
-    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.contents().assumingMemoryBound(to: Int32.self) }
+    private var tokenSlots: UnsafeMutablePointer<Int32> { model.tokens.buffer.contents().assumingMemoryBound(to: Int32.self) }
 
     /// One command buffer with one compute encoder: `body` encodes, then commit and wait.
-    private func run(_ body: (EncoderSink) -> Int) throws {
+    private func run(_ body: (EncoderSink) -> Void) throws {
         try autoreleasepool {
             guard let cb = queue.makeCommandBuffer(),
                   let enc = cb.makeComputeCommandEncoder(dispatchType: .concurrent)
             else { throw MambaFailure.backend("cannot create a Metal command buffer") }
-            let dispatches = body(EncoderSink(enc))
+            let sink = EncoderSink(enc)
+            body(sink)
             enc.endEncoding()
             cb.commit()
             cb.waitUntilCompleted()
             own.commandBuffers += 1
             own.computeEncoders += 1
-            own.dispatches += UInt64(dispatches)
+            own.dispatches += UInt64(sink.dispatches)
             if cb.status == .error {
                 throw MambaFailure.backend("Metal command buffer failed: \(cb.error.map { "\($0)" } ?? "unknown error")")
             }
@@ -98,14 +112,25 @@ final class MetalBackend: Backend {
         tokenSlots.update(from: tokens.baseAddress!, count: tokens.count)
         if let recorded {
             // Replay: the recorded commands read the token slots, which were just rewritten.
-            try run { sink in
-                sink.encoder.useHeap(model.arena.heap)
-                sink.encoder.executeCommandsInBuffer(recorded.icb, range: 0..<recorded.count)
-                return recorded.count
-            }
+            try run { sink in sink.execute(recorded, heap: model.arena.heap) }
         } else {
             try run { sink in stepPlan.encode(sink, seq: 0, tokenIndex: 0, logits: true) }
         }
+    }
+
+    /// Only the listed sequences, in one command buffer (MetalDecodePlan.encodeSubset).
+    func step(_ tokens: UnsafeBufferPointer<Int32>, seqs: UnsafeBufferPointer<Int32>) throws {
+        tokenSlots.update(from: tokens.baseAddress!, count: tokens.count)
+        runs.removeAll(keepingCapacity: true)
+        var i = 0
+        while i < seqs.count {
+            var k = 1
+            while i + k < seqs.count && seqs[i + k] == seqs[i] + Int32(k) { k += 1 }
+            runs.append((seq: Int(seqs[i]), row: i, count: k))
+            i += k
+        }
+        let plan = plans[seqs.count - 1]
+        try run { sink in plan.encodeSubset(sink, runs: runs[...], plans: plans) }
     }
 
     func prefill(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
@@ -118,7 +143,7 @@ final class MetalBackend: Backend {
     /// One command buffer per block of prefillPlan.capacity tokens; each block continues from the state
     /// the previous one left (or the sequence's state), and the last one also computes the logits.
     private func prefillChunked(_ tokens: UnsafeBufferPointer<Int32>, seq: Int) throws {
-        let pf = model.prefill, c = model.config
+        let pf = model.prefill
         var start = 0
         while start < tokens.count {
             let n = min(pf.capacity, tokens.count - start)
@@ -126,12 +151,8 @@ final class MetalBackend: Backend {
             pf.setCount(n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = prefillPlan.encode(enc, seq: seq, tokens: n)
-                if last {
-                    sequencePlan.encodeLogits(enc, residual: pf.residual, offset: 4 * (n - 1) * c.dModel, seq: seq)
-                    dispatches += 1
-                }
-                return dispatches
+                prefillPlan.encode(enc, seq: seq, tokens: n)
+                if last { sequencePlan.encodeLogits(enc, residual: pf.residual.row(n - 1), seq: seq) }
             }
             start += n
         }
@@ -145,11 +166,7 @@ final class MetalBackend: Backend {
             tokenSlots.update(from: tokens.baseAddress! + start, count: n)
             let last = start + n == tokens.count
             try run { enc in
-                var dispatches = 0
-                for t in 0..<n {
-                    dispatches += sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1)
-                }
-                return dispatches
+                for t in 0..<n { sequencePlan.encode(enc, seq: seq, tokenIndex: t, logits: last && t == n - 1) }
             }
             start += n
         }
@@ -162,18 +179,15 @@ final class MetalBackend: Backend {
 }
 
 extension MetalBackend {
-    var extraInfo: [String: JSON] {
+    var extraInfo: [InfoKey: JSON] {
         [
-            "gpu": .string(gpu.name),
+            .gpu: .string(gpu.name),
             // The key configs/metal_tune.json entries are looked up by, with gpu and batch.
-            "tuneShape": .string(MetalTuning.shapeKey(model.config)),
-            "recorded": .bool(recorded != nil),
-            "tuning": .object([
-                "matvecRowsPerSimdgroup": .number(Double(tuning.matvecRowsPerSimdgroup)),
-                "matmulTile": .number(Double(tuning.matmulTile)),
-            ]),
-            "prefillMode": .string(prefillMode.rawValue),
-            "prefillBlock": .number(Double(model.prefill.capacity)),
+            .tuneShape: .string(MetalTuning.shapeKey(model.config)),
+            .recorded: .bool(recorded != nil),
+            .tuning: tuning.json,
+            .prefillMode: .string(prefillMode.rawValue),
+            .prefillBlock: .number(Double(model.prefill.capacity)),
         ]
     }
 }

@@ -17,7 +17,8 @@ protocol MetalCommandSink: AnyObject {
     func barrier()
 }
 
-/// Encodes into a live compute encoder (dispatchType .concurrent, so barriers are explicit).
+/// Encodes into a live compute encoder (dispatchType .concurrent, so barriers are explicit), counting
+/// what it encodes: the GPU counters report these counts, not a formula for what a plan should issue.
 final class EncoderSink: MetalCommandSink {
     let encoder: any MTLComputeCommandEncoder
     private(set) var dispatches = 0
@@ -39,6 +40,25 @@ final class EncoderSink: MetalCommandSink {
     }
 
     func barrier() { encoder.memoryBarrier(scope: .buffers) }
+
+    /// Runs the commands `recorded` holds, with every buffer of `heap` resident.
+    func execute(_ recorded: RecordingSink, heap: any MTLHeap) {
+        encoder.useHeap(heap)
+        encoder.executeCommandsInBuffer(recorded.icb, range: 0..<recorded.count)
+        dispatches += recorded.count
+    }
+}
+
+/// Counts the dispatches a plan issues without encoding anything (to size an indirect command buffer).
+final class CountingSink: MetalCommandSink {
+    private(set) var dispatches = 0
+
+    func setPipeline(_ pipeline: any MTLComputePipelineState) {}
+    func setBuffer(_ buffer: any MTLBuffer, offset: Int, index: Int) {}
+    func setThreadgroupMemory(_ length: Int, index: Int) {}
+    func dispatchThreadgroups(_ groups: MTLSize, threadsPerThreadgroup: MTLSize) { dispatches += 1 }
+    func dispatchThreads(_ threads: MTLSize, threadsPerThreadgroup: MTLSize) { dispatches += 1 }
+    func barrier() {}
 }
 
 /// Records into an indirect command buffer: one command per dispatch, each carrying its own
@@ -52,19 +72,14 @@ final class RecordingSink: MetalCommandSink {
     private var threadgroupMemory: [(Int, Int)] = []
     private var barrierBeforeNext = false
 
-    /// Largest buffer index any kernel binds, plus one.
-    static let maxBufferBindCount = 9
-    /// Largest [[threadgroup(n)]] index any kernel uses, plus one (all use threadgroup(0)).
-    static let maxThreadgroupMemoryBindCount = 1
-
     init(device: any MTLDevice, maxCommands: Int) throws {
         let desc = MTLIndirectCommandBufferDescriptor()
         desc.commandTypes = [.concurrentDispatch, .concurrentDispatchThreads]
         desc.inheritPipelineState = false
         desc.inheritBuffers = false
-        desc.maxKernelBufferBindCount = RecordingSink.maxBufferBindCount
+        desc.maxKernelBufferBindCount = Kernel.maxBufferBindCount
         // macOS 14+ (the package's minimum); its default is undocumented, so reserve the slot explicitly.
-        desc.maxKernelThreadgroupMemoryBindCount = RecordingSink.maxThreadgroupMemoryBindCount
+        desc.maxKernelThreadgroupMemoryBindCount = Kernel.maxThreadgroupMemoryBindCount
         guard let icb = device.makeIndirectCommandBuffer(descriptor: desc, maxCommandCount: maxCommands, options: []) else {
             throw MambaFailure.backend("cannot create a Metal indirect command buffer of \(maxCommands) commands")
         }

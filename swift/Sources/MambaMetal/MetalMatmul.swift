@@ -15,7 +15,8 @@ struct MatmulSpec {
     /// Rows of Y per outer batch index, at most (the block capacity, or the chunk size).
     var m: Int
     var tileM: Int, tileN: Int, tileK = 32
-    var weightsHalf = false
+    /// f32, f16 or affine-quantized W (quantized: one matrix, no batch offsets, rows of ldw columns).
+    var weights = GPUMatrixFormat.f32
     /// 0: X as is; G ≥ 1: RMSNorm of X over G groups of k / G, times norm_w (G = 1: plain RMSNorm).
     var normGroups = 0
     var eps: Float = 1e-5
@@ -39,13 +40,14 @@ struct MatmulSpec {
 
     static let threads = 128
 
-    var constants: [Int: FunctionConstant] {
-        [
-            0: .int(n), 1: .int(k), 2: .int(m), 3: .int(tileM), 4: .int(tileN), 5: .int(tileK),
-            6: .bool(weightsHalf), 7: .int(normGroups), 8: .float(eps), 9: .bool(accumulate), 10: .bool(causal),
-            11: .int(ldx), 12: .int(ldw), 13: .int(ldy), 14: .int(zInner), 15: .int(xOuter), 16: .int(xInner),
-            17: .int(wOuter), 18: .int(wInner), 19: .int(yOuter), 20: .int(yInner),
-        ]
+    var constants: Kernel.MatmulConstants {
+        let q = weights.quantized ?? .unused
+        return .init(MM_N: n, MM_K: k, MM_M: m, MM_BM: tileM, MM_BN: tileN, MM_BK: tileK, MM_W_HALF: weights.isHalf,
+                     MM_NORM: normGroups > 0, MM_NORM_GROUPS: normGroups, MM_EPS: eps, MM_ACCUMULATE: accumulate,
+                     MM_CAUSAL: causal, MM_LDX: ldx, MM_LDW: ldw, MM_LDY: ldy, MM_Z_INNER: zInner,
+                     MM_X_OUTER: xOuter, MM_X_INNER: xInner, MM_W_OUTER: wOuter, MM_W_INNER: wInner,
+                     MM_Y_OUTER: yOuter, MM_Y_INNER: yInner, MM_QUANT: weights.quantized != nil, MM_BITS: q.bits,
+                     MM_GROUP_SIZE: q.groupSize, MM_SCALES_HALF: q.scalesHalf)
     }
 
     var threadgroupMemory: Int {
@@ -65,36 +67,36 @@ struct MatmulSpec {
         guard normGroups == 0 || k % normGroups == 0 else {
             throw MambaFailure.internalError("matmul: \(normGroups) norm groups do not divide K = \(k)")
         }
+        if let q = weights.quantized {
+            guard [4, 8].contains(q.bits), [16, 32, 64, 128].contains(q.groupSize), ldw % q.groupSize == 0, k <= ldw,
+                  wOuter == 0, wInner == 0 else {
+                throw MambaFailure.internalError(
+                    "matmul: \(q.bits)-bit W in groups of \(q.groupSize) needs rows of whole groups and no batch offsets")
+            }
+        }
     }
 }
 
 final class MetalMatmul {
     let spec: MatmulSpec
-    let pipeline: any MTLComputePipelineState
+    let pipeline: KernelPipeline<Kernel.Matmul>
 
     init(kernels: MetalKernels, spec: MatmulSpec) throws {
         try spec.validate()
         self.spec = spec
-        pipeline = try kernels.pipeline("matmul.metal", "matmul", spec.constants)
-        guard pipeline.maxTotalThreadsPerThreadgroup >= MatmulSpec.threads else {
-            throw MambaFailure.backend("the matmul pipeline allows only \(pipeline.maxTotalThreadsPerThreadgroup) threads")
+        pipeline = try kernels.pipeline(Kernel.Matmul.self, spec.constants)
+        guard pipeline.state.maxTotalThreadsPerThreadgroup >= MatmulSpec.threads else {
+            throw MambaFailure.backend("the matmul pipeline allows only \(pipeline.state.maxTotalThreadsPerThreadgroup) threads")
         }
     }
 
-    /// A buffer and a byte offset into it.
-    typealias Operand = (buffer: any MTLBuffer, offset: Int)
-
-    /// `norm` is bound whether or not the spec normalises (any buffer will do when it does not).
-    func encode(_ enc: MetalCommandSink, w: Operand, x: Operand, y: Operand, norm: Operand, count: any MTLBuffer,
-                tokens: Int, batches: Int = 1) {
-        enc.setPipeline(pipeline)
-        enc.setBuffer(w.buffer, offset: w.offset, index: 0)
-        enc.setBuffer(x.buffer, offset: x.offset, index: 1)
-        enc.setBuffer(y.buffer, offset: y.offset, index: 2)
-        enc.setBuffer(norm.buffer, offset: norm.offset, index: 3)
-        enc.setBuffer(count, offset: 0, index: 4)
-        enc.setThreadgroupMemory(spec.threadgroupMemory, index: 0)
-        enc.dispatchThreadgroups(spec.threadgroups(tokens: tokens, batches: batches),
-                                 threadsPerThreadgroup: MTLSize(width: MatmulSpec.threads, height: 1, depth: 1))
+    /// `w` in the spec's format; `norm` is norm_w when the spec normalises (normGroups ≥ 1), else nil.
+    func encode(_ enc: MetalCommandSink, w: GPUMatrix, x: KernelBuffer, y: KernelBuffer, norm: KernelBuffer?,
+                count: any MTLBuffer, tokens: Int, batches: Int = 1) {
+        assert(w.format == spec.weights, "matmul: a \(w.format) matrix bound to a \(spec.weights) pipeline")
+        enc.dispatch(pipeline, .init(W: w.values, X: x, Y: y, norm_w: norm, count: (count, 0), scales: w.scales,
+                                     biases: w.biases, shared: spec.threadgroupMemory),
+                     .threadgroups(spec.threadgroups(tokens: tokens, batches: batches),
+                                   threadsPerThreadgroup: MTLSize(width: MatmulSpec.threads, height: 1, depth: 1)))
     }
 }

@@ -19,17 +19,16 @@ import MetalCompat
 
 final class MetalPrefillPlan {
     private let model: MetalModel
-    private let embed: any MTLComputePipelineState
-    private let conv: any MTLComputePipelineState
-    private let cumsum: any MTLComputePipelineState
-    private let chunkState: any MTLComputePipelineState
-    private let statePassing: any MTLComputePipelineState
-    private let chunkScan: any MTLComputePipelineState
-    private let inProj: MetalMatmul, outProj: MetalMatmul, cb: MetalMatmul
+    private let embed: KernelPipeline<Kernel.EmbeddingGatherPrompt>
+    private let conv: KernelPipeline<Kernel.Conv1dPrefill>
+    private let cumsum: KernelPipeline<Kernel.ChunkCumsum>
+    private let chunkState: KernelPipeline<Kernel.ChunkState>
+    private let statePassing: KernelPipeline<Kernel.StatePassing>
+    private let chunkScan: KernelPipeline<Kernel.ChunkScan>
+    /// Per layer (layers may hold different formats; equal specialisations share one pipeline).
+    private let inProj: [MetalMatmul], outProj: [MetalMatmul]
+    private let cb: MetalMatmul
 
-    static let dispatchesPerLayer = 8
-    /// Dispatches `encode` issues for one block (without the lm_head).
-    var dispatchesPerBlock: Int { 1 + MetalPrefillPlan.dispatchesPerLayer * model.config.nLayer }
     var capacity: Int { model.prefill.capacity }
 
     /// Threadgroup side of the SSD kernels' tiles (SSD_TILE in ssd_prefill.metal) and their threads.
@@ -38,32 +37,34 @@ final class MetalPrefillPlan {
     init(kernels: MetalKernels, model: MetalModel, tuning: MetalTuning) throws {
         let c = model.config, T = model.prefill.capacity, Q = c.chunkSize
         self.model = model
-        embed = try kernels.pipeline("embedding.metal", "embedding_gather_prompt", [
-            0: .int(c.dModel), 1: .int(1), 2: .bool(model.embeddingFormat.half), 3: .int(c.dConv),
-        ])
-        let ssd: [Int: FunctionConstant] = [
-            0: .int(c.dInner), 1: .int(c.dState), 2: .int(c.headDim), 3: .int(c.nHeads), 4: .int(c.nGroups),
-            5: .int(c.dConv), 6: .int(Q), 7: .int(T), 8: .float(Float(c.timeStepMin)), 9: .float(Float(c.timeStepMax)),
-        ]
-        conv = try kernels.pipeline("ssd_prefill.metal", "conv1d_prefill", ssd)
-        cumsum = try kernels.pipeline("ssd_prefill.metal", "chunk_cumsum", ssd)
-        chunkState = try kernels.pipeline("ssd_prefill.metal", "chunk_state", ssd)
-        statePassing = try kernels.pipeline("ssd_prefill.metal", "state_passing", ssd)
-        chunkScan = try kernels.pipeline("ssd_prefill.metal", "chunk_scan", ssd)
+        embed = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .embedding(
+            dModel: c.dModel, dConv: c.dConv, rows: 1, model.embedding.format))
+        let ssd = Kernel.SsdPrefillConstants(
+            SSD_D_INNER: c.dInner, SSD_D_STATE: c.dState, SSD_HEAD_DIM: c.headDim, SSD_HEADS: c.nHeads,
+            SSD_GROUPS: c.nGroups, SSD_D_CONV: c.dConv, SSD_CHUNK: Q, SSD_CAPACITY: T,
+            SSD_DT_MIN: Float(c.timeStepMin), SSD_DT_MAX: Float(c.timeStepMax))
+        conv = try kernels.pipeline(Kernel.Conv1dPrefill.self, ssd)
+        cumsum = try kernels.pipeline(Kernel.ChunkCumsum.self, ssd)
+        chunkState = try kernels.pipeline(Kernel.ChunkState.self, ssd)
+        statePassing = try kernels.pipeline(Kernel.StatePassing.self, ssd)
+        chunkScan = try kernels.pipeline(Kernel.ChunkScan.self, ssd)
 
         let tile = tuning.matmulTile
-        var inSpec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
-        inSpec.weightsHalf = model.inProjFormat.half
-        inSpec.normGroups = 1
-        inSpec.eps = Float(c.eps)
-        inProj = try MetalMatmul(kernels: kernels, spec: inSpec)
-
-        var outSpec = MatmulSpec(n: c.dModel, k: c.dInner, m: T, tile: tile, ldx: c.dInner, ldw: c.dInner, ldy: c.dModel)
-        outSpec.weightsHalf = model.outProjFormat.half
-        outSpec.normGroups = c.nGroups
-        outSpec.eps = Float(c.eps)
-        outSpec.accumulate = true
-        outProj = try MetalMatmul(kernels: kernels, spec: outSpec)
+        inProj = try model.layers.map { L in
+            var spec = MatmulSpec(n: c.dInProj, k: c.dModel, m: T, tile: tile, ldx: c.dModel, ldw: c.dModel, ldy: c.dInProj)
+            spec.weights = L.layout.inProj
+            spec.normGroups = 1
+            spec.eps = Float(c.eps)
+            return try MetalMatmul(kernels: kernels, spec: spec)
+        }
+        outProj = try model.layers.map { L in
+            var spec = MatmulSpec(n: c.dModel, k: c.dInner, m: T, tile: tile, ldx: c.dInner, ldw: c.dInner, ldy: c.dModel)
+            spec.weights = L.layout.outProj
+            spec.normGroups = c.nGroups
+            spec.eps = Float(c.eps)
+            spec.accumulate = true
+            return try MetalMatmul(kernels: kernels, spec: spec)
+        }
 
         // C·Bᵀ: X = C and W = B, both rows of xbc; batch index = chunk · n_groups + group.
         var cbSpec = MatmulSpec(n: Q, k: c.dState, m: Q, tile: Q <= 16 ? 16 : tile, ldx: c.convDim, ldw: c.convDim, ldy: Q)
@@ -77,8 +78,8 @@ final class MetalPrefillPlan {
         cbSpec.yInner = Q * Q
         cb = try MetalMatmul(kernels: kernels, spec: cbSpec)
 
-        let needs = [(embed, 256), (conv, 256), (statePassing, 256), (cumsum, 32),
-                     (chunkState, MetalPrefillPlan.ssdThreads), (chunkScan, MetalPrefillPlan.ssdThreads)]
+        let needs = [(embed.state, 256), (conv.state, 256), (statePassing.state, 256), (cumsum.state, 32),
+                     (chunkState.state, MetalPrefillPlan.ssdThreads), (chunkScan.state, MetalPrefillPlan.ssdThreads)]
         for (p, threads) in needs where p.maxTotalThreadsPerThreadgroup < threads {
             throw MambaFailure.backend("a Metal prefill pipeline allows only \(p.maxTotalThreadsPerThreadgroup) threads per threadgroup")
         }
@@ -86,92 +87,65 @@ final class MetalPrefillPlan {
 
     /// Encodes the block of `tokens` prompt tokens in tokens[0 ..< tokens] for sequence `seq`; the
     /// host has written `tokens` into the count buffer. Leaves the last token's residual in row
-    /// tokens − 1 of the prefill residual. Returns the number of dispatches encoded.
-    @discardableResult
-    func encode(_ enc: MetalCommandSink, seq: Int, tokens T: Int) -> Int {
+    /// tokens − 1 of the prefill residual.
+    func encode(_ enc: MetalCommandSink, seq: Int, tokens T: Int) {
         let m = model, c = model.config, pf = model.prefill, f = 4
         let Q = c.chunkSize, chunks = (T + Q - 1) / Q, tile = MetalPrefillPlan.ssdTile
         let groupTile = MTLSize(width: MetalPrefillPlan.ssdThreads, height: 1, depth: 1)
         func tiles(_ n: Int) -> Int { (n + tile - 1) / tile }
 
-        enc.setPipeline(embed)
-        enc.setBuffer(m.embedding, offset: 0, index: 0)
-        enc.setBuffer(m.tokens, offset: 0, index: 1)
-        enc.setBuffer(pf.residual, offset: 0, index: 2)
-        enc.setBuffer(m.convPos, offset: 4 * seq, index: 3)
-        enc.setBuffer(pf.count, offset: 0, index: 4)
-        enc.dispatchThreads(MTLSize(width: c.dModel, height: T, depth: 1),
-                            threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1))
+        enc.dispatch(embed, .init(embedding: m.embedding.values, tokens: m.tokens.row(0), residual: pf.residual.row(0),
+                                  conv_pos: m.convPos.row(seq), count: pf.count.row(0), scales: m.embedding.scales,
+                                  biases: m.embedding.biases),
+                     .threads(MTLSize(width: c.dModel, height: T, depth: 1),
+                              threadsPerThreadgroup: MTLSize(width: min(256, c.dModel), height: 1, depth: 1)))
         enc.barrier()
 
         for (l, L) in m.layers.enumerated() {
-            inProj.encode(enc, w: (L.buffer, L.inProj), x: (pf.residual, 0), y: (pf.zxbcdt, 0), norm: (L.buffer, L.norm),
-                          count: pf.count, tokens: T)
+            inProj[l].encode(enc, w: L.inProj, x: pf.residual.row(0), y: pf.zxbcdt.row(0), norm: L[.norm],
+                             count: pf.count.buffer, tokens: T)
             enc.barrier()
 
-            enc.setPipeline(conv)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(m.convState, offset: f * (seq * c.nLayer + l) * c.convDim * c.dConv, index: 1)
-            enc.setBuffer(m.convPos, offset: 4 * seq, index: 2)
-            enc.setBuffer(L.buffer, offset: L.convWeight, index: 3)
-            enc.setBuffer(L.buffer, offset: L.convBias, index: 4)
-            enc.setBuffer(pf.xbc, offset: 0, index: 5)
-            enc.setBuffer(pf.count, offset: 0, index: 6)
-            enc.dispatchThreadgroups(MTLSize(width: (c.convDim + 31) / 32, height: 1, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 32, height: 8, depth: 1))
-
-            enc.setPipeline(cumsum)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(L.buffer, offset: L.headParams, index: 1)
-            enc.setBuffer(pf.dt, offset: 0, index: 2)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 3)
-            enc.setBuffer(pf.count, offset: 0, index: 4)
-            enc.dispatchThreadgroups(MTLSize(width: c.nHeads, height: chunks, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1))
+            enc.dispatch(conv, .init(zxbcdt: pf.zxbcdt.row(0),
+                                     conv_state: (m.convState.buffer, m.convStateOffset(seq: seq, layer: l)),
+                                     conv_pos: m.convPos.row(seq), conv_w: L[.convWeight], conv_b: L[.convBias],
+                                     xbc: pf.xbc.row(0), count: pf.count.row(0)),
+                         .threadgroups(MTLSize(width: (c.convDim + 31) / 32, height: 1, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 32, height: 8, depth: 1)))
+            enc.dispatch(cumsum, .init(zxbcdt: pf.zxbcdt.row(0), head_p: L[.headParams], dt: pf.dt.row(0),
+                                       cs: pf.cumsum.row(0), count: pf.count.row(0)),
+                         .threadgroups(MTLSize(width: c.nHeads, height: chunks, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 32, height: 1, depth: 1)))
             enc.barrier()
 
-            cb.encode(enc, w: (pf.xbc, f * c.dInner), x: (pf.xbc, f * (c.dInner + c.nGroups * c.dState)), y: (pf.cb, 0),
-                      norm: (pf.xbc, 0), count: pf.count, tokens: T, batches: chunks * c.nGroups)
-
-            enc.setPipeline(chunkState)
-            enc.setBuffer(pf.xbc, offset: 0, index: 0)
-            enc.setBuffer(pf.dt, offset: 0, index: 1)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 2)
-            enc.setBuffer(pf.states, offset: 0, index: 3)
-            enc.setBuffer(pf.count, offset: 0, index: 4)
-            enc.setThreadgroupMemory(f * (2 * tile * tile + tile), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: tiles(c.dState), height: tiles(c.headDim), depth: chunks * c.nHeads),
-                                     threadsPerThreadgroup: groupTile)
+            // B and C are columns of xbc: B from column d_inner, C after the groups' B.
+            cb.encode(enc, w: GPUMatrix(.f32, values: (pf.xbc.buffer, f * c.dInner)), x: (pf.xbc.buffer, f * (c.dInner + c.nGroups * c.dState)),
+                      y: pf.cb.row(0), norm: nil, count: pf.count.buffer, tokens: T, batches: chunks * c.nGroups)
+            enc.dispatch(chunkState, .init(xbc: pf.xbc.row(0), dt: pf.dt.row(0), cs: pf.cumsum.row(0),
+                                           states: pf.states.row(0), count: pf.count.row(0),
+                                           shared: f * (2 * tile * tile + tile)),
+                         .threadgroups(MTLSize(width: tiles(c.dState), height: tiles(c.headDim), depth: chunks * c.nHeads),
+                                       threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            enc.setPipeline(statePassing)
-            enc.setBuffer(pf.states, offset: 0, index: 0)
-            enc.setBuffer(m.ssmState, offset: f * (seq * c.nLayer + l) * c.nHeads * c.headDim * c.dState, index: 1)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 2)
-            enc.setBuffer(pf.count, offset: 0, index: 3)
-            enc.dispatchThreads(MTLSize(width: c.headDim * c.dState, height: c.nHeads, depth: 1),
-                                threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+            enc.dispatch(statePassing, .init(states: pf.states.row(0),
+                                             ssm_state: (m.ssmState.buffer, m.ssmStateOffset(seq: seq, layer: l)),
+                                             cs: pf.cumsum.row(0), count: pf.count.row(0)),
+                         .threads(MTLSize(width: c.headDim * c.dState, height: c.nHeads, depth: 1),
+                                  threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             enc.barrier()
 
-            enc.setPipeline(chunkScan)
-            enc.setBuffer(pf.zxbcdt, offset: 0, index: 0)
-            enc.setBuffer(pf.xbc, offset: 0, index: 1)
-            enc.setBuffer(pf.dt, offset: 0, index: 2)
-            enc.setBuffer(pf.cumsum, offset: 0, index: 3)
-            enc.setBuffer(pf.cb, offset: 0, index: 4)
-            enc.setBuffer(pf.states, offset: 0, index: 5)
-            enc.setBuffer(L.buffer, offset: L.headParams, index: 6)
-            enc.setBuffer(pf.gated, offset: 0, index: 7)
-            enc.setBuffer(pf.count, offset: 0, index: 8)
-            enc.setThreadgroupMemory(f * (2 * tile * tile + 2 * tile), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: tiles(c.headDim), height: tiles(min(Q, T)), depth: chunks * c.nHeads),
-                                     threadsPerThreadgroup: groupTile)
+            enc.dispatch(chunkScan, .init(zxbcdt: pf.zxbcdt.row(0), xbc: pf.xbc.row(0), dt: pf.dt.row(0),
+                                          cs: pf.cumsum.row(0), cb: pf.cb.row(0), states: pf.states.row(0),
+                                          head_p: L[.headParams], gated: pf.gated.row(0), count: pf.count.row(0),
+                                          shared: f * (2 * tile * tile + 2 * tile)),
+                         .threadgroups(MTLSize(width: tiles(c.headDim), height: tiles(min(Q, T)), depth: chunks * c.nHeads),
+                                       threadsPerThreadgroup: groupTile))
             enc.barrier()
 
-            outProj.encode(enc, w: (L.buffer, L.outProj), x: (pf.gated, 0), y: (pf.residual, 0),
-                           norm: (L.buffer, L.gatedNorm), count: pf.count, tokens: T)
+            outProj[l].encode(enc, w: L.outProj, x: pf.gated.row(0), y: pf.residual.row(0), norm: L[.gatedNorm],
+                              count: pf.count.buffer, tokens: T)
             enc.barrier()
         }
-        return dispatchesPerBlock
     }
 }

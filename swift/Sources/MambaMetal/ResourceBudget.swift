@@ -44,13 +44,14 @@ enum ResourceBudget {
         return o ? nil : bytes
     }
 
-    /// Throws when the config asks for more per sequence than `weightBytes` (what the files hold) justify.
-    static func check(_ c: MambaConfig, weightBytes: Int, directory: String) throws {
+    /// Throws when the config asks for more per sequence than `weightBytes` (what the files hold) justify;
+    /// `source` names where the sizes came from (a config.json, a GGUF file).
+    static func check(_ c: MambaConfig, weightBytes: Int, source: String) throws {
         let limit = max(floorBytes, weightBytes)
         guard let need = bytesPerSequence(c), need <= limit else {
             let asked = bytesPerSequence(c).map { "\($0 >> 20) MiB" } ?? "more than 2^63 bytes"
             throw MambaFailure.format(
-                "\(directory)/config.json: its sizes (d_state \(c.dState), chunk_size \(c.chunkSize), d_inner \(c.dInner), "
+                "\(source): its sizes (d_state \(c.dState), chunk_size \(c.chunkSize), d_inner \(c.dInner), "
                     + "\(c.nLayer) layers) need \(asked) of state and scratch per sequence, more than the "
                     + "\(limit >> 20) MiB its weights justify")
         }

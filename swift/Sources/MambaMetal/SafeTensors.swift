@@ -11,11 +11,12 @@ private let knownSafetensorsDTypes: Set<String> = [
 enum SafeTensors {
     /// Reads every tensor of one file. Tensors of dtypes the engine cannot use are returned as
     /// `unusable` so that asking for one of them names the dtype.
-    static func read(path: String) throws -> (tensors: [TensorView], unusable: [String: String]) {
+    /// U32 tensors (MLX's packed quantized weights) come back as `packed`.
+    static func read(path: String) throws -> (tensors: [TensorView], unusable: [String: String], packed: [PackedView]) {
         try read(file: MappedFile(path: path))
     }
 
-    static func read(file: MappedFile) throws -> (tensors: [TensorView], unusable: [String: String]) {
+    static func read(file: MappedFile) throws -> (tensors: [TensorView], unusable: [String: String], packed: [PackedView]) {
         let path = file.path
         guard file.size >= 8, let lenBytes = file.bytes(0, 8) else {
             throw MambaFailure.format("\(path): truncated safetensors file (\(file.size) bytes, no header)")
@@ -32,6 +33,7 @@ enum SafeTensors {
 
         var tensors: [TensorView] = []
         var unusable: [String: String] = [:]
+        var packed: [PackedView] = []
         var ranges: [(begin: Int, end: Int, name: String)] = []
         let dataSize = file.size - dataStart
         for (name, e) in entries where name != "__metadata__" {
@@ -57,6 +59,14 @@ enum SafeTensors {
                     "\(path): tensor \(name) data_offsets [\(begin), \(end)] are outside the data (\(dataSize) bytes)")
             }
             ranges.append((begin, end, name))
+            if dt == "U32" {
+                guard end - begin == count * 4 else {
+                    throw MambaFailure.format(
+                        "\(path): tensor \(name) has \(end - begin) bytes but shape \(shape) of U32 needs \(count * 4)")
+                }
+                packed.append(PackedView(name: name, shape: shape, data: file.base + dataStart + begin, file: file))
+                continue
+            }
             guard let dtype = DType(rawValue: dt) else {
                 unusable[name] = dt
                 continue
@@ -72,6 +82,6 @@ enum SafeTensors {
             throw MambaFailure.format(
                 "\(path): tensors \(ranges[k - 1].name) and \(ranges[k].name) overlap (data_offsets)")
         }
-        return (tensors, unusable)
+        return (tensors, unusable, packed)
     }
 }

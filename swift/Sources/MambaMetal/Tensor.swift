@@ -79,6 +79,14 @@ struct TensorView {
     var byteCount: Int { elementCount * dtype.byteSize }
 }
 
+/// A U32 tensor: MLX's packed quantized codes (little-endian words, first element in the lowest bits).
+struct PackedView {
+    let name: String
+    let shape: [Int]
+    let data: UnsafeRawPointer
+    let file: MappedFile
+}
+
 extension TensorView {
     /// The values as float32 (f16 and bf16 widened exactly).
     func toFloat32() -> [Float] {

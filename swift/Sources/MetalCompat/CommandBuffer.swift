@@ -97,7 +97,19 @@ final class CompatCommandBuffer: MTLCommandBuffer {
         status = .scheduled
         for handler in scheduledHandlers { handler(self) }
         gpuStartTime = ProcessInfo.processInfo.systemUptime
-        let failure = CommandExecutor(checking: mc_checking_enabled() != 0).run(commands)
+        var failure: MTLCommandBufferError?
+        if let trace = MetalCompatTrace.recorder {
+            // Recorded as encoded, before it runs; a dry trace does not run it at all.
+            trace.lock.lock()
+            trace.commit(commands, label: label)
+            if !trace.dry {
+                failure = CommandExecutor(checking: mc_checking_enabled() != 0).run(commands)
+                trace.snapshot()
+            }
+            trace.lock.unlock()
+        } else {
+            failure = CommandExecutor(checking: mc_checking_enabled() != 0).run(commands)
+        }
         gpuEndTime = ProcessInfo.processInfo.systemUptime
         commands = [] // release what the commands retained, as Metal does once a command buffer completes
         if let failure {

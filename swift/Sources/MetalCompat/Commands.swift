@@ -45,6 +45,10 @@ enum EncodedCommand {
     case indirect(
         icb: CompatIndirectCommandBuffer, range: Range<Int>, pipeline: CompatComputePipelineState?,
         arguments: ArgumentTable, residency: Residency, origin: String)
+    /// memoryBarrier: later dispatches see earlier ones' writes (always true here; the trace records it).
+    case barrier
+    /// A compute encoder began (its dispatch type, for the trace).
+    case encoder(MTLDispatchType)
     /// A blit operation, done on the CPU when the command buffer runs.
     case blit(() -> Void)
     /// API misuse found while encoding: the command buffer fails when it reaches this point.

@@ -18,6 +18,7 @@ final class CompatComputeCommandEncoder: MTLComputeCommandEncoder {
         self.commandBuffer = commandBuffer
         self.dispatchType = dispatchType
         mc_counter_add(Int32(MC_COUNTER_COMPUTE_ENCODERS.rawValue), 1)
+        commandBuffer.record(.encoder(dispatchType))
     }
 
     var device: any MTLDevice { CompatDevice.shared }
@@ -111,8 +112,13 @@ final class CompatComputeCommandEncoder: MTLComputeCommandEncoder {
     }
 
     // Dispatches run one after another to completion: every barrier is already satisfied.
-    func memoryBarrier(scope: MTLBarrierScope) { _ = encoding("memoryBarrier") }
-    func memoryBarrier(resources: [any MTLResource]) { _ = encoding("memoryBarrier") }
+    func memoryBarrier(scope: MTLBarrierScope) {
+        if encoding("memoryBarrier") { commandBuffer.record(.barrier) }
+    }
+
+    func memoryBarrier(resources: [any MTLResource]) {
+        if encoding("memoryBarrier") { commandBuffer.record(.barrier) }
+    }
 
     func useResource(_ resource: any MTLResource, usage: MTLResourceUsage) {
         guard encoding("useResource") else { return }

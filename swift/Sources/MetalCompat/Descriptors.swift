@@ -26,8 +26,14 @@ open class MTLHeapDescriptor {
 open class MTLCompileOptions {
     /// MetalCompat runs precompiled kernels: it cannot apply macros, so makeLibrary throws when set.
     open var preprocessorMacros: [String: NSObject]?
-    open var fastMathEnabled: Bool = true
+    /// Accepted and recorded by the library (and its trace); MetalCompat's kernels are C++ compiled without
+    /// fast math, so they always compute as `.safe` would: no reassociation, precise functions.
     open var mathMode: MTLMathMode = .fast
+    /// The older switch: false is `mathMode = .safe`, as on macOS before `mathMode` existed.
+    open var fastMathEnabled: Bool {
+        get { mathMode == .fast }
+        set { mathMode = newValue ? .fast : .safe }
+    }
     open var languageVersion: MTLLanguageVersion = .version3_1
 
     public init() {}

@@ -73,7 +73,7 @@ final class CompatDevice: MTLDevice {
                 "MetalCompat: preprocessorMacros are not supported (kernels are compiled ahead of time); "
                     + "use function constants instead")
         }
-        return try CompatLibrary.find(source: source)
+        return try CompatLibrary.find(source: source, mathMode: options?.mathMode ?? .fast)
     }
 
     func makeComputePipelineState(function computeFunction: any MTLFunction) throws -> any MTLComputePipelineState {

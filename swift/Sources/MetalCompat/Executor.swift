@@ -13,6 +13,8 @@ struct CommandExecutor {
             switch command {
             case .failure(let f):
                 failure = f
+            case .barrier, .encoder:
+                failure = nil
             case .blit(let operation):
                 operation()
                 failure = nil

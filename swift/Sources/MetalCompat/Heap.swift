@@ -22,6 +22,21 @@ final class CompatHeap: MTLHeap {
         self.options = descriptor.resourceOptions
         mc_counter_add(Int32(MC_COUNTER_HEAP_ALLOCATIONS.rawValue), 1)
         mc_counter_add(Int32(MC_COUNTER_ALLOCATED_BYTES.rawValue), UInt64(descriptor.size))
+        if let trace = MetalCompatTrace.recorder {
+            trace.lock.lock()
+            trace.heapMade(self)
+            trace.lock.unlock()
+        }
+    }
+
+    /// Every buffer made in this heap goes through here (the trace records where it lives).
+    private func made(_ b: CompatBuffer) -> CompatBuffer {
+        if let trace = MetalCompatTrace.recorder {
+            trace.lock.lock()
+            trace.bufferMade(b)
+            trace.lock.unlock()
+        }
+        return b
     }
 
     var device: any MTLDevice { CompatDevice.shared }
@@ -78,7 +93,7 @@ final class CompatHeap: MTLHeap {
             used.removeAll { $0 == range }
             lock.unlock()
         }
-        return CompatBuffer(storage: sub, options: options, heap: self, heapOffset: offset, allocatedSize: count)
+        return made(CompatBuffer(storage: sub, options: options, heap: self, heapOffset: offset, allocatedSize: count))
     }
 
     /// Placement heaps: the caller chooses the offset (resources may alias).
@@ -88,8 +103,8 @@ final class CompatHeap: MTLHeap {
         else { return nil }
         // Placement heaps may alias: no slack is this buffer's alone.
         let sub = BufferStorage(base: storage.base + offset, length: length) { [storage] in _ = storage }
-        return CompatBuffer(
-            storage: sub, options: options, heap: self, heapOffset: offset, allocatedSize: roundUp(length, heapAlignment))
+        return made(CompatBuffer(
+            storage: sub, options: options, heap: self, heapOffset: offset, allocatedSize: roundUp(length, heapAlignment)))
     }
 }
 

@@ -8,15 +8,20 @@ import Foundation
 
 final class CompatLibrary: MTLLibrary {
     let file: UnsafePointer<mc_file_desc>
+    /// The math mode the library was asked for (recorded in traces; the C++ kernels compute as `.safe`).
+    let mathMode: MTLMathMode
     var label: String?
 
-    init(file: UnsafePointer<mc_file_desc>) { self.file = file }
+    init(file: UnsafePointer<mc_file_desc>, mathMode: MTLMathMode = .fast) {
+        self.file = file
+        self.mathMode = mathMode
+    }
 
-    static func find(source: String) throws -> CompatLibrary {
+    static func find(source: String, mathMode: MTLMathMode = .fast) throws -> CompatLibrary {
         let text = Array(source.utf8CString) // NUL-terminated, so never empty
         var hash = [CChar](repeating: 0, count: 17)
         mc_source_hash(text, text.count - 1, &hash)
-        if let file = mc_find_file(hash) { return CompatLibrary(file: file) }
+        if let file = mc_find_file(hash) { return CompatLibrary(file: file, mathMode: mathMode) }
         let known = (0..<mc_file_count()).compactMap { mc_file_at($0) }.map { String(cString: $0.pointee.name) }
         let hashText = String(cString: hash)
         throw MTLLibraryError(

@@ -50,7 +50,7 @@ final class FuzzRegressionTests: XCTestCase {
 
     /// The seeds of the whole-model targets are valid models and states, so fuzzing starts deep inside.
     func testModelAndStateSeedsAreAccepted() throws {
-        for name in ["checkpoint", "state", "safetensors", "config"] {
+        for name in ["checkpoint", "state", "safetensors", "config", "gguf", "gguf-model"] {
             let t = try XCTUnwrap(FuzzTargets.named(name))
             for f in try inputs(name) where f.name.hasPrefix("seed-") {
                 XCTAssertNil(replay(t, f.bytes), "\(name)/\(f.name) was refused")

@@ -14,84 +14,123 @@ import XCTest
 final class MetalKernelTests: MetalTestCase {
     // MARK: matvec
 
-    /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.
-    func matvecReference(W: [Float], N: Int, K: Int, x: [Float], nb: Int, y0: [Float], norm: Int, normW: [Float],
-                         sumsq: [Float], groups: Int, heads: Int, eps: Float, accumulate: Bool) -> [Float] {
-        var y = y0
-        for b in 0..<nb {
-            var xh = (0..<K).map { Double(x[b * K + $0]) }
-            if norm == 1 {
-                let ms = xh.reduce(0) { $0 + $1 * $1 } / Double(K)
-                let s = 1 / (ms + Double(eps)).squareRoot()
-                xh = (0..<K).map { xh[$0] * s * Double(normW[$0]) }
-            } else if norm == 2 {
-                let gs = K / groups, hpg = heads / groups
-                for k in 0..<K {
-                    let g = k / gs
-                    let ss = (0..<hpg).reduce(0.0) { $0 + Double(sumsq[b * heads + g * hpg + $1]) }
-                    xh[k] *= Double(normW[k]) / (ss / Double(gs) + Double(eps)).squareRoot()
-                }
-            }
-            for r in 0..<N {
-                var s = 0.0
-                for k in 0..<K { s += Double(W[r * K + k]) * xh[k] }
-                y[b * N + r] = Float((accumulate ? Double(y0[b * N + r]) : 0) + s)
-            }
-        }
-        return y
-    }
-
-    func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: Int, accumulate: Bool, groups: Int = 1,
-                     heads: Int = 1, rowsPerSimdgroup: Int = 2, seed: UInt64) throws {
+    func checkMatvec(N: Int, K: Int, nb: Int, half: Bool, norm: MatvecNorm, accumulate: Bool, groups: Int = 1,
+                     heads: Int = 1, rowsPerSimdgroup: Int = 2, splitK: Int = 1, parts: Int = 1, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
-        var W = rng.floats(N * K)
-        if half { W = W.map { halfToFloat(floatToHalf($0)) } }
+        let W = rng.weights(N * K, half: half)
         let x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
-        let sumsq = rng.floats(nb * heads, 0.5, 4)
+        let sumsq = gatedSumsq(&rng, x: x, nb: nb, K: K, groups: groups, heads: heads, parts: parts)
         let y0: [Float] = accumulate ? rng.floats(nb * N) : [Float](repeating: .nan, count: nb * N)
         let eps: Float = 1e-5
-        let pipe = try kernels.pipeline("matvec.metal", "matvec", [
-            0: .int(N), 1: .int(K), 2: .int(nb), 3: .bool(half), 4: .int(norm), 5: .bool(accumulate),
-            6: .int(groups), 7: .int(heads), 8: .float(eps), 9: .int(rowsPerSimdgroup),
-        ])
+        let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
+            n: N, k: K, batch: nb, weights: half ? .f16 : .f32, norm: norm, accumulate: accumulate, groups: groups,
+            heads: heads, eps: eps, rowsPerSimdgroup: rowsPerSimdgroup, splitK: splitK, headParts: parts))
         let wb = half ? halfBuffer(W) : buffer(W)
         let xb = buffer(x), yb = buffer(y0), nwb = buffer(normW), ssb = buffer(sumsq)
-        try run { enc in
-            enc.setComputePipelineState(pipe)
-            for (i, b) in [wb, xb, yb, nwb, ssb].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-            enc.setThreadgroupMemoryLength(roundUp(4 * nb * max(groups, 1), 16), index: 0)
-            let perGroup = 4 * rowsPerSimdgroup
-            enc.dispatchThreadgroups(MTLSize(width: (N + perGroup - 1) / perGroup, height: 1, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 128, height: 1, depth: 1))
+        try run { sink in
+            // Only the inputs this norm reads are bound: the others are switched off by function constants.
+            mv.encode(sink, w: GPUMatrix(half ? .f16 : .f32, values: (wb, 0)), x: (xb, 0), y: (yb, 0), norm: norm == .none ? nil : (nwb, 0),
+                      sumsq: norm == .gatedGroups ? (ssb, 0) : nil)
         }
         let want = matvecReference(W: W, N: N, K: K, x: x, nb: nb, y0: y0, norm: norm, normW: normW, sumsq: sumsq,
-                                   groups: groups, heads: heads, eps: eps, accumulate: accumulate)
+                                   groups: groups, heads: heads, parts: parts, eps: eps, accumulate: accumulate)
         assertClose(read(yb, nb * N), want, rel: 1e-5,
-                    "matvec N=\(N) K=\(K) batch=\(nb) half=\(half) norm=\(norm) acc=\(accumulate) R=\(rowsPerSimdgroup)")
+                    "matvec N=\(N) K=\(K) batch=\(nb) half=\(half) norm=\(norm) acc=\(accumulate) R=\(rowsPerSimdgroup) "
+                        + "splitK=\(splitK) parts=\(parts)")
     }
 
     func testMatvecPlainAndBatched() throws {
-        try checkMatvec(N: 37, K: 52, nb: 1, half: false, norm: 0, accumulate: false, seed: 1)
-        try checkMatvec(N: 37, K: 52, nb: 3, half: true, norm: 0, accumulate: false, seed: 2)
-        try checkMatvec(N: 129, K: 300, nb: 8, half: true, norm: 0, accumulate: false, rowsPerSimdgroup: 4, seed: 3)
-        try checkMatvec(N: 5, K: 1, nb: 2, half: false, norm: 0, accumulate: false, rowsPerSimdgroup: 1, seed: 4)
+        try checkMatvec(N: 37, K: 52, nb: 1, half: false, norm: .none, accumulate: false, seed: 1)
+        try checkMatvec(N: 37, K: 52, nb: 3, half: true, norm: .none, accumulate: false, seed: 2)
+        try checkMatvec(N: 129, K: 300, nb: 8, half: true, norm: .none, accumulate: false, rowsPerSimdgroup: 4, seed: 3)
+        try checkMatvec(N: 5, K: 1, nb: 2, half: false, norm: .none, accumulate: false, rowsPerSimdgroup: 1, seed: 4)
     }
 
     func testMatvecScalarPathWhenKIsNotAMultipleOfFour() throws {
-        try checkMatvec(N: 33, K: 50, nb: 2, half: true, norm: 1, accumulate: false, seed: 5)
-        try checkMatvec(N: 33, K: 51, nb: 1, half: false, norm: 0, accumulate: true, rowsPerSimdgroup: 3, seed: 6)
+        try checkMatvec(N: 33, K: 50, nb: 2, half: true, norm: .rms, accumulate: false, seed: 5)
+        try checkMatvec(N: 33, K: 51, nb: 1, half: false, norm: .none, accumulate: true, rowsPerSimdgroup: 3, seed: 6)
     }
 
     func testMatvecFusedRMSNorm() throws {
-        try checkMatvec(N: 70, K: 96, nb: 3, half: false, norm: 1, accumulate: false, seed: 7)
-        try checkMatvec(N: 70, K: 96, nb: 1, half: true, norm: 1, accumulate: false, seed: 8)
+        try checkMatvec(N: 70, K: 96, nb: 3, half: false, norm: .rms, accumulate: false, seed: 7)
+        try checkMatvec(N: 70, K: 96, nb: 1, half: true, norm: .rms, accumulate: false, seed: 8)
     }
 
     func testMatvecGatedGroupNormWithResidualAdd() throws {
-        try checkMatvec(N: 41, K: 96, nb: 3, half: false, norm: 2, accumulate: true, groups: 2, heads: 6, seed: 9)
-        try checkMatvec(N: 41, K: 96, nb: 2, half: true, norm: 2, accumulate: true, groups: 3, heads: 6, seed: 10)
+        try checkMatvec(N: 41, K: 96, nb: 3, half: false, norm: .gatedGroups, accumulate: true, groups: 2, heads: 6, seed: 9)
+        try checkMatvec(N: 41, K: 96, nb: 2, half: true, norm: .gatedGroups, accumulate: true, groups: 3, heads: 6, seed: 10)
         // group size 6: not a multiple of 4, so the scalar path applies the per-group scale
-        try checkMatvec(N: 9, K: 18, nb: 1, half: false, norm: 2, accumulate: true, groups: 3, heads: 3, seed: 11)
+        try checkMatvec(N: 9, K: 18, nb: 1, half: false, norm: .gatedGroups, accumulate: true, groups: 3, heads: 3, seed: 11)
+    }
+
+    /// Every parallel layout (rows per simdgroup × K slices) on every path: float4 and scalar steps, each
+    /// norm, a batch of 8, N not a multiple of the rows a threadgroup covers, K shorter than the slices.
+    func testMatvecEveryParallelLayout() throws {
+        var seed: UInt64 = 100
+        for R in [1, 2, 3, 4] {
+            for splitK in [1, 2, 4] {
+                seed += 1
+                try checkMatvec(N: 37, K: 300, nb: 8, half: true, norm: .none, accumulate: false,
+                                rowsPerSimdgroup: R, splitK: splitK, seed: seed)
+                try checkMatvec(N: 70, K: 96, nb: 3, half: false, norm: .rms, accumulate: false,
+                                rowsPerSimdgroup: R, splitK: splitK, seed: seed + 1000)
+                try checkMatvec(N: 33, K: 51, nb: 2, half: false, norm: .rms, accumulate: true,
+                                rowsPerSimdgroup: R, splitK: splitK, seed: seed + 2000)
+                try checkMatvec(N: 5, K: 1, nb: 1, half: true, norm: .none, accumulate: false,
+                                rowsPerSimdgroup: R, splitK: splitK, seed: seed + 3000)
+            }
+        }
+    }
+
+    /// out_proj's group norm from per-block partial sums of squares (the SSM block's split), with K slices.
+    func testMatvecGatedNormFromPartialSums() throws {
+        for (i, parts) in [2, 4, 8].enumerated() {
+            let seed = 200 + UInt64(i)
+            try checkMatvec(N: 41, K: 96, nb: 3, half: false, norm: .gatedGroups, accumulate: true, groups: 2,
+                            heads: 6, rowsPerSimdgroup: 1, splitK: 4, parts: parts, seed: seed)
+            try checkMatvec(N: 9, K: 18, nb: 8, half: true, norm: .gatedGroups, accumulate: true, groups: 3,
+                            heads: 3, rowsPerSimdgroup: 2, splitK: 2, parts: parts, seed: seed + 10)
+            // 40 heads × 8 parts: more partial sums per group than a simdgroup has lanes
+            try checkMatvec(N: 20, K: 160, nb: 2, half: false, norm: .gatedGroups, accumulate: true, groups: 1,
+                            heads: 40, rowsPerSimdgroup: 3, splitK: 1, parts: parts, seed: seed + 20)
+        }
+    }
+
+    /// Batched rows are computed exactly as single ones, whatever the layout: batching never changes a
+    /// sequence's result.
+    func testMatvecBatchedRowsEqualSingleRows() throws {
+        var rng = TestRandom(state: 300)
+        let N = 45, K = 96, nb = 5
+        let W = rng.weights(N * K, half: true), x = rng.floats(nb * K, -2, 2), normW = rng.floats(K, 0.5, 1.5)
+        for (R, splitK) in [(1, 4), (2, 1), (3, 2)] {
+            func run(rows: Int, x: [Float]) throws -> [Float] {
+                let mv = try MetalMatvec(kernels: kernels, spec: MatvecSpec(
+                    n: N, k: K, batch: rows, weights: .f16, norm: .rms, rowsPerSimdgroup: R, splitK: splitK))
+                let yb = buffer([Float](repeating: .nan, count: rows * N))
+                try self.run { sink in
+                    mv.encode(sink, w: GPUMatrix(.f16, values: (halfBuffer(W), 0)), x: (buffer(x), 0), y: (yb, 0), norm: (buffer(normW), 0))
+                }
+                return read(yb, rows * N)
+            }
+            let batched = try run(rows: nb, x: x)
+            for b in 0..<nb {
+                let single = try run(rows: 1, x: Array(x[b * K..<(b + 1) * K]))
+                XCTAssertEqual(Array(batched[b * N..<(b + 1) * N]), single, "row \(b), R=\(R) splitK=\(splitK)")
+            }
+        }
+    }
+
+    /// Only ssd_prefill.metal (its compensated cumulative sum) is compiled without fast math.
+    func testSafeMathOnlyForTheCompensatedPrefill() throws {
+        let safe = try XCTUnwrap(MetalKernels.compileOptions("ssd_prefill.metal"))
+        #if !canImport(Metal)
+        XCTAssertEqual(safe.mathMode, .safe)
+        XCTAssertFalse(safe.fastMathEnabled)
+        #endif
+        _ = safe
+        for file in MetalSources.files where file.name != "ssd_prefill.metal" {
+            XCTAssertNil(MetalKernels.compileOptions(file.name), file.name)
+        }
     }
 
     // MARK: embedding
@@ -100,21 +139,20 @@ final class MetalKernelTests: MetalTestCase {
         for half in [false, true] {
             var rng = TestRandom(state: half ? 12 : 13)
             let vocab = 11, dModel = 300, nb = 3, dConv = 4
-            var E = rng.floats(vocab * dModel)
-            if half { E = E.map { halfToFloat(floatToHalf($0)) } }
+            let E = rng.weights(vocab * dModel, half: half)
             let tokens: [Int32] = [7, 0, 10]
-            let pipe = try kernels.pipeline("embedding.metal", "embedding_gather",
-                                            [0: .int(dModel), 1: .int(nb), 2: .bool(half), 3: .int(dConv)])
+            let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
+                dModel: dModel, dConv: dConv, rows: nb, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
             let tb = padded(tokens, length: 16)
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pos: [UInt32] = [3, 0, 2]
             let pb = padded(pos, length: 16)
-            try run { enc in
-                enc.setComputePipelineState(pipe)
-                for (i, b) in [eb, tb, rb, pb].enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-                enc.dispatchThreads(MTLSize(width: dModel, height: nb, depth: 1),
-                                    threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+            try run { sink in
+                sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
+                                          scales: nil, biases: nil),
+                              .threads(MTLSize(width: dModel, height: nb, depth: 1),
+                                       threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
             }
             let want = tokens.flatMap { t in E[Int(t) * dModel..<(Int(t) + 1) * dModel] }
             XCTAssertEqual(read(rb, nb * dModel), want)
@@ -138,11 +176,31 @@ final class MetalKernelTests: MetalTestCase {
             BlockShape(P: 16, N: 18, H: 4, G: 1, K: 3, layers: 1, nb: 1),  // N not a multiple of 4
             BlockShape(P: 64, N: 128, H: 3, G: 3, K: 4, layers: 1, nb: 3),  // the real head shape
         ].enumerated() {
-            try checkBlock(s, seed: 20 + UInt64(i))
+            try checkBlock(s, split: 1, seed: 20 + UInt64(i))
         }
     }
 
-    func checkBlock(_ s: BlockShape, seed: UInt64) throws {
+    /// Every split of a head's rows into threadgroups: splits that do not divide P (the last blocks short
+    /// or empty), N not a multiple of 4, state rows that fit the registers loaded across the conv stage
+    /// and rows that do not (N = 256 unsplit: 16 float4s a lane), groups whose B and C only block 0 of the
+    /// first head writes.
+    func testFusedDecodeBlockSplitOverRows() throws {
+        let shapes = [
+            BlockShape(P: 12, N: 20, H: 6, G: 2, K: 4, layers: 2, nb: 2),
+            BlockShape(P: 16, N: 18, H: 4, G: 1, K: 3, layers: 1, nb: 1),
+            BlockShape(P: 64, N: 128, H: 3, G: 3, K: 4, layers: 1, nb: 3),
+            BlockShape(P: 64, N: 256, H: 2, G: 1, K: 4, layers: 2, nb: 2),
+        ]
+        var seed: UInt64 = 40
+        for s in shapes {
+            for split in [1, 2, 4, 8] {
+                seed += 1
+                try checkBlock(s, split: split, seed: seed)
+            }
+        }
+    }
+
+    func checkBlock(_ s: BlockShape, split: Int, seed: UInt64) throws {
         var rng = TestRandom(state: seed)
         let zx = rng.floats(s.nb * s.dInProj, -2, 2)
         // layer 0 of `layers`: the kernel is bound at layer 0, sequence strides span all layers
@@ -154,26 +212,26 @@ final class MetalKernelTests: MetalTestCase {
         dtBias[0] = 25  // softplus' identity branch
         let A = rng.floats(s.H, -4, -0.2), Dp = rng.floats(s.H, 0.5, 1.5)
         let dtMin: Float = 0.001, dtMax: Float = 3
-        let pipe = try kernels.pipeline("ssm_decode.metal", "ssm_decode_block", [
-            0: .int(s.D), 1: .int(s.N), 2: .int(s.P), 3: .int(s.H), 4: .int(s.G), 5: .int(s.K), 6: .int(s.layers),
-            7: .float(dtMin), 8: .float(dtMax),
-        ])
+        let pipe = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
+            SSM_D_INNER: s.D, SSM_D_STATE: s.N, SSM_HEAD_DIM: s.P, SSM_HEADS: s.H, SSM_GROUPS: s.G, SSM_D_CONV: s.K,
+            SSM_LAYERS: s.layers, SSM_DT_MIN: dtMin, SSM_DT_MAX: dtMax, SSM_SPLIT: split))
         let zb = buffer(zx), cb = buffer(conv0), sb = buffer(ssm0)
         let pb = padded(pos, length: max(16, 4 * s.nb))
         let gb = buffer([Float](repeating: .nan, count: s.nb * s.D))
-        let qb = buffer([Float](repeating: .nan, count: s.nb * s.H))
-        let bufs = [zb, cb, sb, pb, buffer(convW), buffer(convB), buffer(dtBias + A + Dp), gb, qb]
-        try run { enc in
-            enc.setComputePipelineState(pipe)
-            for (i, b) in bufs.enumerated() { enc.setBuffer(b, offset: 0, index: i) }
-            enc.setThreadgroupMemoryLength(roundUp(4 * (s.P + 2 * s.N + 8), 16), index: 0)
-            enc.dispatchThreadgroups(MTLSize(width: s.H, height: s.nb, depth: 1),
-                                     threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1))
+        let qb = buffer([Float](repeating: .nan, count: s.nb * s.H * split))
+        let rows = (s.P + split - 1) / split
+        try run { sink in
+            sink.dispatch(pipe, .init(zxbcdt: (zb, 0), conv_state: (cb, 0), ssm_state: (sb, 0), conv_pos: (pb, 0),
+                                      conv_w: (buffer(convW), 0), conv_b: (buffer(convB), 0),
+                                      head_p: (buffer(dtBias + A + Dp), 0), gated: (gb, 0), sumsq: (qb, 0),
+                                      shared: roundUp(4 * (rows + 2 * s.N + 8), 16)),
+                          .threadgroups(MTLSize(width: s.H * split, height: s.nb, depth: 1),
+                                        threadsPerThreadgroup: MTLSize(width: 256, height: 1, depth: 1)))
         }
 
         // Reference, in Double, written from the math (mamba_ssm's step) rather than from the kernel.
         var conv = conv0, ssm = ssm0
-        var gated = [Float](repeating: 0, count: s.nb * s.D), sumsq = [Float](repeating: 0, count: s.nb * s.H)
+        var gated = [Float](repeating: 0, count: s.nb * s.D), sumsq = [Float](repeating: 0, count: s.nb * s.H * split)
         func silu(_ v: Double) -> Double { v / (1 + exp(-v)) }
         for b in 0..<s.nb {
             let row = Array(zx[b * s.dInProj..<(b + 1) * s.dInProj])
@@ -192,7 +250,7 @@ final class MetalKernelTests: MetalTestCase {
                 let raw = Double(row[s.D + s.convDim + h] + dtBias[h])
                 let dt = min(max(raw > 20 ? raw : log(1 + exp(raw)), Double(dtMin)), Double(dtMax))
                 let dA = exp(dt * Double(A[h]))
-                var sq = 0.0
+                var sq = [Double](repeating: 0, count: split)  // per block of rows
                 for pp in 0..<s.P {
                     let x = xbc[h * s.P + pp]
                     var y = 0.0
@@ -205,14 +263,14 @@ final class MetalKernelTests: MetalTestCase {
                     y += Double(Dp[h]) * x
                     let gv = y * silu(Double(row[h * s.P + pp]))
                     gated[b * s.D + h * s.P + pp] = Float(gv)
-                    sq += gv * gv
+                    sq[pp / rows] += gv * gv
                 }
-                sumsq[b * s.H + h] = Float(sq)
+                for j in 0..<split { sumsq[(b * s.H + h) * split + j] = Float(sq[j]) }
             }
         }
-        let what = "block P=\(s.P) N=\(s.N) H=\(s.H) G=\(s.G) K=\(s.K) batch=\(s.nb)"
+        let what = "block P=\(s.P) N=\(s.N) H=\(s.H) G=\(s.G) K=\(s.K) batch=\(s.nb) split=\(split)"
         assertClose(read(gb, s.nb * s.D), gated, rel: 1e-5, what + " gated")
-        assertClose(read(qb, s.nb * s.H), sumsq, rel: 1e-5, what + " sumsq")
+        assertClose(read(qb, s.nb * s.H * split), sumsq, rel: 1e-5, what + " sumsq")
         assertClose(read(sb, ssmFloats), ssm, rel: 1e-5, what + " ssm_state")
         assertClose(read(cb, convFloats), conv, rel: 0, what + " conv_state")
     }

@@ -62,7 +62,7 @@ private func fnv1a64(_ v: TensorView) -> String {
     return String(repeating: "0", count: 16 - hex.count) + hex
 }
 
-private func kindName(_ k: MambaFailure.Kind) -> String {
+private func kindName(_ k: MambaStatus) -> String {
     switch k {
     case .format: return "format"
     case .unsupported: return "unsupported"

@@ -60,4 +60,21 @@ final class FunctionConstantTests: XCTestCase {
         constants.setConstantValue(&wrong, type: .int, index: 1) // SCALE is a float
         XCTAssertThrowsError(try GPU.shared.pipeline("function_constants.metal", "scale_bias", constants: constants))
     }
+
+    /// Compile options other than macros are accepted (a library compiled with safe math, as the backend
+    /// compiles ssd_prefill.metal); macros still are not, since the kernels are compiled ahead of time.
+    func testCompileOptionsMathModeIsAcceptedMacrosAreNot() throws {
+        let gpu = GPU.shared
+        let source = try XCTUnwrap(TestKernelSources.source(named: "function_constants.metal"))
+        let safe = MTLCompileOptions()
+        safe.mathMode = .safe
+        XCTAssertNotNil(try gpu.device.makeLibrary(source: source, options: safe).makeFunction(name: "scale_bias"))
+        let legacy = MTLCompileOptions()
+        legacy.fastMathEnabled = false
+        XCTAssertEqual(legacy.mathMode, .safe)
+        XCTAssertNotNil(try gpu.device.makeLibrary(source: source, options: legacy).makeFunction(name: "scale_bias"))
+        let macros = MTLCompileOptions()
+        macros.preprocessorMacros = ["X": NSNumber(value: 1)]
+        XCTAssertThrowsError(try gpu.device.makeLibrary(source: source, options: macros))
+    }
 }

@@ -28,12 +28,31 @@ final class StalenessTests: XCTestCase {
         }
     }
 
+    /// The library source of a .metal file: its `#include "x.h"` lines replaced by the headers beside it, as
+    /// tools/metal_bindings/include.ts writes them (if the two ever differ, the hashes differ and this fails).
+    private func librarySource(_ url: URL) throws -> String {
+        let dir = url.deletingLastPathComponent()
+        var out: [String] = []
+        for (i, line) in try String(contentsOf: url, encoding: .utf8).components(separatedBy: "\n").enumerated() {
+            let t = line.trimmingCharacters(in: .whitespaces)
+            guard t.hasPrefix("#include \""), let close = t.dropFirst(10).firstIndex(of: "\"") else {
+                out.append(line)
+                continue
+            }
+            let header = String(t[t.index(t.startIndex, offsetBy: 10)..<close])
+            var body = try librarySource(dir.appendingPathComponent(header))
+            if body.hasSuffix("\n") { body.removeLast() }
+            out += ["#line 1 \"metal/\(header)\"", body, "#line \(i + 2) \"metal/\(url.lastPathComponent)\""]
+        }
+        return out.joined(separator: "\n")
+    }
+
     func testProductionKernelsOnDiskAreCompiled() throws {
         // swift/Tests/MetalCompatTests -> repository root -> metal/
         let metal = root.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("metal")
         for url in metalFiles(metal) {
-            let source = try String(contentsOf: url, encoding: .utf8)
+            let source = try librarySource(url)
             XCTAssertNoThrow(try GPU.shared.device.makeLibrary(source: source, options: nil), url.lastPathComponent)
         }
     }

@@ -69,7 +69,11 @@ typedef struct mcpu_engine mcpu_engine;
 
 /* Allocates the thread pool and all scratch memory once, and copies the large matrices into the
  * packed layout decode streams best (ops.h). threads <= 0: one per online core. The model descriptor
- * (and the memory it points to) must outlive the engine. NULL on failure. */
+ * must outlive the engine. Once this returns, the engine never reads in_proj, out_proj or lm_head
+ * through their descriptors again, nor the embedding when it is tied (the same data as lm_head: its
+ * rows come from the packed lm_head), so the caller may release those pages; an untied embedding is
+ * read a row per token. NULL on failure: out of memory, or a matrix the kernels do not handle (a
+ * quantized one needs group_size 16, 32, 64 or 128 dividing cols, and f16 or f32 scales). */
 mcpu_engine *mcpu_create(const mcpu_model *model, int32_t threads);
 void mcpu_destroy(mcpu_engine *engine);
 int32_t mcpu_threads(const mcpu_engine *engine);
@@ -78,6 +82,9 @@ const char *mcpu_isa(void);
 
 /* One token per sequence: tokens[batch], all in range. Writes logits (batch, vocab). */
 void mcpu_step(mcpu_engine *engine, const int32_t *tokens);
+/* One token for each of n sequences: tokens[i] for sequence seqs[i] (distinct, 1 <= n <= batch, all in
+ * range). Writes those sequences' logits rows; no other sequence's state or logits are touched. */
+void mcpu_step_seqs(mcpu_engine *engine, const int32_t *tokens, const int32_t *seqs, int32_t n);
 /* n > 0 tokens for sequence seq, continuing its state, by the chunked (SSD) algorithm. Writes logits
  * row seq for the last token. */
 void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t seq);
@@ -87,6 +94,18 @@ void mcpu_prefill(mcpu_engine *engine, const int32_t *tokens, int32_t n, int32_t
  * lives in memory like the packed weights' (huge pages where available) and is written before the
  * first pass, so every read reaches DRAM rather than a shared zero page. Negative on failure. */
 double mcpu_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads);
+
+/* Testing hooks: the engine's own packing and kernels on one matrix, outside a model.
+ * mcpu_test_matmul: y (nb, rows) (=, or += with accumulate) x (nb, cols) · Wᵀ, by the path a product
+ * of nb tokens takes (decode kernels up to 8 tokens, dequantized float32 panels above). generic != 0
+ * picks the generic kernel set, else the best. 0, or -1 when out of memory.
+ * mcpu_test_rows: rows[i] of W as float32 into out (n, cols), read as the embedding is: from the
+ * row-major form (packed_form 0) or from the packed copy of a tied lm_head (1). Both return -1 for a
+ * matrix mcpu_create would refuse, or a row out of range. */
+int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float *y, int32_t accumulate,
+                         int32_t threads, int32_t generic);
+int32_t mcpu_test_rows(const mcpu_matrix *W, const int32_t *rows, int32_t n, float *out, int32_t packed_form,
+                       int32_t generic);
 
 /* The calling thread's buffer for mamba_last_error(). */
 char *mcpu_error_buffer(void);

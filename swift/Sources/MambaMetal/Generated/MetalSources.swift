@@ -4,33 +4,87 @@ enum MetalSources {
     /// Each file's name and source text, sorted by name.
     static let files: [(name: String, source: String)] = [
         (name: "embedding.metal", source: ##"""
-// Embedding gather: the first dispatch of every decode step.
+// Embedding gather: the first dispatch of every decode step (and of every prompt block). Rows are f32,
+// f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 6 "metal/embedding.metal"
 
 constant int EMB_D_MODEL [[function_constant(0)]];  // width of the residual stream
 constant int EMB_BATCH   [[function_constant(1)]];  // sequences in this dispatch
 constant bool EMB_HALF   [[function_constant(2)]];  // embedding stored as f16 (else f32)
 constant int EMB_D_CONV  [[function_constant(3)]];  // conv window: conv_pos advances modulo it
+constant bool EMB_QUANT  [[function_constant(4)]];  // rows are affine-quantized codes, else float (EMB_HALF)
+constant int EMB_BITS    [[function_constant(5)]];  // EMB_QUANT: 4 or 8 bits per code
+constant int EMB_GROUP_SIZE [[function_constant(6)]];   // EMB_QUANT: columns per scale and bias
+constant bool EMB_SCALES_HALF [[function_constant(7)]]; // EMB_QUANT: scales and biases f16 (else f32)
 
-// residual[b, :] = embedding[tokens[b], :] (widened to f32), and each sequence's conv ring position
-// advances by one token, so every layer's fused block writes its new conv input into the same slot.
+// embedding[token, k] in f32: widened, or dequantized exactly (fma(scale, q, bias)).
+inline float embedding_value(device const uchar *embedding, device const uchar *scales, device const uchar *biases,
+                             uint token, uint k) {
+    if (EMB_QUANT) {
+        return affine_value(embedding, scales, biases, ulong(token), int(k), EMB_D_MODEL, EMB_BITS, EMB_GROUP_SIZE,
+                            EMB_SCALES_HALF);
+    }
+    const ulong at = ulong(token) * ulong(EMB_D_MODEL) + ulong(k);
+    return EMB_HALF ? float(((device const half *)embedding)[at]) : ((device const float *)embedding)[at];
+}
+
+// residual[b, :] = embedding[tokens[b], :] (in f32), and each sequence's conv ring position advances by
+// one token, so every layer's fused block writes its new conv input into the same slot.
 // Grid: dispatchThreads (EMB_D_MODEL, EMB_BATCH); threadgroup (min(256, EMB_D_MODEL), 1).
-kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model) f16 or f32
+kernel void embedding_gather(device const uchar *embedding [[buffer(0)]],  // (vocab, d_model) f16/f32, or codes
                              device const int *tokens      [[buffer(1)]],  // (batch), validated by the host
                              device float *residual        [[buffer(2)]],  // (batch, d_model)
                              device uint *conv_pos         [[buffer(3)]],  // (batch) newest slot of the conv ring
+                             device const uchar *scales [[buffer(5), function_constant(EMB_QUANT)]],  // (vocab, d_model / G)
+                             device const uchar *biases [[buffer(6), function_constant(EMB_QUANT)]],  // (vocab, d_model / G)
                              uint2 gid [[thread_position_in_grid]]) {
     const uint k = gid.x, b = gid.y;
     if (k >= uint(EMB_D_MODEL) || b >= uint(EMB_BATCH)) return;
-    const ulong row = ulong(tokens[b]) * ulong(EMB_D_MODEL);
-    float v;
-    if (EMB_HALF) {
-        v = float(((device const half *)embedding)[row + k]);
-    } else {
-        v = ((device const float *)embedding)[row + k];
-    }
-    residual[b * uint(EMB_D_MODEL) + k] = v;
+    residual[b * uint(EMB_D_MODEL) + k] = embedding_value(embedding, scales, biases, uint(tokens[b]), k);
     if (k == 0) conv_pos[b] = (conv_pos[b] + 1) % uint(EMB_D_CONV);
 }
 
@@ -43,12 +97,12 @@ kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],
                                     device float *residual        [[buffer(2)]],  // (count, d_model)
                                     device uint *conv_pos         [[buffer(3)]],  // this sequence's slot
                                     device const uint *count      [[buffer(4)]],
+                                    device const uchar *scales [[buffer(5), function_constant(EMB_QUANT)]],
+                                    device const uchar *biases [[buffer(6), function_constant(EMB_QUANT)]],
                                     uint2 gid [[thread_position_in_grid]]) {
     const uint k = gid.x, t = gid.y;
     if (k >= uint(EMB_D_MODEL) || t >= count[0]) return;
-    const ulong row = ulong(tokens[t]) * ulong(EMB_D_MODEL);
-    residual[t * uint(EMB_D_MODEL) + k] = EMB_HALF ? float(((device const half *)embedding)[row + k])
-                                                   : ((device const float *)embedding)[row + k];
+    residual[t * uint(EMB_D_MODEL) + k] = embedding_value(embedding, scales, biases, uint(tokens[t]), k);
     if (k == 0 && t == 0) conv_pos[0] = (conv_pos[0] + count[0]) % uint(EMB_D_CONV);
 }
 
@@ -56,9 +110,53 @@ kernel void embedding_gather_prompt(device const uchar *embedding [[buffer(0)]],
         (name: "matmul.metal", source: ##"""
 // Tiled matrix × matrixᵀ for many tokens at once (prefill): in_proj with the pre-mixer RMSNorm fused
 // in, out_proj with the gated group RMSNorm fused in (plus the residual add), and the SSD's C·Bᵀ per
-// (chunk, group) with a causal mask.
+// (chunk, group) with a causal mask. W is f32, f16 or affine-quantized (quantized.h), chosen by function
+// constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 8 "metal/matmul.metal"
 
 constant int MM_N [[function_constant(0)]];            // columns of Y (rows of W); causal: ignored
 constant int MM_K [[function_constant(1)]];            // reduction length
@@ -67,45 +165,53 @@ constant int MM_BM [[function_constant(3)]];           // tile rows: 16, 32 or 6
 constant int MM_BN [[function_constant(4)]];           // tile columns: 16, 32 or 64
 constant int MM_BK [[function_constant(5)]];           // reduction step: a multiple of 8, ≤ 64
 constant bool MM_W_HALF [[function_constant(6)]];      // W stored as f16 (else f32)
-constant int MM_NORM_GROUPS [[function_constant(7)]];  // 0: X as is; G ≥ 1: RMSNorm over G groups of K/G
-constant float MM_EPS [[function_constant(8)]];        // RMSNorm epsilon
-constant bool MM_ACCUMULATE [[function_constant(9)]];  // Y += … (the residual add) instead of Y = …
-constant bool MM_CAUSAL [[function_constant(10)]];     // square per batch index; Y[m, n] = 0 for n > m
-constant int MM_LDX [[function_constant(11)]];         // row strides, in elements
-constant int MM_LDW [[function_constant(12)]];
-constant int MM_LDY [[function_constant(13)]];
-constant int MM_Z_INNER [[function_constant(14)]];     // batch index z = outer · MM_Z_INNER + inner
-constant int MM_X_OUTER [[function_constant(15)]];     // element offsets per outer / inner batch step
-constant int MM_X_INNER [[function_constant(16)]];
-constant int MM_W_OUTER [[function_constant(17)]];
-constant int MM_W_INNER [[function_constant(18)]];
-constant int MM_Y_OUTER [[function_constant(19)]];
-constant int MM_Y_INNER [[function_constant(20)]];
+constant bool MM_NORM [[function_constant(7)]];        // X̂ = RMSNorm of X over MM_NORM_GROUPS groups · norm_w
+constant int MM_NORM_GROUPS [[function_constant(8)]];  // MM_NORM: groups of K/G channels (1: the plain RMSNorm)
+constant float MM_EPS [[function_constant(9)]];        // RMSNorm epsilon
+constant bool MM_ACCUMULATE [[function_constant(10)]]; // Y += … (the residual add) instead of Y = …
+constant bool MM_CAUSAL [[function_constant(11)]];     // square per batch index; Y[m, n] = 0 for n > m
+constant int MM_LDX [[function_constant(12)]];         // row strides, in elements
+constant int MM_LDW [[function_constant(13)]];
+constant int MM_LDY [[function_constant(14)]];
+constant int MM_Z_INNER [[function_constant(15)]];     // batch index z = outer · MM_Z_INNER + inner
+constant int MM_X_OUTER [[function_constant(16)]];     // element offsets per outer / inner batch step
+constant int MM_X_INNER [[function_constant(17)]];
+constant int MM_W_OUTER [[function_constant(18)]];
+constant int MM_W_INNER [[function_constant(19)]];
+constant int MM_Y_OUTER [[function_constant(20)]];
+constant int MM_Y_INNER [[function_constant(21)]];
+constant bool MM_QUANT [[function_constant(22)]];        // W is affine-quantized codes, rows of MM_LDW columns (no z offsets)
+constant int MM_BITS [[function_constant(23)]];          // MM_QUANT: 4 or 8 bits per code
+constant int MM_GROUP_SIZE [[function_constant(24)]];    // MM_QUANT: columns per scale and bias
+constant bool MM_SCALES_HALF [[function_constant(25)]];  // MM_QUANT: scales and biases f16 (else f32)
 
 #define MM_THREADS 128
 #define MM_MAX_FRAGS 4
 
-// Y[z][m, n] (= or +=) Σ_k X̂[z][m, k] · W[z][n, k], where X̂ = X, or with MM_NORM_GROUPS = G ≥ 1
+// Y[z][m, n] (= or +=) Σ_k X̂[z][m, k] · W[z][n, k], where X̂ = X, or with MM_NORM (G = MM_NORM_GROUPS)
 // X̂[m, k] = X[m, k] · rsqrt(mean over k's group of X[m, ·]² + eps) · norm_w[k] (G = 1: the plain
-// RMSNorm). The rows of batch index z are min(MM_M, count − outer · MM_M): with MM_M = the block
-// capacity and one batch index that is every token of the block; with MM_M = chunk_size, outer = chunk
-// and inner = group it is C·Bᵀ of each (chunk, group).
+// RMSNorm); norm_w exists only with MM_NORM. The rows of batch index z are min(MM_M, count − outer · MM_M):
+// with MM_M = the block capacity and one batch index that is every token of the block; with MM_M =
+// chunk_size, outer = chunk and inner = group it is C·Bᵀ of each (chunk, group).
 // Grid: dispatchThreadgroups(ceil(cols / MM_BN), ceil(rows / MM_BM), batch indices).
 // Threadgroup: 128 threads = 4 simdgroups in a 2 × 2 arrangement; each owns a (MM_BM/2) × (MM_BN/2)
 // block of the output tile as 8×8 simdgroup matrices, accumulated in f32 over MM_BK-wide slices of X̂
-// and W staged in threadgroup memory (W widened to f32 there).
+// and W staged in threadgroup memory (W widened to f32 there; quantized W dequantized there, so each
+// code is read once per tile and no dequantized copy of W is ever written to device memory).
 // Threadgroup memory: max((MM_BM + MM_BN) · MM_BK, MM_BM · MM_BN) + MM_BM · max(G, 1) floats.
-kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16 or f32
+kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of stride MM_LDW, f16/f32 or codes
                    device const float *X [[buffer(1)]],     // (M, K) rows of stride MM_LDX
                    device float *Y [[buffer(2)]],           // (M, N) rows of stride MM_LDY
-                   device const float *norm_w [[buffer(3)]],// (K), when MM_NORM_GROUPS ≥ 1
+                   device const float *norm_w [[buffer(3), function_constant(MM_NORM)]],  // (K)
                    device const uint *count [[buffer(4)]],  // tokens in this block
+                   device const uchar *scales [[buffer(5), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
+                   device const uchar *biases [[buffer(6), function_constant(MM_QUANT)]],  // (N, MM_LDW / G)
                    threadgroup float *shared [[threadgroup(0)]],
                    uint3 tg [[threadgroup_position_in_grid]],
                    uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int BM = MM_BM, BN = MM_BN, BK = MM_BK, K = MM_K, G = MM_NORM_GROUPS;
+    const int BM = MM_BM, BN = MM_BN, BK = MM_BK, K = MM_K, G = MM_NORM ? MM_NORM_GROUPS : 0;
     const int outer = int(tg.z) / MM_Z_INNER, inner = int(tg.z) % MM_Z_INNER;
     const int rows = min(MM_M, int(count[0]) - outer * MM_M);
     const int cols = MM_CAUSAL ? rows : MM_N;
@@ -160,14 +266,26 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
             }
             Xs[i] = v;
         }
-        for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
-            const int n = n0 + i / BK, k = k0 + i % BK;
-            float v = 0.0f;
-            if (n < cols && k < K) {
-                const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
-                v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+        if (MM_QUANT) {
+            // Runs of 4 columns (BK and G are multiples of 4): one load of their codes, one scale and bias.
+            for (int i = int(tid); i < BN * BK / 4; i += MM_THREADS) {
+                const int n = n0 + (4 * i) / BK, k = k0 + (4 * i) % BK;
+                float4 v = float4(0.0f);
+                if (n < cols && k < K) {
+                    v = affine_values4(W, scales, biases, ulong(n), k, MM_LDW, MM_BITS, MM_GROUP_SIZE, MM_SCALES_HALF);
+                }
+                for (int e = 0; e < 4; e++) Ws[4 * i + e] = k + e < K ? v[e] : 0.0f;
             }
-            Ws[i] = v;
+        } else {
+            for (int i = int(tid); i < BN * BK; i += MM_THREADS) {
+                const int n = n0 + i / BK, k = k0 + i % BK;
+                float v = 0.0f;
+                if (n < cols && k < K) {
+                    const ulong at = w_base + ulong(n) * ulong(MM_LDW) + ulong(k);
+                    v = MM_W_HALF ? float(((device const half *)W)[at]) : ((device const float *)W)[at];
+                }
+                Ws[i] = v;
+            }
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int kk = 0; kk < BK; kk += 8) {
@@ -198,78 +316,194 @@ kernel void matmul(device const uchar *W [[buffer(0)]],     // (N, K) rows of st
         (name: "matvec.metal", source: ##"""
 // Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
 // group RMSNorm fused in, plus the residual add) and the lm_head (with the final RMSNorm fused in).
+// Weights are f32, f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 7 "metal/matvec.metal"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
 constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
 constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
-constant int MV_NORM [[function_constant(4)]];             // 0 none; 1 RMSNorm(x)·norm_w; 2 gated group norm
-constant bool MV_ACCUMULATE [[function_constant(5)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
-constant int MV_GROUPS [[function_constant(6)]];           // MV_NORM 2: groups of the gated norm
-constant int MV_HEADS [[function_constant(7)]];            // MV_NORM 2: per-head sums of squares per row
-constant float MV_EPS [[function_constant(8)]];            // RMSNorm epsilon
-constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
+constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
+constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
+constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
+constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
+constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
+constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
+constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
+// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
+constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
+constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
+
+constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
+constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
+// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
+// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
+// and no barrier before the loop (one memory latency less per dispatch).
+constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
+// Several groups: their scales come from the SSM block's sums of squares, before the loop.
+constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
-//   MV_NORM 0: x;
-//   MV_NORM 1: x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_NORM 2: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//              sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   !MV_NORM: x;
+//   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
+//   MV_GROUP: x · rsqrt(Σ_group x² / group + eps) · norm_w        (the gated RMSNorm; with several groups
+//             the sums of squares are those the SSM block kernel left per block of a head's rows, so no
+//             extra pass over x is needed; with one group, as MV_RMS).
+// norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
-// Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
-// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
-// stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4).
-// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales.
-kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
+// Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
+// columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
+// by the rows; mid and bias' below).
+// Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
+// summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
+// slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
+// Fewer rows per threadgroup and more slices give more threadgroups and shorter chains per simdgroup
+// (a small N such as out_proj's d_model), more rows per simdgroup fewer, longer ones (a large N).
+// Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
+// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
+// … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
+// when K or the group size is not a multiple of 4), or, with MV_QUANT, in steps of 8 bytes of codes per row
+// (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
+// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
+// MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
+kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
-                   device const float *norm_w [[buffer(3)]],   // (K), MV_NORM 1 and 2
-                   device const float *sumsq [[buffer(4)]],    // (batch, heads), MV_NORM 2
+                   device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
+                   device const uchar *scales [[buffer(5), function_constant(MV_QUANT)]], // (N, K / G) f16 or f32
+                   device const uchar *biases [[buffer(6), function_constant(MV_QUANT)]], // (N, K / G)
                    threadgroup float *scale [[threadgroup(0)]],
                    uint tg [[threadgroup_position_in_grid]],
-                   uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
-    const int group = MV_NORM == 2 ? K / MV_GROUPS : K;
+    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP, SK = MV_SPLIT_K;
+    const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_NORM == 1) {
-        for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
-            float ss = 0.0f;
-            for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
-            ss = simd_sum(ss);
-            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
-        }
-    } else if (MV_NORM == 2) {
-        const int per_group = MV_HEADS / MV_GROUPS;
-        for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
+    if (MV_GROUP_SCALES) {
+        // A group's sum of squares: its heads' MV_HEAD_PARTS partial sums each, by one simdgroup per
+        // (row, group), so a large split adds no serial chain here.
+        const int per_group = MV_HEADS / MV_GROUPS * MV_HEAD_PARTS;
+        for (int i = int(sg); i < NB * MV_GROUPS; i += MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
+            device const float *parts = sumsq + b * MV_HEADS * MV_HEAD_PARTS + g * per_group;
             float ss = 0.0f;
-            for (int h = 0; h < per_group; h++) ss += sumsq[b * MV_HEADS + g * per_group + h];
-            scale[i] = rsqrt(ss / float(group) + MV_EPS);
+            for (int j = int(lane); j < per_group; j += 32) ss += parts[j];
+            ss = simd_sum(ss);
+            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);
         }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const int row0 = (int(tg) * MV_SIMDGROUPS + int(sg)) * R;
-    float acc[MV_MAX_ROWS][MV_MAX_BATCH];
-    for (int r = 0; r < MV_MAX_ROWS; r++)
-        for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
+    const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
+    const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
+    for (int b = 0; b < MV_MAX_BATCH; b++) {
+        ssq[b] = 0.0f;
+        for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
+    }
 
-    if (K % 4 == 0 && group % 4 == 0) {
+    if (MV_QUANT) {
+        const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
+        // w = scale·(q − mid) + (bias + scale·mid): the bias term moves to the group's middle code, so
+        // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
+        // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
+        const float mid = float(1 << (MV_BITS - 1));
+        for (int s = k_first; s < steps; s += k_step) {
+            const int k0 = s * E;
+            uint2 q[MV_MAX_ROWS];
+            float qs[MV_MAX_ROWS], qb[MV_MAX_ROWS];
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                q[r] = ((device const uint2 *)W)[ulong(row) * ulong(steps) + ulong(s)];
+                const ulong g = ulong(row) * ulong(groups) + ulong(k0 / MV_GROUP_SIZE);
+                qs[r] = affine_param(scales, g, MV_SCALES_HALF);
+                qb[r] = fma(qs[r], mid, affine_param(biases, g, MV_SCALES_HALF));
+            }
+            for (int b = 0; b < NB; b++) {
+                float4 xv[4];
+                float sx = 0.0f;
+                for (int i = 0; i < E / 4; i++) {
+                    float4 v = ((device const float4 *)(x + b * K + k0))[i];
+                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
+                    if (MV_GROUP_SCALES) {
+                        for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
+                    }
+                    xv[i] = v;
+                    sx += v.x + v.y + v.z + v.w;
+                }
+                for (int r = 0; r < R; r++) {
+                    if (row0 + r >= N) break;
+                    float d = 0.0f;
+                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS) - mid, xv[i]);
+                    acc[r][b] += qs[r] * d + qb[r] * sx;
+                }
+            }
+        }
+    } else if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
-        for (int k4 = int(lane); k4 < K4; k4 += 32) {
-            const float4 nw = MV_NORM != 0 ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+        for (int k4 = k_first; k4 < K4; k4 += k_step) {
+            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -280,12 +514,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else {
-        for (int k = int(lane); k < K; k += 32) {
-            const float nw = MV_NORM != 0 ? norm_w[k] : 1.0f;
+        for (int k = k_first; k < K; k += k_step) {
+            const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = x[b * K + k] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + k / group];
+                const float xb = x[b * K + k];
+                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -297,12 +533,46 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
-    for (int r = 0; r < R; r++) {
-        const int row = row0 + r;
+    if (SK == 1) {
+        // This simdgroup summed all of K: its rows and their scales are complete.
+        if (MV_ROW_SCALE) {
+            for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
+        }
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + r;
+            for (int b = 0; b < NB; b++) {
+                float s = simd_sum(acc[r][b]);
+                if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
+                if (lane == 0 && row < N) {
+                    device float *out = y + b * N + row;
+                    *out = MV_ACCUMULATE ? *out + s : s;
+                }
+            }
+        }
+    } else {
+        // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
+        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
         for (int b = 0; b < NB; b++) {
-            float s = simd_sum(acc[r][b]);
-            if (MV_NORM == 1) s *= scale[b];
-            if (lane == 0 && row < N) {
+            for (int r = 0; r < R; r++) {
+                const float s = simd_sum(acc[r][b]);
+                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
+            }
+            // Stored one by one beside a simd_sum: a plain copy loop would become a memcpy, whose stores
+            // MetalCompat's checking mode does not see.
+            const float q = MV_ROW_SCALE ? simd_sum(ssq[b]) : 0.0f;
+            if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
+            const int r = i / NB, b = i % NB, row = row0 + r;
+            float s = 0.0f, ss = 0.0f;
+            for (int j = 0; j < SK; j++) {
+                s += sums[((int(sg) + j) * R + r) * NB + b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+            }
+            if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
+            if (row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
             }
@@ -325,9 +595,23 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 //
 // Buffers of a block of T ≤ SSD_CAPACITY tokens (T is read from `count`, so one pipeline serves every
 // block length): zxbcdt (T, d_in_proj) = z | x B C (raw) | dt_raw; xbc (T, conv_dim) = silu(conv);
-// dt and cs (heads, SSD_CAPACITY); states (chunks, heads, P, N); gated (T, d_inner).
+// dt (heads, SSD_CAPACITY); cs (heads, 2, SSD_CAPACITY): each sum as hi + lo, see chunk_cumsum;
+// states (chunks, heads, P, N); gated (T, d_inner).
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 19 "metal/ssd_prefill.metal"
 
 constant int SSD_D_INNER [[function_constant(0)]];
 constant int SSD_D_STATE [[function_constant(1)]];   // N
@@ -343,13 +627,16 @@ constant float SSD_DT_MAX [[function_constant(9)]];
 #define SSD_TILE 32
 #define SSD_THREADS 128
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
-
-// As in the decode kernel: mamba_ssm's threshold (identity above 20), and exp(v) far below zero so tiny
-// dt does not round to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
-
 inline int conv_dim() { return SSD_D_INNER + 2 * SSD_GROUPS * SSD_D_STATE; }
+
+// a + b = s + e exactly (Knuth's TwoSum; no assumption on which is larger).
+inline float2 two_sum(float a, float b) {
+    const float s = a + b, bb = s - a;
+    return float2(s, (a - (s - bb)) + (b - bb));
+}
+
+// Where head h's cumulative sums start in cs: SSD_CAPACITY high parts, then SSD_CAPACITY low parts.
+inline int cs_row(int h) { return 2 * h * SSD_CAPACITY; }
 inline int d_in_proj() { return SSD_D_INNER + conv_dim() + SSD_HEADS; }
 
 // xbc[t, c] = silu(conv_b[c] + Σ_j conv_w[c, j] · input[t − (K−1) + j, c]), where inputs before the block
@@ -393,9 +680,13 @@ kernel void conv1d_prefill(device const float *zxbcdt [[buffer(0)]],   // (T, d_
 }
 
 // dt[h, t] = clamp(softplus(dt_raw + dt_bias[h]), dt_min, dt_max) and cs[h, t] = the inclusive sum of
-// dt · A[h] from the start of t's chunk.
+// dt · A[h] from the start of t's chunk, as an unevaluated sum hi + lo. Why: with dt up to ≈4 and A ≈ −15
+// the sum reaches −10⁴ within a 256-token chunk, where a float's spacing is ≈10⁻³, while tokens with
+// small dt after it still weigh exp(cs_t − cs_s) ≈ 1: a plain float sum put errors of ~10⁻³ into those
+// weights (seen as 10⁻³ errors in single outputs). The kernels take differences as
+// (hi_t − hi_s) + (lo_t − lo_s), whose error is then ~10⁻⁷ of the difference itself.
 // Grid: dispatchThreadgroups(heads, chunks, 1). Threadgroup: 32 threads (one simdgroup), which walks
-// the chunk 32 tokens at a time, carrying the running sum between steps.
+// the chunk 32 tokens at a time (a compensated prefix sum by shuffles), carrying the running sum.
 kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj)
                          device const float *head_p [[buffer(1)]],  // dt_bias | A | D, (3, heads)
                          device float *dt [[buffer(2)]],            // (heads, SSD_CAPACITY)
@@ -406,8 +697,8 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
     const int h = int(tg.x), start = int(tg.y) * SSD_CHUNK;
     const int len = min(SSD_CHUNK, int(count[0]) - start);
     const float bias = head_p[h], A = head_p[SSD_HEADS + h];
-    const int at = h * SSD_CAPACITY + start;
-    float carry = 0.0f;
+    const int at = h * SSD_CAPACITY + start, hi_at = cs_row(h) + start, lo_at = hi_at + SSD_CAPACITY;
+    float carry_hi = 0.0f, carry_lo = 0.0f;
     for (int base = 0; base < len; base += 32) {
         const int t = base + int(lane);
         float d = 0.0f;
@@ -415,12 +706,25 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
             d = clamp(softplus(zxbcdt[(start + t) * d_in_proj() + SSD_D_INNER + conv_dim() + h] + bias), SSD_DT_MIN,
                       SSD_DT_MAX);
         }
-        const float s = simd_prefix_inclusive_sum(d * A) + carry;
+        float hi = d * A, lo = 0.0f;
+        for (ushort o = 1; o < 32; o <<= 1) {
+            const float hi_before = simd_shuffle_up(hi, o), lo_before = simd_shuffle_up(lo, o);
+            if (lane >= o) {
+                const float2 s = two_sum(hi_before, hi);
+                hi = s.x;
+                lo = s.y + (lo_before + lo);
+            }
+        }
+        const float2 s = two_sum(carry_hi, hi);
+        hi = s.x;
+        lo = s.y + (carry_lo + lo);
         if (t < len) {
             dt[at + t] = d;
-            cs[at + t] = s;
+            cs[hi_at + t] = hi;
+            cs[lo_at + t] = lo;
         }
-        carry = simd_broadcast(s, ushort(31));
+        carry_hi = simd_broadcast(hi, ushort(31));
+        carry_lo = simd_broadcast(lo, ushort(31));
     }
 }
 
@@ -432,7 +736,7 @@ kernel void chunk_cumsum(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_
 // Threadgroup memory: 2 · 32 · 32 + 32 floats.
 kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_dim)
                         device const float *dt [[buffer(1)]],       // (heads, SSD_CAPACITY)
-                        device const float *cs [[buffer(2)]],       // (heads, SSD_CAPACITY)
+                        device const float *cs [[buffer(2)]],       // (heads, 2, SSD_CAPACITY)
                         device float *states [[buffer(3)]],         // (chunks, heads, P, N)
                         device const uint *count [[buffer(4)]],
                         threadgroup float *shared [[threadgroup(0)]],
@@ -443,8 +747,9 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
     const int n0 = int(tg.x) * S, p0 = int(tg.y) * S, c = int(tg.z) / H, h = int(tg.z) % H;
     const int g = h / (H / SSD_GROUPS), start = c * SSD_CHUNK;
     const int len = min(SSD_CHUNK, int(count[0]) - start);
-    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
-    const float cs_last = csh[len - 1];
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + cs_row(h) + start;
+    device const float *csl = csh + SSD_CAPACITY;
+    const float last_hi = csh[len - 1], last_lo = csl[len - 1];
     threadgroup float *Xs = shared, *Bs = shared + S * S, *w = shared + 2 * S * S;  // [s][p], [s][n], [s]
 
     const int sp = (int(sg) / 2) * 16, sn = (int(sg) % 2) * 16;
@@ -455,7 +760,7 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
     for (int s0 = 0; s0 < len; s0 += S) {
         if (int(tid) < S) {
             const int s = s0 + int(tid);
-            w[tid] = s < len ? exp(cs_last - csh[s]) * dth[s] : 0.0f;
+            w[tid] = s < len ? exp((last_hi - csh[s]) + (last_lo - csl[s])) * dth[s] : 0.0f;
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
@@ -494,7 +799,7 @@ kernel void chunk_state(device const float *xbc [[buffer(0)]],      // (T, conv_
 // the chunks in order.
 kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, heads, P, N)
                           device float *ssm_state [[buffer(1)]],    // (heads, P, N), this sequence and layer
-                          device const float *cs [[buffer(2)]],     // (heads, SSD_CAPACITY)
+                          device const float *cs [[buffer(2)]],     // (heads, 2, SSD_CAPACITY)
                           device const uint *count [[buffer(3)]],
                           uint2 gid [[thread_position_in_grid]]) {
     const int PN = SSD_HEAD_DIM * SSD_D_STATE, i = int(gid.x), h = int(gid.y);
@@ -506,7 +811,7 @@ kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, 
         device float *sc = states + (c * SSD_HEADS + h) * PN + i;
         const float local = *sc;
         *sc = state;
-        state = exp(cs[h * SSD_CAPACITY + last]) * state + local;
+        state = exp(cs[cs_row(h) + last] + cs[cs_row(h) + SSD_CAPACITY + last]) * state + local;
     }
     ssm_state[h * PN + i] = state;
 }
@@ -521,7 +826,7 @@ kernel void state_passing(device float *states [[buffer(0)]],       // (chunks, 
 kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_proj): z
                        device const float *xbc [[buffer(1)]],     // (T, conv_dim): x, C
                        device const float *dt [[buffer(2)]],      // (heads, SSD_CAPACITY)
-                       device const float *cs [[buffer(3)]],      // (heads, SSD_CAPACITY)
+                       device const float *cs [[buffer(3)]],      // (heads, 2, SSD_CAPACITY)
                        device const float *cb [[buffer(4)]],      // (chunks, groups, Q, Q)
                        device const float *states [[buffer(5)]],  // (chunks, heads, P, N): start states
                        device const float *head_p [[buffer(6)]],  // dt_bias | A | D
@@ -537,14 +842,15 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
     const int g = h / (H / G), start = c * Q;
     const int len = min(Q, int(count[0]) - start);
     if (t0 >= len) return;
-    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + h * SSD_CAPACITY + start;
+    device const float *dth = dt + h * SSD_CAPACITY + start, *csh = cs + cs_row(h) + start;
+    device const float *csl = csh + SSD_CAPACITY;
     threadgroup float *As = shared, *Bs = shared + S * S;
-    threadgroup float *cs_t = shared + 2 * S * S, *decay_t = cs_t + S;  // per row t of the tile
+    threadgroup float *cs_t = shared + 2 * S * S, *cs_lo_t = cs_t + S;  // per row t of the tile: hi, lo
 
     if (int(tid) < S) {
         const int t = t0 + int(tid);
         cs_t[tid] = t < len ? csh[t] : 0.0f;
-        decay_t[tid] = t < len ? exp(csh[t]) : 0.0f;
+        cs_lo_t[tid] = t < len ? csl[t] : 0.0f;
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
@@ -558,8 +864,9 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
     for (int n0 = 0; n0 < N; n0 += S) {
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
             const int r = i / S, e = i % S;
-            As[i] = t0 + r < len && n0 + e < N ? xbc[(start + t0 + r) * CD + SSD_D_INNER + G * N + g * N + n0 + e] * decay_t[r]
-                                               : 0.0f;                                   // [t][n]
+            As[i] = t0 + r < len && n0 + e < N
+                        ? xbc[(start + t0 + r) * CD + SSD_D_INNER + G * N + g * N + n0 + e] * exp(cs_t[r] + cs_lo_t[r])
+                        : 0.0f;                                                          // [t][n]
             Bs[i] = p0 + r < P && n0 + e < N ? state[(p0 + r) * N + n0 + e] : 0.0f;     // [p][n]
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
@@ -580,7 +887,8 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
         for (int i = int(tid); i < S * S; i += SSD_THREADS) {
             const int r = i / S, e = i % S, t = t0 + r, s = s0 + e;
             // s ≤ t < len; the mask comes before exp so that no exp(positive) is ever formed.
-            As[i] = t < len && s <= t ? cbg[t * Q + s] * exp(cs_t[r] - csh[s]) * dth[s] : 0.0f;  // [t][s]
+            As[i] = t < len && s <= t ? cbg[t * Q + s] * exp((cs_t[r] - csh[s]) + (cs_lo_t[r] - csl[s])) * dth[s]
+                                      : 0.0f;                                                      // [t][s]
             const int s2 = s0 + r;
             Bs[i] = s2 < len && p0 + e < P ? xbc[(start + s2) * CD + h * P + p0 + e] : 0.0f;  // [s][p]
         }
@@ -614,6 +922,19 @@ kernel void chunk_scan(device const float *zxbcdt [[buffer(0)]],  // (T, d_in_pr
 // The fused Mamba2 block for one decode token: causal conv update, SSM state update and output, gate.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/activations.h"
+// Activations of the Mamba2 block, shared by ssm_decode.metal and ssd_prefill.metal. Include it after
+// <metal_stdlib> and `using namespace metal;`. makeLibrary(source:) has no files to include from, so
+// tools/gen_metal_bindings.ts inlines this header where the sources are embedded (MetalSources.swift)
+// and in MetalCompat's C++ copies; each .metal file includes it once (no guard: the C++ copies are
+// compiled twice, in two namespaces, in one translation unit).
+
+inline float silu(float v) { return v / (1.0f + exp(-v)); }
+
+// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
+// precision, and computing it as exp keeps tiny dt from rounding to zero.
+inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
+#line 5 "metal/ssm_decode.metal"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -624,25 +945,31 @@ constant int SSM_D_CONV [[function_constant(5)]];
 constant int SSM_LAYERS [[function_constant(6)]];   // state buffers hold every layer: per-sequence stride
 constant float SSM_DT_MIN [[function_constant(7)]];
 constant float SSM_DT_MAX [[function_constant(8)]];
+constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (MetalTuning.ssmSplit: 1, 2, 4 or 8)
 
-inline float silu(float v) { return v / (1.0f + exp(-v)); }
+#define SSM_SIMDGROUPS 8  // the threadgroup: 256 threads
+#define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
 
-// softplus with mamba_ssm's threshold: the identity above 20; below -15, log(1 + e^v) = e^v to float
-// precision, and computing it as exp keeps tiny dt from rounding to zero.
-inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
-
-// One (head, sequence) per threadgroup:
-//   conv:  x (P channels of this head), B and C (N channels each, of the head's group)
+// One (block of a head's rows, sequence) per threadgroup:
+//   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
 //          = silu(Σ_j conv_w[c, j] · window[c, j] + conv_b[c]); conv_state is a ring of d_conv inputs
-//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each head
-//          writes its own x channels; only the first head of a group writes the group's B and C, and
+//          per channel whose newest slot conv_pos[b] was advanced by the embedding kernel. Each block
+//          writes its own x channels; only block 0 of the first head of a group writes the group's B and
+//          C (every block of the group computes them again, which costs less than another dispatch), and
 //          the others read only the other slots, so no second dispatch is needed to advance them.
 //   SSM:   dt = clamp(softplus(dt_raw + dt_bias)), dA = exp(dt · A);
 //          state[p, n] = state[p, n] · dA + dt · x[p] · B[n];  y[p] = Σ_n state[p, n] · C[n] + D · x[p]
-//   gate:  gated[p] = y[p] · silu(z[p]), and sumsq = Σ_p gated[p]² for the out_proj kernel's group norm.
-// Grid: dispatchThreadgroups(SSM_HEADS, batch, 1). Threadgroup: 256 threads = 8 simdgroups; simdgroup s
-// updates state rows p = s, s+8, …; its lanes cover n in float4 steps, so each state element is read,
-// updated in registers and written back exactly once. Threadgroup memory: P + 2N + 8 floats.
+//   gate:  gated[p] = y[p] · silu(z[p]), and the block's Σ_p gated[p]² (one partial per block, added in
+//          block order by the out_proj kernel's group norm: exact and deterministic, no atomics).
+// Why blocks: one threadgroup per head is 24 threadgroups for mamba2-130m at batch 1, too few to fill a
+// large GPU and a long chain of dependent row updates in each; SSM_SPLIT blocks of ⌈P / SSM_SPLIT⌉ rows
+// give H · SSM_SPLIT threadgroups per sequence with fewer rows each. A block's state rows are loaded into
+// registers before the conv stage (when they fit in SSM_PREFETCH float4s per lane), so their memory latency
+// overlaps the conv's instead of following it.
+// Grid: dispatchThreadgroups(SSM_HEADS · SSM_SPLIT, batch, 1); threadgroup (h · SSM_SPLIT + block, b).
+// Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
+// n in float4 steps, so each state element is read, updated in registers and written back exactly once.
+// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
                              device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
@@ -651,50 +978,71 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
                              device const float *conv_b [[buffer(5)]],  // (conv_dim)
                              device const float *head_p [[buffer(6)]],  // dt_bias (heads) | A (heads) | D (heads)
                              device float *gated [[buffer(7)]],         // (batch, d_inner)
-                             device float *sumsq [[buffer(8)]],         // (batch, heads)
+                             device float *sumsq [[buffer(8)]],         // (batch, heads, SSM_SPLIT) Σ gated² per block
                              threadgroup float *shared [[threadgroup(0)]],
                              uint2 tg [[threadgroup_position_in_grid]],
                              uint tid [[thread_index_in_threadgroup]],
                              uint sg [[simdgroup_index_in_threadgroup]],
-                             uint lane [[thread_index_in_simdgroup]],
-                             uint nthreads [[threads_per_threadgroup]]) {
-    const int h = int(tg.x), b = int(tg.y);
+                             uint lane [[thread_index_in_simdgroup]]) {
+    const int S = SSM_SPLIT, h = int(tg.x) / S, block = int(tg.x) % S, b = int(tg.y);
     const int P = SSM_HEAD_DIM, N = SSM_D_STATE, K = SSM_D_CONV, D = SSM_D_INNER, G = SSM_GROUPS;
+    const int rows = (P + S - 1) / S, p0 = min(P, block * rows), np = min(P, p0 + rows) - p0;  // this block's rows
     const int conv_dim = D + 2 * G * N;
     const int heads_per_group = SSM_HEADS / G, g = h / heads_per_group;
-    const bool owns_bc = h % heads_per_group == 0;
-    const int nsg = int(nthreads) / 32;
+    const bool owns_bc = h % heads_per_group == 0 && block == 0;
     device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
     device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
-    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + h * P * N;
-    const int pos = int(conv_pos[b]);
-    threadgroup float *xs = shared, *Bs = shared + P, *Cs = shared + P + N, *partial = shared + P + 2 * N;
+    device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + (h * P + p0) * N;
+    threadgroup float *xs = shared, *Bs = shared + rows, *Cs = shared + rows + N, *partial = shared + rows + 2 * N;
 
-    for (int i = int(tid); i < P + 2 * N; i += int(nthreads)) {
-        const int c = i < P ? h * P + i : (i < P + N ? D + g * N + (i - P) : D + G * N + g * N + (i - P - N));
+    // dt, dA and the state rows need nothing from the conv stage: loaded first, their latency overlaps it.
+    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
+    const float dA = exp(dt * head_p[SSM_HEADS + h]);
+    const float Dh = head_p[2 * SSM_HEADS + h];
+    const int N4 = N / 4, steps = (N4 + 31) / 32, per_sg = (rows + SSM_SIMDGROUPS - 1) / SSM_SIMDGROUPS;
+    const bool prefetch = N % 4 == 0 && per_sg * steps <= SSM_PREFETCH;
+    float4 pre[SSM_PREFETCH];
+    if (prefetch) {
+        for (int i = 0; i < per_sg; i++) {
+            const int p = int(sg) + i * SSM_SIMDGROUPS;
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                pre[i * steps + j] = p < np && n4 < N4 ? ((device const float4 *)(state + p * N))[n4] : float4(0.0f);
+            }
+        }
+    }
+
+    const int pos = int(conv_pos[b]);
+    for (int i = int(tid); i < rows + 2 * N; i += 32 * SSM_SIMDGROUPS) {
+        if (i >= np && i < rows) continue;  // the last block of a head whose P the split does not divide
+        const int c = i < rows ? h * P + p0 + i
+                               : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
         const float in = zx[D + c];
         device float *ring = ring_base + c * K;
         device const float *w = conv_w + c * K;
         float acc = conv_b[c] + w[K - 1] * in;
         for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
-        if (i < P || owns_bc) ring[pos] = in;
+        if (i < rows || owns_bc) ring[pos] = in;
         shared[i] = silu(acc);
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
-    const float dA = exp(dt * head_p[SSM_HEADS + h]);
-    const float Dh = head_p[2 * SSM_HEADS + h];
     float sq = 0.0f;
-    for (int p = int(sg); p < P; p += nsg) {
+    for (int i = 0; i < per_sg; i++) {
+        const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
+        if (p >= np) break;
+        const float z = zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;
         device float *row = state + p * N;
         if (N % 4 == 0) {
-            for (int n4 = int(lane); n4 < N / 4; n4 += 32) {
+            for (int j = 0; j < steps; j++) {
+                const int n4 = int(lane) + 32 * j;
+                if (n4 >= N4) break;
                 const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
                 const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
-                const float4 s = ((device float4 *)row)[n4] * dA + xdt * Bv;
+                const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
+                const float4 s = old * dA + xdt * Bv;
                 ((device float4 *)row)[n4] = s;
                 acc += dot(s, Cv);
             }
@@ -706,9 +1054,9 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             }
         }
         const float y = simd_sum(acc) + Dh * xs[p];
-        const float gv = y * silu(zx[h * P + p]);
+        const float gv = y * silu(z);
         if (lane == 0) {
-            gated[b * D + h * P + p] = gv;
+            gated[b * D + h * P + p0 + p] = gv;
             sq += gv * gv;
         }
     }
@@ -716,8 +1064,8 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     threadgroup_barrier(mem_flags::mem_threadgroup);
     if (tid == 0) {
         float s = 0.0f;
-        for (int i = 0; i < nsg; i++) s += partial[i];
-        sumsq[b * SSM_HEADS + h] = s;
+        for (int i = 0; i < SSM_SIMDGROUPS; i++) s += partial[i];
+        sumsq[(b * SSM_HEADS + h) * S + block] = s;
     }
 }
 

@@ -3,78 +3,194 @@
 #line 1 "metal/matvec.metal"
 // Matrix × vector for decode: in_proj (with the pre-mixer RMSNorm fused in), out_proj (with the gated
 // group RMSNorm fused in, plus the residual add) and the lm_head (with the final RMSNorm fused in).
+// Weights are f32, f16 or affine-quantized (quantized.h), chosen by function constants.
 #include <metal_stdlib>
 using namespace metal;
+#line 1 "metal/quantized.h"
+// The one quantized matrix form (docs/quantization.md: MLX's affine groups), as matvec.metal,
+// matmul.metal and embedding.metal read it. A row-major (rows, cols) matrix of `bits`-bit codes, rows of
+// cols · bits / 8 bytes (8-bit: one byte per column; 4-bit: column 2j in the low nibble of byte j, 2j + 1
+// in the high nibble), and per row one scale and one bias (f16 or f32) for each group of G columns:
+//   w[r, c] = fma(scale[r, c / G], q[r, c], bias[r, c / G])   in float32, one rounding.
+// Each file passes its own function constants (bits, G, scale type) to these helpers. Include after
+// <metal_stdlib> and `using namespace metal;` (inlined by tools/gen_metal_bindings.ts, as activations.h).
+
+// Scale or bias i of a (rows, cols / G) array, f16 or f32.
+inline float affine_param(device const uchar *p, ulong i, bool is_half) {
+    return is_half ? float(((device const half *)p)[i]) : ((device const float *)p)[i];
+}
+
+// w[r, c] of a matrix whose rows hold `cols` columns: dequantized exactly as the contract says.
+inline float affine_value(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                          ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint q = bits == 8 ? uint(row[c]) : (uint(row[c >> 1]) >> uint((c & 1) << 2)) & 0xfu;
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    return fma(affine_param(scales, g, scales_half), float(q), affine_param(biases, g, scales_half));
+}
+
+// Codes 4i … 4i+3 of 8 bytes of a row (64 / bits codes) loaded as two little-endian words, as floats.
+inline float4 affine_codes4(uint2 w, int i, int bits) {
+    const uint first = uint(4 * i * bits);  // bit offset of code 4i in the 64 bits
+    const uint word = first < 32u ? w.x : w.y, at = first % 32u, b = uint(bits), m = (1u << b) - 1u;
+    return float4(float((word >> at) & m), float((word >> (at + b)) & m), float((word >> (at + 2u * b)) & m),
+                  float((word >> (at + 3u * b)) & m));
+}
+
+// w[r, c … c+3] for c a multiple of 4 (inside one group, G being a multiple of 4), as affine_value gives
+// each: one 32-bit (8-bit codes) or 16-bit (4-bit) load of codes, one scale and one bias.
+inline float4 affine_values4(device const uchar *codes, device const uchar *scales, device const uchar *biases,
+                             ulong r, int c, int cols, int bits, int group, bool scales_half) {
+    device const uchar *row = codes + r * ulong(cols * bits / 8);
+    const uint word = bits == 8 ? *(device const uint *)(row + c) : uint(*(device const ushort *)(row + c / 2));
+    const ulong g = r * ulong(cols / group) + ulong(c / group);
+    const float s = affine_param(scales, g, scales_half), b = affine_param(biases, g, scales_half);
+    const float4 q = affine_codes4(uint2(word, 0u), 0, bits);
+    return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
+}
+#line 7 "metal/matvec.metal"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
 constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
 constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
-constant int MV_NORM [[function_constant(4)]];             // 0 none; 1 RMSNorm(x)·norm_w; 2 gated group norm
-constant bool MV_ACCUMULATE [[function_constant(5)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
-constant int MV_GROUPS [[function_constant(6)]];           // MV_NORM 2: groups of the gated norm
-constant int MV_HEADS [[function_constant(7)]];            // MV_NORM 2: per-head sums of squares per row
-constant float MV_EPS [[function_constant(8)]];            // RMSNorm epsilon
-constant int MV_ROWS_PER_SIMDGROUP [[function_constant(9)]]; // 1..4
+constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
+constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
+constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
+constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
+constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
+constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
+constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
+// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
+constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
+constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
+
+#define MV_RMS ((bool)(MV_NORM && ! MV_GATED))              // scale = rsqrt(mean(x²) + eps), per row
+#define MV_GROUP ((bool)(MV_NORM && MV_GATED))             // scale = rsqrt(group's sumsq / group + eps)
+// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
+// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
+// and no barrier before the loop (one memory latency less per dispatch).
+#define MV_ROW_SCALE ((bool)(MV_RMS || ( MV_GROUP && MV_GROUPS == 1 )))
+// Several groups: their scales come from the SSM block's sums of squares, before the loop.
+#define MV_GROUP_SCALES ((bool)(MV_GROUP && MV_GROUPS > 1))
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
-//   MV_NORM 0: x;
-//   MV_NORM 1: x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
-//   MV_NORM 2: x · rsqrt(Σ_heads-of-group sumsq / group + eps) · norm_w  (the gated RMSNorm, whose
-//              sums of squares the SSM block kernel left per head, so no extra pass over x is needed).
+//   !MV_NORM: x;
+//   MV_RMS:   x · rsqrt(mean(x²) + eps) · norm_w                  (pre-mixer and final RMSNorm);
+//   MV_GROUP: x · rsqrt(Σ_group x² / group + eps) · norm_w        (the gated RMSNorm; with several groups
+//             the sums of squares are those the SSM block kernel left per block of a head's rows, so no
+//             extra pass over x is needed; with one group, as MV_RMS).
+// norm_w and sumsq exist only when MV_NORM and MV_GATED switch them on (function-constant arguments).
 // Every weight row is read once for all batch rows; weights are widened to f32 in registers.
-// Grid: dispatchThreadgroups(ceil(N / (4 · MV_ROWS_PER_SIMDGROUP)), 1, 1).
-// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows (4·tg + s)·R … +R-1 and its 32 lanes
-// stride over K in float4 steps (scalar steps when K or the group size is not a multiple of 4).
-// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales.
-kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32
+// Quantized weights (MV_QUANT) are not dequantized element by element: a lane's step covers 64 / bits
+// columns of one quantization group (G ≥ 16), so it adds scale · Σ (q − mid)·x̂ + bias' · Σ x̂ (Σ x̂ shared
+// by the rows; mid and bias' below).
+// Parallelism: R = MV_ROWS_PER_SIMDGROUP rows per simdgroup, and MV_SPLIT_K simdgroups per row block, each
+// summing one slice of K (every MV_SPLIT_K-th 32-lane step, so each simdgroup's loads stay contiguous); the
+// slices' sums meet in threadgroup memory and slice 0 adds them in slice order: exact and deterministic.
+// Fewer rows per threadgroup and more slices give more threadgroups and shorter chains per simdgroup
+// (a small N such as out_proj's d_model), more rows per simdgroup fewer, longer ones (a large N).
+// Grid: dispatchThreadgroups(ceil(N / (4 / MV_SPLIT_K · R)), 1, 1).
+// Threadgroup: 128 threads = 4 simdgroups; simdgroup s owns rows ((4 / MV_SPLIT_K)·tg + s / MV_SPLIT_K)·R
+// … +R-1 and slice s % MV_SPLIT_K of K; its 32 lanes stride over the slice in float4 steps (scalar steps
+// when K or the group size is not a multiple of 4), or, with MV_QUANT, in steps of 8 bytes of codes per row
+// (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
+// Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
+// MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
+kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
-                   device const float *norm_w [[buffer(3)]],   // (K), MV_NORM 1 and 2
-                   device const float *sumsq [[buffer(4)]],    // (batch, heads), MV_NORM 2
+                   device const float *norm_w [[buffer(3), function_constant(MV_NORM)]],  // (K)
+                   device const float *sumsq [[buffer(4), function_constant(MV_GATED)]],  // (batch, heads, parts)
+                   device const uchar *scales [[buffer(5), function_constant(MV_QUANT)]], // (N, K / G) f16 or f32
+                   device const uchar *biases [[buffer(6), function_constant(MV_QUANT)]], // (N, K / G)
                    threadgroup float *scale [[mc_threadgroup_index(0)]],
                    uint tg [[threadgroup_position_in_grid]],
-                   uint tid [[thread_index_in_threadgroup]],
                    uint sg [[simdgroup_index_in_threadgroup]],
                    uint lane [[thread_index_in_simdgroup]]) {
-    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP;
-    const int group = MV_NORM == 2 ? K / MV_GROUPS : K;
+    const int K = MV_COLS, N = MV_ROWS, NB = MV_BATCH, R = MV_ROWS_PER_SIMDGROUP, SK = MV_SPLIT_K;
+    const int group = MV_GROUP ? K / MV_GROUPS : K;
 
-    if (MV_NORM == 1) {
-        for (int b = int(sg); b < NB; b += MV_SIMDGROUPS) {
-            float ss = 0.0f;
-            for (int k = int(lane); k < K; k += 32) ss += x[b * K + k] * x[b * K + k];
-            ss = simd_sum(ss);
-            if (lane == 0) scale[b] = rsqrt(ss / float(K) + MV_EPS);
-        }
-    } else if (MV_NORM == 2) {
-        const int per_group = MV_HEADS / MV_GROUPS;
-        for (int i = int(tid); i < NB * MV_GROUPS; i += 32 * MV_SIMDGROUPS) {
+    if (MV_GROUP_SCALES) {
+        // A group's sum of squares: its heads' MV_HEAD_PARTS partial sums each, by one simdgroup per
+        // (row, group), so a large split adds no serial chain here.
+        const int per_group = MV_HEADS / MV_GROUPS * MV_HEAD_PARTS;
+        for (int i = int(sg); i < NB * MV_GROUPS; i += MV_SIMDGROUPS) {
             const int b = i / MV_GROUPS, g = i % MV_GROUPS;
+            device const float *parts = sumsq + b * MV_HEADS * MV_HEAD_PARTS + g * per_group;
             float ss = 0.0f;
-            for (int h = 0; h < per_group; h++) ss += sumsq[b * MV_HEADS + g * per_group + h];
-            scale[i] = rsqrt(ss / float(group) + MV_EPS);
+            for (int j = int(lane); j < per_group; j += 32) ss += parts[j];
+            ss = simd_sum(ss);
+            if (lane == 0) scale[i] = rsqrt(ss / float(group) + MV_EPS);
         }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
     }
-    threadgroup_barrier(mem_flags::mem_threadgroup);
 
-    const int row0 = (int(tg) * MV_SIMDGROUPS + int(sg)) * R;
-    float acc[MV_MAX_ROWS][MV_MAX_BATCH];
-    for (int r = 0; r < MV_MAX_ROWS; r++)
-        for (int b = 0; b < MV_MAX_BATCH; b++) acc[r][b] = 0.0f;
+    const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
+    const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
+    for (int b = 0; b < MV_MAX_BATCH; b++) {
+        ssq[b] = 0.0f;
+        for (int r = 0; r < MV_MAX_ROWS; r++) acc[r][b] = 0.0f;
+    }
 
-    if (K % 4 == 0 && group % 4 == 0) {
+    if (MV_QUANT) {
+        const int E = 64 / MV_BITS, steps = K / E, groups = K / MV_GROUP_SIZE;  // E: columns per step
+        // w = scale·(q − mid) + (bias + scale·mid): the bias term moves to the group's middle code, so
+        // scale·Σ(q − mid)·x̂ and bias'·Σx̂ stay small where w is centred on zero (exactly 0 for GGUF's
+        // Q8_0 and Q4_0, whose bias is −mid·scale) instead of cancelling in float32.
+        const float mid = float(1 << (MV_BITS - 1));
+        for (int s = k_first; s < steps; s += k_step) {
+            const int k0 = s * E;
+            uint2 q[MV_MAX_ROWS];
+            float qs[MV_MAX_ROWS], qb[MV_MAX_ROWS];
+            for (int r = 0; r < R; r++) {
+                const int row = row0 + r;
+                if (row >= N) break;
+                q[r] = ((device const uint2 *)W)[ulong(row) * ulong(steps) + ulong(s)];
+                const ulong g = ulong(row) * ulong(groups) + ulong(k0 / MV_GROUP_SIZE);
+                qs[r] = affine_param(scales, g, MV_SCALES_HALF);
+                qb[r] = fma(qs[r], mid, affine_param(biases, g, MV_SCALES_HALF));
+            }
+            for (int b = 0; b < NB; b++) {
+                float4 xv[4];
+                float sx = 0.0f;
+                for (int i = 0; i < E / 4; i++) {
+                    float4 v = ((device const float4 *)(x + b * K + k0))[i];
+                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
+                    if (MV_GROUP_SCALES) {
+                        for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
+                    }
+                    xv[i] = v;
+                    sx += v.x + v.y + v.z + v.w;
+                }
+                for (int r = 0; r < R; r++) {
+                    if (row0 + r >= N) break;
+                    float d = 0.0f;
+                    for (int i = 0; i < E / 4; i++) d += dot(affine_codes4(q[r], i, MV_BITS) - mid, xv[i]);
+                    acc[r][b] += qs[r] * d + qb[r] * sx;
+                }
+            }
+        }
+    } else if (K % 4 == 0 && group % 4 == 0) {
         const int K4 = K / 4;
-        for (int k4 = int(lane); k4 < K4; k4 += 32) {
-            const float4 nw = MV_NORM != 0 ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+        for (int k4 = k_first; k4 < K4; k4 += k_step) {
+            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
             float4 xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = ((device const float4 *)(x + b * K))[k4] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -85,12 +201,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else {
-        for (int k = int(lane); k < K; k += 32) {
-            const float nw = MV_NORM != 0 ? norm_w[k] : 1.0f;
+        for (int k = k_first; k < K; k += k_step) {
+            const float nw = MV_NORM ? norm_w[k] : 1.0f;
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
-                xv[b] = x[b * K + k] * nw;
-                if (MV_NORM == 2) xv[b] *= scale[b * MV_GROUPS + k / group];
+                const float xb = x[b * K + k];
+                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                xv[b] = xb * nw;
+                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
             for (int r = 0; r < R; r++) {
                 const int row = row0 + r;
@@ -102,12 +220,46 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
-    for (int r = 0; r < R; r++) {
-        const int row = row0 + r;
+    if (SK == 1) {
+        // This simdgroup summed all of K: its rows and their scales are complete.
+        if (MV_ROW_SCALE) {
+            for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
+        }
+        for (int r = 0; r < R; r++) {
+            const int row = row0 + r;
+            for (int b = 0; b < NB; b++) {
+                float s = simd_sum(acc[r][b]);
+                if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
+                if (lane == 0 && row < N) {
+                    device float *out = y + b * N + row;
+                    *out = MV_ACCUMULATE ? *out + s : s;
+                }
+            }
+        }
+    } else {
+        // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
+        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
         for (int b = 0; b < NB; b++) {
-            float s = simd_sum(acc[r][b]);
-            if (MV_NORM == 1) s *= scale[b];
-            if (lane == 0 && row < N) {
+            for (int r = 0; r < R; r++) {
+                const float s = simd_sum(acc[r][b]);
+                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
+            }
+            // Stored one by one beside a simd_sum: a plain copy loop would become a memcpy, whose stores
+            // MetalCompat's checking mode does not see.
+            const float q = MV_ROW_SCALE ? simd_sum(ssq[b]) : 0.0f;
+            if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
+        }
+        threadgroup_barrier(mem_flags::mem_threadgroup);
+        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
+            const int r = i / NB, b = i % NB, row = row0 + r;
+            float s = 0.0f, ss = 0.0f;
+            for (int j = 0; j < SK; j++) {
+                s += sums[((int(sg) + j) * R + r) * NB + b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+            }
+            if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
+            if (row < N) {
                 device float *out = y + b * N + row;
                 *out = MV_ACCUMULATE ? *out + s : s;
             }

@@ -1,0 +1,227 @@
+/**
+ * Prepares a GPU proxy run (docs/gpu-proxy.md): traces the sessions below under MetalCompat with their
+ * CPU-backend references, builds every kernel specialization they use (plus the planted-bug variants and
+ * the SIMD-uniformity check build) to sm_90 cubins with nvcc, and lays everything the device needs into
+ * one folder (default .gpu/, at most a few tens of MB):
+ *
+ *   traces/NAME/{trace.jsonl.gz, session.json, reference.json, metalcompat.json}   blobs/ (shared fills)
+ *   build/{kernels.json, *.cubin, cuda/…}   replay.py  bench_weights.c  libbench_weights.so  device_run.sh
+ *
+ *   deno run -A tools/gpu/prepare.ts [--out .gpu] [--only NAME,…] [--skip-build]
+ *
+ * Fixture sessions run the kernels under MetalCompat (their metalcompat.json is the 1e-5 reference);
+ * benchmark-shape sessions are traced dry (the plan only) and compared with the CPU backend.
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { traceSession } from "./trace.ts";
+import { buildCuda } from "./build.ts";
+import { writeOddFixture } from "./odd_fixture.ts";
+import { type BenchDType, type BenchShape, ensureBenchModel } from "../make_bench_models.ts";
+
+const ROOT = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
+
+interface Session {
+  name: string;
+  model: () => Promise<string>;
+  batch: number;
+  prompts: number[];
+  steps?: number;
+  recorded?: boolean;
+  dry: boolean;
+}
+
+const fixture = (name: string) => () => Promise.resolve(join(ROOT, "tests/fixtures", name));
+const odd = (f16: boolean) => async () => {
+  const dir = join(await Deno.makeTempDir({ prefix: "gpu-odd-" }), f16 ? "odd-f16" : "odd-f32");
+  await writeOddFixture(dir, 12, f16);
+  return dir;
+};
+const bench = (shape: BenchShape, dtype: BenchDType) => () => ensureBenchModel(shape, dtype);
+
+/** The sessions of a full run: odd fixtures executed under MetalCompat, bench shapes traced dry. */
+export const SESSIONS: Session[] = [
+  { name: "fx-g2-f32-b2", model: fixture("tiny-g2"), batch: 2, prompts: [37, 5], dry: false },
+  { name: "fx-f16-b2", model: fixture("tiny-f16"), batch: 2, prompts: [37, 16], dry: false },
+  { name: "fx-odd-f32-b2", model: odd(false), batch: 2, prompts: [37, 5], dry: false },
+  { name: "fx-odd-f16-b1-rec", model: odd(true), batch: 1, prompts: [53], recorded: true, dry: false },
+  {
+    name: "fx-g1-b4-rec",
+    model: fixture("tiny-g1"),
+    batch: 4,
+    prompts: [40, 1, 17, 16],
+    recorded: true,
+    dry: false,
+  },
+  // Quantized weights (issue 13): codes, scales and biases travel as bytes; the reference is the CPU
+  // backend's quantized kernels.
+  { name: "fx-mlx-q4-g32-b2", model: fixture("mlx-q4-g32"), batch: 2, prompts: [37, 5], dry: false },
+  { name: "fx-mlx-q8-g32-bf16-b1", model: fixture("mlx-q8-g32-bf16"), batch: 1, prompts: [40], dry: false },
+  {
+    name: "fx-gguf-q8_0-b3-rec",
+    model: fixture("gguf/tiny-g1.q8_0.gguf"),
+    batch: 3,
+    prompts: [40, 1, 17],
+    recorded: true,
+    dry: false,
+  },
+  { name: "130m-f16-b1", model: bench("130m", "f16"), batch: 1, prompts: [512], dry: true },
+  { name: "130m-f16-b4", model: bench("130m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
+  { name: "130m-f32-b1", model: bench("130m", "f32"), batch: 1, prompts: [512], dry: true },
+  { name: "130m-f32-b4", model: bench("130m", "f32"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
+  { name: "130m-f16-b1-short", model: bench("130m", "f16"), batch: 1, prompts: [37], steps: 2, dry: true },
+  {
+    name: "130m-f16-b1-rec",
+    model: bench("130m", "f16"),
+    batch: 1,
+    prompts: [300],
+    recorded: true,
+    dry: true,
+  },
+  { name: "130m-f16-b8", model: bench("130m", "f16"), batch: 8, prompts: [64], steps: 4, dry: true },
+  { name: "780m-f16-b1", model: bench("780m", "f16"), batch: 1, prompts: [512], dry: true },
+  { name: "780m-f16-b4", model: bench("780m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
+  { name: "780m-f32-b1", model: bench("780m", "f32"), batch: 1, prompts: [512], dry: true },
+  { name: "780m-f32-b4", model: bench("780m", "f32"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
+];
+
+/** Copies a trace gzipped, moving fills of more than 4 KiB into blobs/CRC-LENGTH.bin, shared by every
+ * trace of the same model (the small vectors of a bench model are the same at every batch and dtype). */
+export async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
+  await Deno.mkdir(blobs, { recursive: true });
+  const lines: string[] = [];
+  for (const line of (await Deno.readTextFile(src)).split("\n")) {
+    if (!line.includes('"ev":"fill"') || !line.includes('"bytes"')) {
+      lines.push(line);
+      continue;
+    }
+    const e = JSON.parse(line);
+    if (e.length <= 4096) {
+      lines.push(line);
+      continue;
+    }
+    const name = `${e.crc32.toString(16).padStart(8, "0")}-${e.length}.bin`;
+    const bytes = Uint8Array.from(atob(e.bytes), (c) => c.charCodeAt(0));
+    try {
+      await Deno.stat(join(blobs, name));
+    } catch {
+      await Deno.writeFile(join(blobs, name), bytes);
+    }
+    delete e.bytes;
+    e.blob = name;
+    lines.push(JSON.stringify(e));
+  }
+  const data = new TextEncoder().encode(lines.join("\n"));
+  const gz = new Response(new Blob([data]).stream().pipeThrough(new CompressionStream("gzip")));
+  await Deno.writeFile(dst, new Uint8Array(await gz.arrayBuffer()));
+}
+
+/** Results whose prefill logits are whole rows, sampled as trace.ts now samples them. */
+function strided(r: { prefill: { stride?: number; logits: string }[] }) {
+  for (const p of r.prefill) {
+    if (p.stride !== undefined) continue;
+    const bytes = Uint8Array.from(atob(p.logits), (c) => c.charCodeAt(0));
+    const row = new Float32Array(bytes.buffer);
+    p.stride = row.length > 4096 ? 7 : 1;
+    const kept = row.filter((_, i) => i % p.stride! === 0);
+    const u = new Uint8Array(kept.buffer);
+    let bin = "";
+    for (let i = 0; i < u.length; i += 0x8000) bin += String.fromCharCode(...u.subarray(i, i + 0x8000));
+    p.logits = btoa(bin);
+  }
+  return r;
+}
+
+if (import.meta.main) {
+  const { values } = parseArgs({
+    args: Deno.args,
+    options: {
+      out: { type: "string", default: join(ROOT, ".gpu") },
+      only: { type: "string" },
+      "skip-build": { type: "boolean", default: false },
+      "skip-traces": { type: "boolean", default: false },
+      "repack": { type: "boolean", default: false },
+      // Metal kernel parameters for every session (configs/metal_tune.json's params), e.g. the winners of
+      // a sweep (tools/gpu/sweep.ts); CPU references already in the work folder are kept.
+      tuning: { type: "string" },
+    },
+  });
+  const tuning = values.tuning ? JSON.parse(values.tuning) : undefined;
+  const out = values.out!;
+  const traces = join(out, "traces");
+  const work = join(out, "work"); // uncompressed traces (not carried)
+  await Deno.mkdir(traces, { recursive: true });
+  const only = values.only?.split(",");
+  if (!values["skip-traces"]) {
+    for (const s of SESSIONS.filter((x) => !only || only.includes(x.name))) {
+      const t0 = performance.now();
+      const dir = join(work, s.name);
+      await traceSession({
+        model: await s.model(),
+        out: dir,
+        batch: s.batch,
+        prompts: s.prompts,
+        steps: s.steps ?? 16,
+        dtype: "auto",
+        recorded: s.recorded === true,
+        dry: s.dry,
+        inline: s.dry ? undefined : 1 << 30,
+        tuning,
+        keepReference: tuning !== undefined,
+      });
+      const dst = join(traces, s.name);
+      await Deno.mkdir(dst, { recursive: true });
+      await packTrace(join(dir, "trace.jsonl"), join(dst, "trace.jsonl.gz"), join(out, "blobs"));
+      for (const f of ["session.json", "reference.json", "metalcompat.json"]) {
+        try {
+          await Deno.copyFile(join(dir, f), join(dst, f));
+        } catch { /* metalcompat.json: not for dry traces */ }
+      }
+      console.error(`traced ${s.name} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  }
+  if (values.repack) {
+    // Rebuild traces/ from work/ (the uncompressed traces), e.g. after changing how traces are packed.
+    for await (const e of Deno.readDir(work)) {
+      if (!e.isDirectory || (only && !only.includes(e.name))) continue;
+      const dst = join(traces, e.name);
+      await Deno.mkdir(dst, { recursive: true });
+      await packTrace(join(work, e.name, "trace.jsonl"), join(dst, "trace.jsonl.gz"), join(out, "blobs"));
+      for (const f of ["session.json", "reference.json", "metalcompat.json"]) {
+        let text: string;
+        try {
+          text = await Deno.readTextFile(join(work, e.name, f));
+        } catch {
+          continue;
+        }
+        await Deno.writeTextFile(
+          join(dst, f),
+          f === "session.json" ? text : JSON.stringify(strided(JSON.parse(text))),
+        );
+      }
+      console.error(`repacked ${e.name}`);
+    }
+  }
+  if (!values["skip-build"]) {
+    await buildCuda({ out: join(out, "build"), traces: [work], planted: true, simdCheck: true });
+  }
+  for (const f of ["replay.py", "replay_selftest.py", "bench_weights.c", "device_run.sh"]) {
+    await Deno.copyFile(join(ROOT, "tools/gpu", f), join(out, f));
+  }
+  const cc = await new Deno.Command("cc", {
+    args: [
+      "-O2",
+      "-shared",
+      "-fPIC",
+      "-ffp-contract=off",
+      "-o",
+      join(out, "libbench_weights.so"),
+      join(ROOT, "tools/gpu/bench_weights.c"),
+      "-lm",
+    ],
+  }).output();
+  if (!cc.success) throw new Error("cc bench_weights.c failed");
+  console.error(`ready: ${out} (carry it to the device; see docs/gpu-proxy.md)`);
+}
