@@ -376,7 +376,10 @@ Deno.test("hostile tokenizer.json shapes: deep nesting, huge ids, non-objects", 
 function ggufBytes(kvs: [string, number, GGUFValue, number?][]): Uint8Array {
   const out: number[] = [];
   const u32 = (v: number) => out.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24);
-  const u64 = (v: number) => (u32(v), u32(Math.floor(v / 2 ** 32)));
+  const u64 = (v: number) => {
+    u32(v);
+    u32(Math.floor(v / 2 ** 32));
+  };
   const str = (t: string) => {
     const b = new TextEncoder().encode(t);
     u64(b.length);
@@ -408,11 +411,13 @@ function ggufBytes(kvs: [string, number, GGUFValue, number?][]): Uint8Array {
 function tinyGGUF(): Uint8Array {
   const j = JSON.parse(base);
   const tokens: string[] = [], types: number[] = [];
-  for (const [t, id] of Object.entries(j.model.vocab as Record<string, number>)) (tokens[id] = t, types[id] = 1);
-  for (const t of j.added_tokens) (tokens[t.id] = t.content, types[t.id] = t.special ? 3 : 4);
-  for (let id = 0; id < tokens.length; id++) {
-    if (tokens[id] === undefined) (tokens[id] = `[PAD${id}]`, types[id] = 5);
-  }
+  const set = (id: number, token: string, type: number) => {
+    tokens[id] = token;
+    types[id] = type;
+  };
+  for (const [t, id] of Object.entries(j.model.vocab as Record<string, number>)) set(id, t, 1);
+  for (const t of j.added_tokens) set(t.id, t.content, t.special ? 3 : 4);
+  for (let id = 0; id < tokens.length; id++) if (tokens[id] === undefined) set(id, `[PAD${id}]`, 5);
   const merges = (j.model.merges as (string | string[])[]).map((m) => typeof m === "string" ? m : m.join(" "));
   return ggufBytes([
     ["general.architecture", 8, "mamba2"],

@@ -285,7 +285,10 @@ type GGUFKV = [key: string, type: "u32" | "f32" | "string" | "strings" | "i32s",
 function ggufFile(kvs: GGUFKV[], tensors: { name: string; ne: number[]; type: number; data: Uint8Array }[]) {
   const parts: number[] = [];
   const u32 = (v: number) => parts.push(v & 255, (v >>> 8) & 255, (v >>> 16) & 255, v >>> 24);
-  const u64 = (v: number) => (u32(v), u32(Math.floor(v / 2 ** 32)));
+  const u64 = (v: number) => {
+    u32(v);
+    u32(Math.floor(v / 2 ** 32));
+  };
   const str = (t: string) => {
     const b = encoder.encode(t);
     u64(b.length);
@@ -297,16 +300,17 @@ function ggufFile(kvs: GGUFKV[], tensors: { name: string; ne: number[]; type: nu
   u64(kvs.length);
   for (const [key, type, value] of kvs) {
     str(key);
-    if (type === "u32") (u32(4), u32(value as number));
-    else if (type === "f32") {
-      u32(6);
-      parts.push(...new Uint8Array(new Float32Array([value as number]).buffer));
-    } else if (type === "string") (u32(8), str(value as string));
+    u32({ u32: 4, f32: 6, string: 8, strings: 9, i32s: 9 }[type]);
+    if (type === "u32") u32(value as number);
+    else if (type === "f32") parts.push(...new Uint8Array(new Float32Array([value as number]).buffer));
+    else if (type === "string") str(value as string);
     else if (type === "strings") {
-      (u32(9), u32(8), u64((value as string[]).length));
+      u32(8);
+      u64((value as string[]).length);
       for (const v of value as string[]) str(v);
     } else {
-      (u32(9), u32(5), u64((value as number[]).length));
+      u32(5);
+      u64((value as number[]).length);
       for (const v of value as number[]) u32(v);
     }
   }

@@ -121,13 +121,13 @@ enum FuzzTargets {
     static func ggufModel(_ bytes: UnsafeRawBufferPointer) throws {
         let file = try MappedFile(bytes: bytes, name: "model.gguf")
         let g = try GGUFFile.parse(UnsafeRawBufferPointer(start: file.base, count: file.size), file: file.path)
-        let target = target(forLength: bytes.count)
-        let weights = try GGUFModel.build(g, file: file, target: target)
+        let form = target(forLength: bytes.count)
+        let weights = try GGUFModel.build(g, file: file, target: form)
         var options = EngineOptions()
         options.backend = .cpu
         options.threads = 1
         options.batchSize = 2
-        options.target = target
+        options.target = form
         try exercise(Engine(weights: weights, path: file.path, sizesFrom: file.path, options: options))
     }
 
