@@ -42,6 +42,14 @@ const GGUF_GPT2_PRE = new Set([
   "trillion",
   "granite-docling",
 ]);
+/** A metadata value for a message: JSON, except 64-bit integers (bigint) and arrays, which JSON cannot
+ * show or which could be huge. */
+function showGGUF(v: GGUFValue | undefined): string {
+  if (typeof v === "bigint") return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return JSON.stringify(v) ?? "nothing";
+}
+
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
@@ -250,14 +258,14 @@ export class Tokenizer {
     const model = meta.get("tokenizer.ggml.model");
     if (model !== "gpt2") {
       throw new TokenizerError(
-        `tokenizer: GGUF tokenizer.ggml.model ${JSON.stringify(model)} is not supported (only "gpt2")`,
+        `tokenizer: GGUF tokenizer.ggml.model ${showGGUF(model)} is not supported (only "gpt2")`,
       );
     }
     const pre = meta.get("tokenizer.ggml.pre") ?? "default";
     if (typeof pre !== "string" || !GGUF_GPT2_PRE.has(pre)) {
       throw new TokenizerError(
         `tokenizer: GGUF tokenizer.ggml.pre ${
-          JSON.stringify(pre)
+          showGGUF(pre)
         } is not supported (GPT-2-regex types only: gpt-2, mpt, olmo, …)`,
       );
     }

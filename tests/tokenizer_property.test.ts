@@ -389,7 +389,11 @@ function ggufBytes(kvs: [string, number, GGUFValue, number?][]): Uint8Array {
     if (type === 4) u32(v as number);
     else if (type === 5) u32((v as number) >>> 0);
     else if (type === 8) str(v as string);
-    else if (type === 9) {
+    else if (type === 10) {
+      const b = new Uint8Array(8);
+      new DataView(b.buffer).setBigUint64(0, BigInt(v as bigint), true);
+      out.push(...b);
+    } else if (type === 9) {
       u32(elementType!);
       u64((v as GGUFValue[]).length);
       for (const x of v as GGUFValue[]) value(elementType!, x);
@@ -418,7 +422,9 @@ function tinyGGUF(): Uint8Array {
   for (const [t, id] of Object.entries(j.model.vocab as Record<string, number>)) set(id, t, 1);
   for (const t of j.added_tokens) set(t.id, t.content, t.special ? 3 : 4);
   for (let id = 0; id < tokens.length; id++) if (tokens[id] === undefined) set(id, `[PAD${id}]`, 5);
-  const merges = (j.model.merges as (string | string[])[]).map((m) => typeof m === "string" ? m : m.join(" "));
+  const merges = (j.model.merges as (string | string[])[]).map((m) =>
+    typeof m === "string" ? m : m.join(" ")
+  );
   return ggufBytes([
     ["general.architecture", 8, "mamba2"],
     ["tokenizer.ggml.model", 8, "gpt2"],
@@ -447,7 +453,8 @@ Deno.test("the GGUF tokenizer built here loads and agrees with its tokenizer.jso
   const fromJSON = Tokenizer.fromJSON(base);
   forAll("gguf agrees", 100, (r) => {
     // plain ASCII words: no added tokens, whose options (lstrip, single_word, …) GGUF does not keep
-    const t = Array.from({ length: r.int(8) }, () => r.pick(["the", " quick", "Brown", " 123", "'s", " "])).join("");
+    const t = Array.from({ length: r.int(8) }, () => r.pick(["the", " quick", "Brown", " 123", "'s", " "]))
+      .join("");
     assert.deepEqual(fromGGUF.encode(t), fromJSON.encode(t), JSON.stringify(t));
   });
 });
@@ -457,9 +464,14 @@ Deno.test("GGUF bytes cut short, flipped, or with huge counts: only GGUFError or
     let b = GGUF_BYTES.slice(0, r.chance(0.3) ? r.int(GGUF_BYTES.length + 1) : GGUF_BYTES.length);
     for (let k = r.int(6); k > 0 && b.length > 0; k--) {
       const at = r.chance(0.5) ? r.int(Math.min(b.length, 128)) : r.int(b.length); // the header, often
-      if (r.chance(0.7)) b[at] = r.pick([0x00, 0x01, 0x05, 0x08, 0x09, 0x0c, 0x0d, 0x7f, 0x80, 0xff, r.int(256)]);
-      else if (at + 8 <= b.length) {
-        new DataView(b.buffer, b.byteOffset).setBigUint64(at, r.pick([0n, 1n, 2n ** 32n, 2n ** 60n, 2n ** 64n - 1n]), true);
+      if (r.chance(0.7)) {
+        b[at] = r.pick([0x00, 0x01, 0x05, 0x08, 0x09, 0x0c, 0x0d, 0x7f, 0x80, 0xff, r.int(256)]);
+      } else if (at + 8 <= b.length) {
+        new DataView(b.buffer, b.byteOffset).setBigUint64(
+          at,
+          r.pick([0n, 1n, 2n ** 32n, 2n ** 60n, 2n ** 64n - 1n]),
+          true,
+        );
       }
     }
     if (r.chance(0.1)) b = new Uint8Array([...b, ...b.subarray(24, 24 + r.int(64))]);
@@ -527,6 +539,36 @@ Deno.test("Tokenizer.load of corrupted GGUF files: only GGUFError or TokenizerEr
           throw new Error(`Tokenizer.load: iteration ${i} (PROPERTY_SEED=${SEED})`, { cause: e });
         }
       }
+    }
+  } finally {
+    Deno.removeSync(path);
+  }
+});
+
+Deno.test("a GGUF tokenizer whose model or pre-tokenizer is a 64-bit integer: TokenizerError", async () => {
+  // Found by the metadata property test: the message's JSON.stringify threw a TypeError on the bigint.
+  const path = Deno.makeTempFileSync({ suffix: ".gguf" });
+  try {
+    for (const key of ["tokenizer.ggml.model", "tokenizer.ggml.pre"]) {
+      Deno.writeFileSync(
+        path,
+        ggufBytes([
+          [
+            "tokenizer.ggml.model",
+            ...(key.endsWith("model") ? [10, 2n ** 63n] : [8, "gpt2"]) as [number, GGUFValue],
+          ],
+          [
+            "tokenizer.ggml.pre",
+            ...(key.endsWith("pre") ? [10, 2n ** 63n] : [8, "gpt-2"]) as [number, GGUFValue],
+          ],
+          ["tokenizer.ggml.tokens", 9, ["a"], 8],
+        ]),
+      );
+      await assert.rejects(
+        () => Tokenizer.load(path),
+        (e) =>
+          e instanceof TokenizerError && e.message.includes(`${key} 9223372036854775808 is not supported`),
+      );
     }
   } finally {
     Deno.removeSync(path);

@@ -251,7 +251,8 @@ function tinyMLXModel(bits: 4 | 8, scaleDType: string): Map<string, Uint8Array> 
       tensors.push({ name: `${module}.${part}`, dtype: scaleDType, shape: [rows, cols / 32] });
     }
   };
-  const inProj = 2 * s.dInner + 2 * s.nGroups * s.dState + s.nHeads, convDim = s.dInner + 2 * s.nGroups * s.dState;
+  const inProj = 2 * s.dInner + 2 * s.nGroups * s.dState + s.nHeads,
+    convDim = s.dInner + 2 * s.nGroups * s.dState;
   quantized("backbone.embeddings", s.vocabRows, s.dModel);
   tensors.push({ name: "backbone.norm_f.weight", dtype: "F32", shape: [s.dModel] });
   const p = "backbone.layers.0.";
@@ -259,7 +260,9 @@ function tinyMLXModel(bits: 4 | 8, scaleDType: string): Map<string, Uint8Array> 
   quantized(`${p}mixer.in_proj`, inProj, s.dModel);
   tensors.push({ name: `${p}mixer.conv1d.weight`, dtype: "F32", shape: [convDim, s.dConv, 1] });
   tensors.push({ name: `${p}mixer.conv1d.bias`, dtype: "F32", shape: [convDim] });
-  for (const n of ["A_log", "dt_bias", "D"]) tensors.push({ name: `${p}mixer.${n}`, dtype: "F32", shape: [s.nHeads] });
+  for (const n of ["A_log", "dt_bias", "D"]) {
+    tensors.push({ name: `${p}mixer.${n}`, dtype: "F32", shape: [s.nHeads] });
+  }
   tensors.push({ name: `${p}mixer.norm.weight`, dtype: "F32", shape: [s.dInner] });
   quantized(`${p}mixer.out_proj`, s.dModel, s.dInner);
   return new Map([
@@ -529,7 +532,6 @@ if (import.meta.main) {
     writeSeed("gguf-model", `tiny-${name}`, bytes);
   }
   writeSeed("gguf", "quants", Deno.readFileSync(`${FIXTURES}gguf/quants.gguf`));
-
 
   let total = 0, count = 0;
   for (const e of Deno.readDirSync(CORPUS)) {
