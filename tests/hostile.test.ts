@@ -3,7 +3,7 @@
 // blocked the load forever. Now each is a MambaError naming the problem, and the process carries on.
 import assert from "node:assert/strict";
 import { MambaError } from "../mod.ts";
-import { copyModel, FIXTURES, load } from "./helpers.ts";
+import { copyModel, FIXTURES, load, readSafetensors, writeSafetensors } from "./helpers.ts";
 
 function expectError(dir: string, status: string, pattern: RegExp): void {
   assert.throws(() => load(dir), (e: unknown) => {
@@ -65,4 +65,28 @@ Deno.test("a FIFO, a directory or a device as config.json is an IO error, at onc
   Deno.removeSync(`${dir}/config.json`);
   Deno.symlinkSync("/dev/zero", `${dir}/config.json`);
   expectError(dir, "IO", /config\.json is not a regular file/);
+});
+
+Deno.test("a matrix holding NaN or inf quantized at load is refused, not a trap that ends the process", () => {
+  // Found by the gguf-model fuzz target (tests/fuzz/corpus/gguf-model/crash-nonfinite-weight-quantized-at-load):
+  // the quantizer converted NaN to a UInt8 code, a Swift runtime trap.
+  for (const bad of [NaN, Infinity]) {
+    const dir = copyModel("tiny-g1");
+    const path = `${dir}/model.safetensors`;
+    const tensors = readSafetensors(path);
+    const inProj = tensors.get("backbone.layers.0.mixer.in_proj.weight")!;
+    const cols = inProj.shape[1];
+    new DataView(inProj.bytes.buffer, inProj.bytes.byteOffset).setFloat32(4 * (3 * cols + 5), bad, true);
+    writeSafetensors(path, tensors);
+    for (const dtype of ["q8", "q4"] as const) {
+      assert.throws(() => load(dir, { dtype }), (e: unknown) => {
+        assert.ok(e instanceof MambaError, `expected MambaError, got ${e}`);
+        assert.equal(e.status, "FORMAT", e.message);
+        assert.match(e.message, /in_proj\.weight .*non-finite value in row 3: it cannot be quantized/);
+        return true;
+      });
+    }
+    using asStored = load(dir); // as float the value is kept (a NaN model is the file's business)
+    assert.equal(asStored.vocabSize, 123);
+  }
 });

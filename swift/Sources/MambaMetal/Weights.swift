@@ -145,12 +145,13 @@ final class WeightMatrix {
 
     /// This matrix in `target`'s form: quantized with MLX's algorithm (when float and cols divide
     /// into groups), converted to another float dtype (dequantized if quantized), or itself.
-    func converted(to target: MatrixTarget) -> WeightMatrix {
+    /// Throws for a matrix that cannot be quantized (a non-finite value).
+    func converted(to target: MatrixTarget) throws -> WeightMatrix {
         guard let want = target.dtype, want != dtype else { return self }
         if want.isQuantized {
             guard quant == nil, cols % target.groupSize == 0 else { return self }
             let spec = QuantSpec(bits: want == .q8 ? 8 : 4, groupSize: target.groupSize)
-            return AffineQuantizer.quantize(rows: rows, cols: cols, spec: spec, name: name,
+            return try AffineQuantizer.quantize(rows: rows, cols: cols, spec: spec, name: name,
                                             source: "\(source), quantized at load") { r, out in
                 self.row(r, into: out)
             }
