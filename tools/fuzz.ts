@@ -27,7 +27,8 @@ const USAGE =
   `usage: deno task fuzz [TARGET...] [--seconds N | --runs N | --smoke] [--timeout S] [--malloc-mb N] [--no-build]
   TARGET        targets to run (default: all; --list prints them)
   --seconds N   time per target (default 60)
-  --runs N      inputs per target instead of a time (libFuzzer -runs)
+  --runs N      inputs per target instead of a time (libFuzzer -runs); with --seconds, whichever
+                comes first (a long campaign in pieces)
   --smoke       20 s per target (CI)
   --timeout S   an input running longer is a hang (default 1; wall-clock time, so raise it on a busy
                 machine and replay the corpus with --replay afterwards)
@@ -126,11 +127,11 @@ export async function runTarget(target: string, maxLen: number, limits: FuzzLimi
     "-use_value_profile=1",
     "-print_final_stats=1",
     `-artifact_prefix=${artifacts}${target}-`,
-    limits.replay
-      ? "-runs=0"
-      : limits.runs !== undefined
-      ? `-runs=${limits.runs}`
-      : `-max_total_time=${limits.seconds}`,
+    // both given: whichever comes first (a campaign in pieces of bounded time)
+    ...(limits.replay ? ["-runs=0"] : [
+      ...(limits.runs !== undefined ? [`-runs=${limits.runs}`] : []),
+      ...(limits.seconds !== undefined ? [`-max_total_time=${limits.seconds}`] : []),
+    ]),
     work,
     seeds,
   ];
@@ -209,9 +210,10 @@ async function main(): Promise<number> {
     }
   }
   const limits: FuzzLimits = {
-    ...(values.runs !== undefined
-      ? { runs: Number(values.runs) }
-      : { seconds: values.smoke ? 20 : Number(values.seconds ?? 60) }),
+    ...(values.runs !== undefined ? { runs: Number(values.runs) } : {}),
+    ...(values.runs === undefined || values.seconds !== undefined
+      ? { seconds: values.smoke ? 20 : Number(values.seconds ?? 60) }
+      : {}),
     timeoutSeconds: Number(values.timeout),
     mallocMb: Number(values["malloc-mb"]),
     replay: values.replay,
