@@ -6,9 +6,11 @@
  *                                         # Workers for 10 minutes (a few hours in all on 2 cores)
  *   deno task soak decode --steps 20000   # one of them, shorter
  *   deno task soak workers --seconds 60 --model tests/fixtures/tiny-g1
+ *   deno task soak decode --pause-while /tmp/QUIET  # sleeps, engine kept, while the file exists
  *
  * decode: one engine steps `steps` tokens, each chosen from the previous logits, after a warm-up;
- * resident memory may grow by less than 1 MB over the run; then a fresh engine replays the same tokens
+ * resident memory (the lowest sample of the last 1000 steps against that of the first 1000 after the
+ * warm-up, the engine still open) may grow by less than 1 MB; then a fresh engine replays the same tokens
  * and every logits row must be bitwise equal (compared by hash).
  *
  * workers: four engines (CPU with 1 and 2 threads, Metal through MetalCompat plain and recorded) step
@@ -24,9 +26,18 @@ import { type LoadOptions, MambaEngine } from "../mod.ts";
 import { ensureBenchModel } from "./make_bench_models.ts";
 import type { WorkerJob, WorkerReport } from "./soak_worker.ts";
 
+let lastRow: Float32Array | undefined;
+let lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
 /** FNV-1a over the bits of a logits row, folded into a running hash. */
 export function hashRow(row: Float32Array, h = 0x811c9dc5): number {
-  const words = new Uint32Array(row.buffer, row.byteOffset, row.length);
+  // The engine hands back the same logits view every step: reuse its word view (no garbage per step,
+  // which would show up in the resident-memory measurement as heap growth).
+  if (row !== lastRow) {
+    lastRow = row;
+    lastWords = new Uint32Array(row.buffer, row.byteOffset, row.length);
+  }
+  const words = lastWords;
   for (let i = 0; i < words.length; i++) h = Math.imul(h ^ words[i], 16777619);
   return h >>> 0;
 }
@@ -62,30 +73,36 @@ export function soakDecode(
   steps: number,
   warmup = 1000,
   progress?: (line: string) => void,
+  pause?: () => number,
 ): DecodeSoakResult {
   const tokens = new Int32Array(warmup + steps);
   const hashes = new Uint32Array(warmup + steps);
-  let rssBefore = 0;
+  // Resident memory is the lowest sample (every 10 steps) of a window after the warm-up and of the last
+  // window: garbage not yet collected raises single samples by a megabyte or so, a leak raises the floor.
+  const window = Math.max(10, Math.min(1000, Math.floor(steps / 4)));
+  let rssBefore = Infinity, rssAfter = Infinity, paused = 0;
   const started = performance.now();
   let measured = started;
   {
     using engine = MambaEngine.loadSync(model, options);
     let row = engine.prefill([1, 2, 3]);
     for (let t = 0; t < warmup + steps; t++) {
-      if (t === warmup) {
-        rssBefore = Deno.memoryUsage().rss;
-        measured = performance.now();
+      if (t === warmup) measured = performance.now();
+      if (t % 10 === 0 && t >= warmup && t < warmup + window) {
+        rssBefore = Math.min(rssBefore, Deno.memoryUsage().rss);
       }
+      if (t % 10 === 0 && t >= warmup + steps - window) rssAfter = Math.min(rssAfter, Deno.memoryUsage().rss);
       tokens[t] = nextToken(row, t, 0, engine.vocabSize);
       row = engine.step(tokens[t]);
       hashes[t] = hashRow(row);
       if (progress && (t + 1) % 10_000 === 0) {
         progress(`decode: ${t + 1} steps, rss ${(Deno.memoryUsage().rss / 2 ** 20).toFixed(1)} MiB`);
       }
+      if (pause && t >= warmup && (t + 1) % 1000 === 0) paused += pause();
     }
+    // (both read while the engine lives: memory a leak ties to the engine is freed with it)
   }
-  const rssAfter = Deno.memoryUsage().rss;
-  const msPerStep = (performance.now() - measured) / steps;
+  const msPerStep = (performance.now() - measured - paused) / steps;
   let firstMismatch = -1;
   {
     using fresh = MambaEngine.loadSync(model, options);
@@ -221,13 +238,14 @@ async function main(): Promise<number> {
       model: { type: "string" },
       dtype: { type: "string", default: "f16" },
       threads: { type: "string", default: "0" },
+      "pause-while": { type: "string" },
       help: { type: "boolean" },
     },
   });
   if (values.help) {
     console.log(
       "usage: deno task soak [decode|workers] [--steps N] [--seconds S] [--model 130m|780m|DIR] [--dtype f16] " +
-        "[--threads N]",
+        "[--threads N] [--pause-while FILE]",
     );
     return 0;
   }
@@ -238,12 +256,24 @@ async function main(): Promise<number> {
     const m = values.model ?? "130m";
     const dir = m === "130m" || m === "780m" ? await ensureBenchModel(m, values.dtype as "f16") : m;
     // --threads 1 on a busy machine: a second pool thread mostly spins waiting for a core
+    // --pause-while FILE: the decode soak sleeps (every 1000 steps, the engine kept) while FILE exists,
+    // so a long run can make room for measurements on a shared machine without starting over
+    const flag = values["pause-while"];
+    const pause = flag === undefined ? undefined : () => {
+      const from = performance.now();
+      const nap = new Int32Array(new SharedArrayBuffer(4));
+      while (exists(flag)) Atomics.wait(nap, 0, 0, 10_000);
+      const ms = performance.now() - from;
+      if (ms > 1) log(`decode: paused ${(ms / 1000).toFixed(0)} s while ${flag} existed`);
+      return ms;
+    };
     const r = soakDecode(
       dir,
       { backend: "cpu", threads: Number(values.threads) },
       Number(values.steps),
       1000,
       log,
+      pause,
     );
     console.log(
       `decode soak (${dir}): ${r.steps} steps after ${r.warmup} warm-up, ${
@@ -270,6 +300,15 @@ async function main(): Promise<number> {
     }
   }
   return ok ? 0 : 1;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 if (import.meta.main) Deno.exit(await main());
