@@ -193,8 +193,12 @@ int mc_context_init(mc_context *ctx, char *stack, size_t size, void (*fn)(void *
     ctx->stack_size = size;
     ctx->asan_fake_stack = NULL;
 #ifdef MC_TSAN
-    /* One TSan fiber per context, kept across initialisations (the context is one fiber slot). */
-    if (ctx->tsan_fiber == NULL) ctx->tsan_fiber = __tsan_create_fiber(0);
+    /* A fresh TSan fiber per initialisation. A run ends in mc_context_exit without returning through
+     * fiber_start and fiber_main, so a reused TSan fiber would keep their frames on its shadow call
+     * stack; after some thousands of threadgroups that stack overflows (a SEGV inside
+     * __tsan_func_entry). Initialisation runs on the scheduler, never on this context's own fiber. */
+    if (ctx->tsan_fiber != NULL) __tsan_destroy_fiber(ctx->tsan_fiber);
+    ctx->tsan_fiber = __tsan_create_fiber(0);
 #endif
     if (mc_fiber_uses_ucontext()) {
         if (ctx->uc == NULL) {
