@@ -136,8 +136,9 @@ enum GGMLConvert {
         switch type {
         case .f32, .f16, .bf16:
             let dtype: WeightDType = type == .f32 ? .f32 : type == .f16 ? .f16 : .bf16
-            return WeightMatrix(name: t.name, rows: rows, cols: cols, dtype: dtype, data: src, owners: [file],
-                                source: type.name)
+            let (data, copy) = inPlaceAligned(src, bytes: rows * cols * dtype.floatBytes, to: dtype.floatBytes)
+            return WeightMatrix(name: t.name, rows: rows, cols: cols, dtype: dtype, data: data,
+                                owners: [file] + (copy.map { [$0] } ?? []), source: type.name)
         case .q8_0, .q4_0: return try legacy(t, type, src, path: file.path)
         case .q4_K, .q5_K, .q6_K: return try kQuant(t, type, src, path: file.path)
         }
