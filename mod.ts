@@ -38,6 +38,7 @@ export {
   type NormalizerJson,
   StreamDecoder,
   Tokenizer,
+  TokenizerError,
   type TokenizerJson,
 } from "./src/tokenizer.ts";
 export {

@@ -6,6 +6,7 @@
  */
 
 import { BpeModel, CHAR_TO_BYTE, GPT2_SPLIT_PATTERN } from "./tokenizer_bpe.ts";
+import { checkTokenizerJson, TokenizerError } from "./tokenizer_json.ts";
 import {
   type AddedTokenJson,
   AddedTokenSplitter,
@@ -18,6 +19,7 @@ import {
 import { type GGUFMetadata, type GGUFValue, isGGUFFile, readGGUFMetadata } from "./gguf.ts";
 
 export type { AddedTokenJson, NormalizerJson } from "./tokenizer_added.ts";
+export { TokenizerError } from "./tokenizer_json.ts";
 
 /** GGUF tokenizer.ggml.pre values whose pre-tokenizer is the GPT-2 regex (llama.cpp llama-vocab.cpp). */
 const GGUF_GPT2_PRE = new Set([
@@ -40,6 +42,14 @@ const GGUF_GPT2_PRE = new Set([
   "trillion",
   "granite-docling",
 ]);
+/** A metadata value for a message: JSON, except 64-bit integers (bigint) and arrays, which JSON cannot
+ * show or which could be huge. */
+function showGGUF(v: GGUFValue | undefined): string {
+  if (typeof v === "bigint") return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  return JSON.stringify(v) ?? "nothing";
+}
+
 /** llama.cpp's token types (tokenizer.ggml.token_type). */
 const TOKEN_TYPE = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
 
@@ -154,25 +164,27 @@ export class Tokenizer {
   private constructor(json: TokenizerJson) {
     const m = json.model;
     if (m.type !== undefined && m.type !== "BPE") {
-      throw new Error(`tokenizer: unsupported model type "${m.type}"`);
+      throw new TokenizerError(`tokenizer: unsupported model type "${m.type}"`);
     }
-    if (m.dropout) throw new Error("tokenizer: BPE dropout is not supported");
+    if (m.dropout) throw new TokenizerError("tokenizer: BPE dropout is not supported");
     if (m.continuing_subword_prefix || m.end_of_word_suffix) {
-      throw new Error("tokenizer: continuing_subword_prefix / end_of_word_suffix are not supported");
+      throw new TokenizerError("tokenizer: continuing_subword_prefix / end_of_word_suffix are not supported");
     }
-    if (m.byte_fallback) throw new Error("tokenizer: byte_fallback is not supported");
+    if (m.byte_fallback) throw new TokenizerError("tokenizer: byte_fallback is not supported");
     const pre = json.pre_tokenizer;
     if (!pre || pre.type !== "ByteLevel") {
-      throw new Error(
+      throw new TokenizerError(
         `tokenizer: only the ByteLevel pre-tokenizer is supported (got ${pre ? pre.type : "none"})`,
       );
     }
     const post = json.post_processor;
     if (post && post.type !== "ByteLevel") {
-      throw new Error(`tokenizer: unsupported post_processor "${post.type}" (only ByteLevel)`);
+      throw new TokenizerError(`tokenizer: unsupported post_processor "${post.type}" (only ByteLevel)`);
     }
     const dec = json.decoder;
-    if (dec && dec.type !== "ByteLevel") throw new Error(`tokenizer: unsupported decoder "${dec.type}"`);
+    if (dec && dec.type !== "ByteLevel") {
+      throw new TokenizerError(`tokenizer: unsupported decoder "${dec.type}"`);
+    }
 
     this.addPrefixSpace = pre.add_prefix_space ?? false;
     this.useRegex = pre.use_regex ?? true;
@@ -216,6 +228,9 @@ export class Tokenizer {
 
   /**
    * Reads a `tokenizer.json` file, or the tokenizer inside a GGUF model file (recognised by its magic).
+   * Throws {@link TokenizerError} for a file that is not a usable tokenizer, `GGUFError` for a GGUF
+   * file whose container is malformed (truncated, counts beyond the file), and the file system's error
+   * (e.g. `Deno.errors.NotFound`) for one it cannot read.
    *
    * @param path file path or `file:` URL
    */
@@ -232,7 +247,7 @@ export class Tokenizer {
    * record one, so text that is not in NFC may encode differently from a tokenizer.json with NFC.
    */
   static fromGGUF(meta: GGUFMetadata): Tokenizer {
-    return new Tokenizer(Tokenizer.jsonFromGGUF(meta));
+    return new Tokenizer(checkTokenizerJson(Tokenizer.jsonFromGGUF(meta)));
   }
 
   /**
@@ -242,15 +257,15 @@ export class Tokenizer {
   static jsonFromGGUF(meta: GGUFMetadata): TokenizerJson {
     const model = meta.get("tokenizer.ggml.model");
     if (model !== "gpt2") {
-      throw new Error(
-        `tokenizer: GGUF tokenizer.ggml.model ${JSON.stringify(model)} is not supported (only "gpt2")`,
+      throw new TokenizerError(
+        `tokenizer: GGUF tokenizer.ggml.model ${showGGUF(model)} is not supported (only "gpt2")`,
       );
     }
     const pre = meta.get("tokenizer.ggml.pre") ?? "default";
     if (typeof pre !== "string" || !GGUF_GPT2_PRE.has(pre)) {
-      throw new Error(
+      throw new TokenizerError(
         `tokenizer: GGUF tokenizer.ggml.pre ${
-          JSON.stringify(pre)
+          showGGUF(pre)
         } is not supported (GPT-2-regex types only: gpt-2, mpt, olmo, …)`,
       );
     }
@@ -258,7 +273,7 @@ export class Tokenizer {
       const v: GGUFValue | undefined = meta.get(key);
       if (v === undefined && !required) return [];
       if (!Array.isArray(v) || v.some((x) => typeof x !== "string")) {
-        throw new Error(`tokenizer: GGUF ${key} must be an array of strings`);
+        throw new TokenizerError(`tokenizer: GGUF ${key} must be an array of strings`);
       }
       return v as string[];
     };
@@ -267,7 +282,7 @@ export class Tokenizer {
     const typesValue = meta.get("tokenizer.ggml.token_type");
     const types = Array.isArray(typesValue) ? typesValue : [];
     if (types.length !== 0 && types.length !== tokens.length) {
-      throw new Error(`tokenizer: GGUF has ${tokens.length} tokens but ${types.length} token types`);
+      throw new TokenizerError(`tokenizer: GGUF has ${tokens.length} tokens but ${types.length} token types`);
     }
     const vocab: Record<string, number> = Object.create(null);
     const added: AddedTokenJson[] = [];
@@ -290,9 +305,12 @@ export class Tokenizer {
     };
   }
 
-  /** Builds a tokenizer from the text or the parsed object of a `tokenizer.json`. */
+  /**
+   * Builds a tokenizer from the text or the parsed object of a `tokenizer.json`. Anything malformed or
+   * unsupported, from invalid JSON to a field of the wrong type, is a {@link TokenizerError} naming it.
+   */
   static fromJSON(json: string | TokenizerJson): Tokenizer {
-    return new Tokenizer(typeof json === "string" ? JSON.parse(json) as TokenizerJson : json);
+    return new Tokenizer(checkTokenizerJson(json));
   }
 
   /** Encodes text to token ids (no special tokens are added). */

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { TokenizerError } from "./tokenizer_json.ts";
+
 /**
  * A `normalizer` object of a `tokenizer.json` (only the types this module supports are listed).
  *
@@ -41,7 +43,9 @@ export function buildNormalizer(config: NormalizerJson | null | undefined): Norm
       };
     }
     default:
-      throw new Error(`tokenizer: unsupported normalizer type "${(config as { type: string }).type}"`);
+      throw new TokenizerError(
+        `tokenizer: unsupported normalizer type "${(config as { type: string }).type}"`,
+      );
   }
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { TokenizerError } from "./tokenizer_json.ts";
+
 /**
  * The GPT-2 byte-level alphabet: `BYTE_TO_CHAR[b]` is the printable character that stands for byte `b`
  * in byte-level BPE vocabularies (printable Latin-1 bytes map to themselves, the others to U+0100…).
@@ -129,7 +131,7 @@ export class BpeModel {
       if (typeof m === "string") {
         const space = m.indexOf(" ");
         if (space < 0 || m.indexOf(" ", space + 1) >= 0) {
-          throw new Error(`tokenizer: invalid merge "${m}" (expected "a b")`);
+          throw new TokenizerError(`tokenizer: invalid merge "${m}" (expected "a b")`);
         }
         a = m.slice(0, space);
         b = m.slice(space + 1);
@@ -138,10 +140,10 @@ export class BpeModel {
       }
       const ia = vocab.get(a), ib = vocab.get(b), ir = vocab.get(a + b);
       if (ia === undefined || ib === undefined) {
-        throw new Error(`tokenizer: merge "${a} ${b}" uses a token missing from the vocabulary`);
+        throw new TokenizerError(`tokenizer: merge "${a} ${b}" uses a token missing from the vocabulary`);
       }
       if (ir === undefined) {
-        throw new Error(`tokenizer: merge result "${a}${b}" is missing from the vocabulary`);
+        throw new TokenizerError(`tokenizer: merge result "${a}${b}" is missing from the vocabulary`);
       }
       this.pairs.set(ia, ib, r);
       this.mergeResult[r] = ir;
@@ -150,7 +152,7 @@ export class BpeModel {
     const unk = options.unkToken ?? null;
     this.unkId = unk === null ? -1 : (vocab.get(unk) ?? -1);
     if (unk !== null && this.unkId < 0) {
-      throw new Error(`tokenizer: unk_token "${unk}" is not in the vocabulary`);
+      throw new TokenizerError(`tokenizer: unk_token "${unk}" is not in the vocabulary`);
     }
     this.fuseUnk = options.fuseUnk ?? false;
     this.ignoreMerges = options.ignoreMerges ?? false;

@@ -84,3 +84,11 @@ let package = Package(
     ],
     cxxLanguageStandard: .cxx17
 )
+
+// The libFuzzer driver (swift/Fuzz): only when tools/fuzz.ts builds it, with MAMBA_FUZZ=1 and
+// -sanitize=fuzzer, which provides main(); a plain build has nothing to link it with.
+if Context.environment["MAMBA_FUZZ"] == "1" {
+    package.targets.append(.executableTarget(
+        name: "MambaFuzz", dependencies: ["MambaMetal"], path: "Fuzz/MambaFuzz",
+        swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+}

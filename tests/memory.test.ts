@@ -2,6 +2,10 @@
 import assert from "node:assert/strict";
 import { FIXTURES, load } from "./helpers.ts";
 
+// Under AddressSanitizer (deno task sanitize deno) freed memory waits in a quarantine, so resident
+// memory is no measure there; the steps still run.
+const RSS_LIMIT = Deno.env.get("MAMBA_SANITIZER") ? Infinity : 1 << 20;
+
 Deno.test("10,000 decode steps: resident memory grows by less than 1 MB after warm-up", () => {
   using engine = load(FIXTURES + "tiny-g1", { batchSize: 2 });
   const tokens = new Int32Array(2);
@@ -18,7 +22,7 @@ Deno.test("10,000 decode steps: resident memory grows by less than 1 MB after wa
   const before = Deno.memoryUsage().rss;
   run(10_000);
   const grown = Deno.memoryUsage().rss - before;
-  assert.ok(grown < 1 << 20, `resident memory grew by ${(grown / 1024).toFixed(0)} KiB`);
+  assert.ok(grown < RSS_LIMIT, `resident memory grew by ${(grown / 1024).toFixed(0)} KiB`);
 });
 
 Deno.test("metal (MetalCompat here): 600 steps after warm-up allocate nothing and keep memory flat", () => {
@@ -43,7 +47,7 @@ Deno.test("metal (MetalCompat here): 600 steps after warm-up allocate nothing an
     assert.equal(after.allocatedBytes, counters.allocatedBytes);
     assert.equal(after.commandBuffers - counters.commandBuffers, 600);
     assert.ok(
-      grown < 1 << 20,
+      grown < RSS_LIMIT,
       `recorded ${recorded}: resident memory grew by ${(grown / 1024).toFixed(0)} KiB`,
     );
   }

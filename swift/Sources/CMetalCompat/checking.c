@@ -29,7 +29,7 @@ static __thread uintptr_t slack_min, slack_span;
 void mc_check_begin_threadgroup(mc_worker *w) {
     mc_job *job = w->job;
     size_t n = job->tg_block;
-    memset(w->shadow, 0, n * sizeof(mc_shadow));
+    if (n > 0) memset(w->shadow, 0, n * sizeof(mc_shadow)); /* no shadow is allocated for n == 0 */
     for (int i = 0; i < MC_MAX_THREADGROUP_ARGS; i++) {
         if (!((job->k->threadgroup_mask >> i) & 1)) continue;
         uint32_t end = job->tg_offsets[i] + job->d->threadgroup_lengths[i];

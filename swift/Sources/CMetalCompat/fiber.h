@@ -16,6 +16,15 @@
 typedef struct mc_context {
     void *sp;        /* fast backend: saved stack pointer */
     ucontext_t *uc;  /* ucontext backend, allocated on first use */
+    void (*fn)(void *);
+    void *arg;
+    /* For the sanitizers, which must be told about every stack switch (fiber.c): the stack (for a
+     * thread's own context, learnt when it switches away), AddressSanitizer's fake stack while the
+     * context is switched away, ThreadSanitizer's fiber. */
+    const void *stack_bottom;
+    size_t stack_size;
+    void *asan_fake_stack;
+    void *tsan_fiber;
 } mc_context;
 
 /* 1 when the ucontext backend is in use (no fast switch for this CPU, or METALCOMPAT_UCONTEXT=1). */
@@ -27,6 +36,9 @@ int mc_context_init(mc_context *ctx, char *stack, size_t size, void (*fn)(void *
 
 /* Saves the running context into `from` and resumes `to`. */
 void mc_context_switch(mc_context *from, mc_context *to);
+
+/* Leaves `from` for good (its fn has finished; it is never resumed, only initialised again) for `to`. */
+_Noreturn void mc_context_exit(mc_context *from, mc_context *to);
 
 /* Releases what mc_context_init allocated (not the stack). */
 void mc_context_free(mc_context *ctx);

@@ -16,23 +16,31 @@
 
 __thread mc_worker *mc_tl_worker;
 
+/* Computed once by whichever worker comes first; atomic because workers ask concurrently (every thread
+ * computes the same value, so which store wins does not matter). */
 static size_t page_size(void) {
-    static size_t ps;
-    if (ps == 0) ps = (size_t)sysconf(_SC_PAGESIZE);
-    return ps;
+    static _Atomic size_t ps;
+    size_t v = atomic_load_explicit(&ps, memory_order_relaxed);
+    if (v == 0) {
+        v = (size_t)sysconf(_SC_PAGESIZE);
+        atomic_store_explicit(&ps, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 /* Fiber stack size: METALCOMPAT_STACK_KB (default 64 KiB), plus one guard page below each stack so
  * that an overflow faults instead of silently corrupting the neighbouring fiber. */
 static size_t stack_size(void) {
-    static size_t size;
-    if (size == 0) {
+    static _Atomic size_t size;
+    size_t v = atomic_load_explicit(&size, memory_order_relaxed);
+    if (v == 0) {
         const char *env = getenv("METALCOMPAT_STACK_KB");
         long kb = env ? atol(env) : 0;
         if (kb < 16 || kb > 65536) kb = 64;
-        size = ((size_t)kb * 1024 + page_size() - 1) & ~(page_size() - 1);
+        v = ((size_t)kb * 1024 + page_size() - 1) & ~(page_size() - 1);
+        atomic_store_explicit(&size, v, memory_order_relaxed);
     }
-    return size;
+    return v;
 }
 
 /* Grows the worker's fibers to at least n. Stacks are mapped once per growth and kept for the
@@ -95,7 +103,7 @@ static void fiber_main(void *arg) {
     mc_worker *w = f->w;
     w->job->entry(&f->inv);
     fiber_finish(w, f);
-    mc_context_switch(&f->ctx, &w->sched); /* never resumed */
+    mc_context_exit(&f->ctx, &w->sched);
 }
 
 void mc_fiber_block(mc_worker *w, const uint32_t *wait_ptr, uint32_t wait_val, uint8_t kind) {
@@ -110,8 +118,7 @@ _Noreturn void mc_fiber_abort(mc_worker *w, int32_t status, const char *message)
     mc_job_fail(w->job, status, "kernel '%s', threadgroup (%u, %u, %u), thread %u: %s", w->job->k->name,
                 w->tg_pos[0], w->tg_pos[1], w->tg_pos[2], w->cur->inv.thread_index_in_threadgroup, message);
     w->abort = 1;
-    mc_context_switch(&w->cur->ctx, &w->sched);
-    abort(); /* unreachable: an aborted threadgroup's fibers are never resumed */
+    mc_context_exit(&w->cur->ctx, &w->sched); /* an aborted threadgroup's fibers are never resumed */
 }
 
 static void report_deadlock(mc_worker *w) {

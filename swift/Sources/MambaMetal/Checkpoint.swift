@@ -20,34 +20,42 @@ struct Checkpoint {
     static func load(directory dir: String) throws -> Checkpoint {
         guard fileExists(dir) else { throw MambaFailure.io("model directory \(dir) does not exist") }
         guard isDirectory(dir) else { throw MambaFailure.io("\(dir) is not a directory") }
-        let configPath = dir + "/config.json"
-        guard fileExists(configPath) else { throw MambaFailure.io("\(configPath) is missing") }
-        let configFile = try MappedFile(path: configPath)
+        return try load(DirectoryFiles(directory: dir))
+    }
+
+    /// Reads a checkpoint from `files`: a directory, or files held in memory (the fuzz targets).
+    static func load(_ files: CheckpointFiles) throws -> Checkpoint {
+        let dir = files.directory
+        guard files.exists("config.json") else { throw MambaFailure.io("\(dir)/config.json is missing") }
+        let configFile = try files.open("config.json")
         let configJSON = try JSON.parse(UnsafeRawBufferPointer(start: configFile.base, count: configFile.size),
-                                        context: configPath)
-        let config = try MambaConfig.parse(configJSON, file: configPath)
-        let quantization = try MLXQuantization.parse(configJSON["quantization"], file: configPath)
+                                        context: configFile.path)
+        let config = try MambaConfig.parse(configJSON, file: configFile.path)
+        let quantization = try MLXQuantization.parse(configJSON["quantization"], file: configFile.path)
 
         var views: [TensorView] = []
         var unusable: [String: String] = [:]
         var packedViews: [PackedView] = []
-        var files: [String] = []
-        let single = dir + "/model.safetensors", index = dir + "/model.safetensors.index.json"
-        let torchBin = dir + "/pytorch_model.bin"
-        if fileExists(single) {
-            (views, unusable, packedViews) = try SafeTensors.read(path: single)
-            files = [single]
-        } else if fileExists(index) {
-            files = try shardFiles(index: index, dir: dir)
-            for f in files {
-                let (v, u, p) = try SafeTensors.read(path: f)
+        var paths: [String] = []
+        if files.exists("model.safetensors") {
+            let f = try files.open("model.safetensors")
+            (views, unusable, packedViews) = try SafeTensors.read(file: f)
+            paths = [f.path]
+        } else if files.exists("model.safetensors.index.json") {
+            let index = try files.open("model.safetensors.index.json")
+            for name in try shardNames(index: index) {
+                guard files.exists(name) else { throw MambaFailure.io("\(dir)/\(name) (named by \(index.path)) is missing") }
+                let f = try files.open(name)
+                let (v, u, p) = try SafeTensors.read(file: f)
                 views += v
                 packedViews += p
                 unusable.merge(u) { a, _ in a }
+                paths.append(f.path)
             }
-        } else if fileExists(torchBin) {
-            views = try readTorchCheckpoint(path: torchBin)
-            files = [torchBin]
+        } else if files.exists("pytorch_model.bin") {
+            let f = try files.open("pytorch_model.bin")
+            views = try readTorchCheckpoint(file: f)
+            paths = [f.path]
         } else {
             throw MambaFailure.io(
                 "\(dir) has no weights: expected model.safetensors, model.safetensors.index.json or pytorch_model.bin")
@@ -65,12 +73,12 @@ struct Checkpoint {
             packed[v.name] = v
         }
         return Checkpoint(directory: dir, config: config, tensors: tensors, unusable: unusable, packed: packed,
-                          quantization: quantization, weightFiles: files)
+                          quantization: quantization, weightFiles: paths)
     }
 
-    /// The shard files named by a model.safetensors.index.json, in a stable order.
-    private static func shardFiles(index: String, dir: String) throws -> [String] {
-        let f = try MappedFile(path: index)
+    /// The shard file names a model.safetensors.index.json names, in a stable order.
+    static func shardNames(index f: MappedFile) throws -> [String] {
+        let index = f.path
         let json = try JSON.parse(UnsafeRawBufferPointer(start: f.base, count: f.size), context: index)
         guard let map = json["weight_map"]?.object else {
             throw MambaFailure.format("\(index): no \"weight_map\" object")
@@ -78,12 +86,37 @@ struct Checkpoint {
         var names = Set<String>()
         for (tensor, file) in map {
             guard let s = file.string, !s.contains("/"), !s.isEmpty else {
-                throw MambaFailure.format("\(index): weight_map entry for \(tensor) is not a file name in \(dir)")
+                throw MambaFailure.format("\(index): weight_map entry for \(tensor) is not a file name in the model directory")
             }
             names.insert(s)
         }
-        let paths = names.sorted().map { dir + "/" + $0 }
-        for p in paths where !fileExists(p) { throw MambaFailure.io("\(p) (named by \(index)) is missing") }
-        return paths
+        return names.sorted()
+    }
+}
+
+/// The files of a model: `directory` names it in messages; names are relative to it.
+protocol CheckpointFiles {
+    var directory: String { get }
+    func exists(_ name: String) -> Bool
+    func open(_ name: String) throws -> MappedFile
+}
+
+/// A model directory on disk; files are memory-mapped.
+struct DirectoryFiles: CheckpointFiles {
+    let directory: String
+
+    func exists(_ name: String) -> Bool { fileExists(directory + "/" + name) }
+    func open(_ name: String) throws -> MappedFile { try MappedFile(path: directory + "/" + name) }
+}
+
+/// Files held in memory, read through the same parsers (FuzzTargets.swift).
+struct MemoryFiles: CheckpointFiles {
+    let directory: String
+    let files: [String: [UInt8]]
+
+    func exists(_ name: String) -> Bool { files[name] != nil }
+    func open(_ name: String) throws -> MappedFile {
+        guard let bytes = files[name] else { throw MambaFailure.io("cannot open \(directory)/\(name)") }
+        return try bytes.withUnsafeBytes { try MappedFile(bytes: $0, name: directory + "/" + name) }
     }
 }

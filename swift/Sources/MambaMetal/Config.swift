@@ -33,6 +33,10 @@ struct MambaConfig: Equatable {
         for (name, v) in fields where v <= 0 || v > 1 << 24 {
             throw MambaFailure.format("\(file): \(name) = \(v) is out of range")
         }
+        // The backends index with 32-bit integers; each field is below 2^24, their products need not be.
+        for (name, v) in [("d_inner", dInner), ("conv_dim", convDim), ("in_proj rows", dInProj)] where v > Int(Int32.max) {
+            throw MambaFailure.format("\(file): \(name) = \(v) is out of range")
+        }
         if dInner % headDim != 0 {
             throw MambaFailure.format("\(file): d_inner \(dInner) is not a multiple of headdim \(headDim)")
         }
@@ -68,6 +72,12 @@ extension MambaConfig {
         let c = json["hidden_size"] != nil ? try transformers(json, file) : try mambaSSM(json, file)
         try c.validate(file)
         return c
+    }
+
+    /// a × b, or nil when it overflows (the fields are not range-checked yet where this is used).
+    private static func product(_ a: Int, _ b: Int) -> Int? {
+        let (p, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? nil : p
     }
 
     private static func int(_ j: JSON, _ key: String, _ file: String, default d: Int? = nil) throws -> Int {
@@ -122,7 +132,7 @@ extension MambaConfig {
         let dModel = try int(j, "hidden_size", file)
         let expand = try int(j, "expand", file, default: 2)
         let headDim = try int(j, "head_dim", file, default: 64)
-        if let n = j["num_heads"]?.int, n * headDim != expand * dModel {
+        if let n = j["num_heads"]?.int, product(n, headDim) != product(expand, dModel) {
             throw MambaFailure.format(
                 "\(file): num_heads \(n) × head_dim \(headDim) != expand \(expand) × hidden_size \(dModel)")
         }
@@ -164,7 +174,7 @@ extension MambaConfig {
         }
         let dModel = try int(j, "d_model", file)
         let expand = try int(ssm, "expand", file, default: 2)
-        if let dSSM = ssm["d_ssm"], dSSM != .null, dSSM.int != expand * dModel {
+        if let dSSM = ssm["d_ssm"], dSSM != .null, dSSM.int != product(expand, dModel) {
             throw MambaFailure.unsupported("\(file): ssm_cfg.d_ssm != expand × d_model is not supported")
         }
         var vocab = try int(j, "vocab_size", file)

@@ -124,8 +124,24 @@ final class Engine {
         return try ModelWeights(Checkpoint.load(directory: path), target: target)
     }
 
-    init(directory: String, options: EngineOptions) throws {
-        weights = try Engine.loadWeights(path: directory, target: options.target)
+    convenience init(directory: String, options: EngineOptions) throws {
+        // A GGUF file's sizes are its metadata; a directory's are its config.json.
+        let gguf = fileExists(directory) && !isDirectory(directory)
+        try self.init(weights: Engine.loadWeights(path: directory, target: options.target), path: directory,
+                      sizesFrom: gguf ? directory : directory + "/config.json", options: options)
+    }
+
+    /// An engine over a checkpoint read from memory (the fuzz targets' model directories).
+    convenience init(checkpoint ck: Checkpoint, options: EngineOptions) throws {
+        try self.init(weights: ModelWeights(ck, target: options.target), path: ck.directory,
+                      sizesFrom: ck.directory + "/config.json", options: options)
+    }
+
+    /// `path` names the model in messages, `sizesFrom` the file its sizes came from.
+    init(weights: ModelWeights, path directory: String, sizesFrom: String, options: EngineOptions) throws {
+        try ResourceBudget.check(weights.config, weightBytes: weights.matrices.reduce(0) { $0 + $1.byteCount },
+                                 source: sizesFrom)
+        self.weights = weights
         config = weights.config
         batch = options.batchSize
         layout = StateLayout(config: config)

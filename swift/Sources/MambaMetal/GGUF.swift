@@ -49,6 +49,8 @@ struct GGUFTensorInfo {
     let byteCount: Int?
 
     var elementCount: Int { ne.reduce(1, *) }
+    /// Rows of ne[0] elements (every outer dimension counted).
+    var rows: Int { elementCount / ne[0] }
 }
 
 struct GGUFFile {

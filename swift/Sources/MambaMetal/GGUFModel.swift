@@ -125,8 +125,10 @@ enum GGUFModel {
 /// ggml's block types → the in-memory affine form, reproducing ggml's float32 dequantization
 /// (ggml-quants.c `dequantize_row_*`) bit for bit; see docs/quantization.md for why each is exact.
 enum GGMLConvert {
+    /// Tensor `t` as a matrix of rows of ne[0] elements. Rows count every outer dimension (as ggml's
+    /// ggml_nrows): a writer may drop trailing 1s, so a (1, n) matrix can arrive 1-D.
     static func matrix(_ t: GGUFTensorInfo, file: MappedFile) throws -> WeightMatrix {
-        let rows = t.ne[1], cols = t.ne[0], src = file.base + t.offset
+        let rows = t.rows, cols = t.ne[0], src = file.base + t.offset
         guard let type = GGMLType(rawValue: t.type) else {
             throw MambaFailure.unsupported(
                 "\(file.path): tensor \(t.name) has type \(ggmlTypeName(t.type)); supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K")
@@ -134,8 +136,9 @@ enum GGMLConvert {
         switch type {
         case .f32, .f16, .bf16:
             let dtype: WeightDType = type == .f32 ? .f32 : type == .f16 ? .f16 : .bf16
-            return WeightMatrix(name: t.name, rows: rows, cols: cols, dtype: dtype, data: src, owners: [file],
-                                source: type.name)
+            let (data, copy) = inPlaceAligned(src, bytes: rows * cols * dtype.floatBytes, to: dtype.floatBytes)
+            return WeightMatrix(name: t.name, rows: rows, cols: cols, dtype: dtype, data: data,
+                                owners: [file] + (copy.map { [$0] } ?? []), source: type.name)
         case .q8_0, .q4_0: return try legacy(t, type, src, path: file.path)
         case .q4_K, .q5_K, .q6_K: return try kQuant(t, type, src, path: file.path)
         }
@@ -157,7 +160,7 @@ enum GGMLConvert {
     private static func legacy(_ t: GGUFTensorInfo, _ type: GGMLType, _ src: UnsafeRawPointer, path: String) throws
         -> WeightMatrix
     {
-        let rows = t.ne[1], cols = t.ne[0], groups = cols / 32, blocks = rows * groups
+        let rows = t.rows, cols = t.ne[0], groups = cols / 32, blocks = rows * groups
         let q8 = type == .q8_0, blockBytes = type.block.bytes, offset: Float = q8 ? 128 : 8
         var f16 = true
         for b in 0..<blocks {
@@ -210,7 +213,7 @@ enum GGMLConvert {
     private static func kQuant(_ t: GGUFTensorInfo, _ type: GGMLType, _ src: UnsafeRawPointer, path: String) throws
         -> WeightMatrix
     {
-        let rows = t.ne[1], cols = t.ne[0], superBlocks = rows * cols / 256, blockBytes = type.block.bytes
+        let rows = t.rows, cols = t.ne[0], superBlocks = rows * cols / 256, blockBytes = type.block.bytes
         let spec = QuantSpec(bits: type == .q4_K ? 4 : 8, groupSize: type == .q6_K ? 16 : 32)
         let groupsPerBlock = 256 / spec.groupSize, bytesPerBlock = 256 * spec.bits / 8
         let codes = OwnedBytes(count: rows * spec.codeBytes(cols: cols))

@@ -77,9 +77,11 @@ enum AffineQuantizer {
     /// Quantizes a row-major (rows, cols) matrix whose element i is `value(i)` (cols % groupSize == 0).
     /// Scales and biases are stored as f16 (MLX's type for f16 weights); a matrix whose scales or
     /// biases f16 cannot hold (|w| beyond f16's range) keeps them in f32 instead.
-    /// Rows are split over threads; every row's result depends only on that row.
+    /// Rows are split over threads; every row's result depends only on that row. A row holding NaN or
+    /// ±inf is refused (`FORMAT`, naming the tensor and row): no code and scale represent it, and
+    /// converting its NaN quotient to a code would trap.
     static func quantize(rows: Int, cols: Int, spec: QuantSpec, name: String, source: String,
-                         row fill: @escaping (Int, UnsafeMutablePointer<Float>) -> Void) -> WeightMatrix {
+                         row fill: @escaping (Int, UnsafeMutablePointer<Float>) -> Void) throws -> WeightMatrix {
         let G = spec.groupSize, groups = cols / G, rowBytes = spec.codeBytes(cols: cols)
         let codes = OwnedBytes(count: rows * rowBytes)
         let scales32 = OwnedBytes(count: rows * groups * 4), biases32 = OwnedBytes(count: rows * groups * 4)
@@ -87,6 +89,10 @@ enum AffineQuantizer {
         let b32 = biases32.pointer.assumingMemoryBound(to: Float.self)
         let out = codes.pointer.assumingMemoryBound(to: UInt8.self)
         let blocks = min(rows, 64)
+        // First row of each block holding a non-finite value (rows when none); each block writes its own.
+        let nonFinite = UnsafeMutablePointer<Int>.allocate(capacity: max(blocks, 1))
+        nonFinite.initialize(repeating: rows, count: max(blocks, 1))
+        defer { nonFinite.deallocate() }
         DispatchQueue.concurrentPerform(iterations: blocks) { blk in
             let w = UnsafeMutablePointer<Float>.allocate(capacity: cols)
             let q = UnsafeMutablePointer<UInt8>.allocate(capacity: cols)
@@ -94,6 +100,10 @@ enum AffineQuantizer {
             var r = blk * rows / blocks
             while r < (blk + 1) * rows / blocks {
                 fill(r, w)
+                guard (0..<cols).allSatisfy({ w[$0].isFinite }) else {
+                    nonFinite[blk] = r
+                    return
+                }
                 for g in 0..<groups {
                     let (s, b) = group(w + g * G, count: G, bits: spec.bits, codes: q + g * G)
                     s32[r * groups + g] = s
@@ -107,6 +117,10 @@ enum AffineQuantizer {
                 }
                 r += 1
             }
+        }
+        if let r = (0..<blocks).lazy.map({ nonFinite[$0] }).first(where: { $0 < rows }) {
+            throw MambaFailure.format(
+                "tensor \(name) (\(source)) has a non-finite value in row \(r): it cannot be quantized to \(spec.bits) bits; load it as f16 or f32")
         }
         let n = rows * groups
         let fitsHalf = (0..<n).allSatisfy { halfToFloat(floatToHalf(s32[$0])).isFinite

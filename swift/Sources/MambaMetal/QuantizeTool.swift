@@ -18,9 +18,9 @@ enum QuantizeTool {
         let target = MatrixTarget(dtype: spec.bits == 8 ? .q8 : .q4, groupSize: spec.groupSize)
         var done = 0
         let total = w.matrices.count
-        func quantized(_ m: WeightMatrix) -> WeightMatrix {
-            let float = m.quant == nil ? m : m.converted(to: MatrixTarget(dtype: .f32))
-            let q = float.converted(to: target)
+        func quantized(_ m: WeightMatrix) throws -> WeightMatrix {
+            let float = m.quant == nil ? m : try m.converted(to: MatrixTarget(dtype: .f32))
+            let q = try float.converted(to: target)
             done += 1
             say("\(done)/\(total) \(m.name) (\(m.rows)×\(m.cols)): \(q.quant == nil ? "kept \(q.dtype.rawValue): \(m.cols) columns do not divide into groups of \(spec.groupSize)" : q.dtype.rawValue)")
             return q
@@ -37,14 +37,14 @@ enum QuantizeTool {
                 out.add(module + ".weight", m.dtype.rawValue.uppercased(), [m.rows, m.cols], m.data, m.byteCount, keep: m)
             }
         }
-        let embedding = quantized(w.embedding)
+        let embedding = try quantized(w.embedding)
         addMatrix("backbone.embeddings", embedding)
-        if w.lmHead !== w.embedding { addMatrix("lm_head", quantized(w.lmHead)) }
+        if w.lmHead !== w.embedding { addMatrix("lm_head", try quantized(w.lmHead)) }
         out.add("backbone.norm_f.weight", w.normF, [c.dModel])
         for (i, l) in w.layers.enumerated() {
             let p = "backbone.layers.\(i)."
-            addMatrix(p + "mixer.in_proj", quantized(l.inProj))
-            addMatrix(p + "mixer.out_proj", quantized(l.outProj))
+            addMatrix(p + "mixer.in_proj", try quantized(l.inProj))
+            addMatrix(p + "mixer.out_proj", try quantized(l.outProj))
             out.add(p + "norm.weight", l.norm, [c.dModel])
             out.add(p + "mixer.conv1d.weight", l.convWeight, [c.convDim, c.dConv, 1]) // mlx-lm's Conv1d layout
             out.add(p + "mixer.conv1d.bias", l.convBias, [c.convDim])

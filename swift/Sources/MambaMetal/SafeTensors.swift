@@ -13,7 +13,11 @@ enum SafeTensors {
     /// `unusable` so that asking for one of them names the dtype.
     /// U32 tensors (MLX's packed quantized weights) come back as `packed`.
     static func read(path: String) throws -> (tensors: [TensorView], unusable: [String: String], packed: [PackedView]) {
-        let file = try MappedFile(path: path)
+        try read(file: MappedFile(path: path))
+    }
+
+    static func read(file: MappedFile) throws -> (tensors: [TensorView], unusable: [String: String], packed: [PackedView]) {
+        let path = file.path
         guard file.size >= 8, let lenBytes = file.bytes(0, 8) else {
             throw MambaFailure.format("\(path): truncated safetensors file (\(file.size) bytes, no header)")
         }
@@ -46,8 +50,9 @@ enum SafeTensors {
                     throw MambaFailure.format("\(path): tensor \(name) has an invalid shape")
                 }
                 shape.append(d)
-                count = count.multipliedReportingOverflow(by: d).partialValue
-                if count > 1 << 40 { throw MambaFailure.format("\(path): tensor \(name) is too large") }
+                let (product, overflow) = count.multipliedReportingOverflow(by: d)
+                if overflow || product > 1 << 40 { throw MambaFailure.format("\(path): tensor \(name) is too large") }
+                count = product
             }
             guard begin >= 0, end >= begin, end <= dataSize else {
                 throw MambaFailure.format(

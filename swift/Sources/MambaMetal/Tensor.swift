@@ -12,19 +12,25 @@ enum DType: String {
     var byteSize: Int { self == .f32 ? 4 : 2 }
 }
 
-/// A read-only memory mapping of a whole file; unmapped when the last reference goes away.
+/// A read-only memory mapping of a whole file; unmapped when the last reference goes away. Parsers
+/// read files only through this, so `init(bytes:name:)` runs the same code on bytes held in memory
+/// (the fuzz targets, FuzzTargets.swift).
 final class MappedFile {
     let path: String
     let base: UnsafeRawPointer
     let size: Int
+    /// True for `init(bytes:name:)`: `base` is an owned heap copy, not a mapping.
+    private let owned: Bool
 
     init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // O_NONBLOCK: a FIFO (or a device) in a model directory must not block the open; it is refused below.
+        let fd = open(path, O_RDONLY | O_NONBLOCK)
         if fd < 0 { throw MambaFailure.io("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var st = stat()
         if fstat(fd, &st) != 0 { throw MambaFailure.io("cannot stat \(path)") }
+        if (st.st_mode & S_IFMT) != S_IFREG { throw MambaFailure.io("\(path) is not a regular file") }
         let size = Int(st.st_size)
         if size == 0 { throw MambaFailure.format("\(path) is empty") }
         guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
@@ -32,9 +38,26 @@ final class MappedFile {
         }
         self.base = UnsafeRawPointer(p)
         self.size = size
+        self.owned = false
     }
 
-    deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+    /// A copy of `bytes` that reads as the file `name`, exactly `bytes.count` long: a read past its end
+    /// is a heap overflow that AddressSanitizer reports, where a mapping would hide it in the last page.
+    init(bytes: UnsafeRawBufferPointer, name: String) throws {
+        if bytes.isEmpty { throw MambaFailure.format("\(name) is empty") }
+        let copy = UnsafeMutableRawPointer.allocate(byteCount: bytes.count, alignment: 64)
+        copy.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+        self.path = name
+        self.base = UnsafeRawPointer(copy)
+        self.size = bytes.count
+        self.owned = true
+    }
+
+    deinit {
+        if owned { UnsafeMutableRawPointer(mutating: base).deallocate() } else {
+            munmap(UnsafeMutableRawPointer(mutating: base), size)
+        }
+    }
 
     /// Bytes [offset, offset + count) as a buffer; nil when the range leaves the file.
     func bytes(_ offset: Int, _ count: Int) -> UnsafeRawBufferPointer? {

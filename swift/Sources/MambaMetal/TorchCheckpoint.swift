@@ -10,7 +10,11 @@
 /// views of the same bytes. A dict holding exactly one nested dict ({"state_dict": ...},
 /// {"model": ...}) is unwrapped.
 func readTorchCheckpoint(path: String) throws -> [TensorView] {
-    let file = try MappedFile(path: path)
+    try readTorchCheckpoint(file: MappedFile(path: path))
+}
+
+func readTorchCheckpoint(file: MappedFile) throws -> [TensorView] {
+    let path = file.path
     try checkIsZip(file)
     let zip = try ZipDirectory(file: file)
     let prefix = try archivePrefix(zip)

@@ -25,6 +25,16 @@ enum WeightDType: String {
     var floatBytes: Int { self == .f32 ? 4 : 2 }
 }
 
+/// `p` itself when aligned to `alignment`, else an aligned copy of its `bytes` (returned to be kept alive).
+/// A file may place a tensor at any offset (safetensors data offsets, a GGUF alignment of 1), and the
+/// kernels load elements as their type: a misaligned load is undefined behaviour in C.
+func inPlaceAligned(_ p: UnsafeRawPointer, bytes: Int, to alignment: Int) -> (UnsafeRawPointer, OwnedBytes?) {
+    if Int(bitPattern: p) % alignment == 0 { return (p, nil) }
+    let copy = OwnedBytes(count: bytes)
+    copy.pointer.copyMemory(from: p, byteCount: bytes)
+    return (UnsafeRawPointer(copy.pointer), copy)
+}
+
 /// What a loader should turn the large matrices into: nil keeps them as stored; q8/q4 quantize
 /// float matrices with MLX's algorithm (groups of `groupSize` columns); f32/f16/bf16 convert, and
 /// dequantize quantized ones.
@@ -65,8 +75,9 @@ final class WeightMatrix {
         let want = target ?? stored
         dtype = want
         if want == stored {
-            data = view.data
-            owners = [view.file]
+            let (p, copy) = inPlaceAligned(view.data, bytes: rows * cols * want.floatBytes, to: want.floatBytes)
+            data = p
+            owners = [view.file] + (copy.map { [$0] } ?? [])
             return
         }
         let n = rows * cols
@@ -145,12 +156,13 @@ final class WeightMatrix {
 
     /// This matrix in `target`'s form: quantized with MLX's algorithm (when float and cols divide
     /// into groups), converted to another float dtype (dequantized if quantized), or itself.
-    func converted(to target: MatrixTarget) -> WeightMatrix {
+    /// Throws for a matrix that cannot be quantized (a non-finite value).
+    func converted(to target: MatrixTarget) throws -> WeightMatrix {
         guard let want = target.dtype, want != dtype else { return self }
         if want.isQuantized {
             guard quant == nil, cols % target.groupSize == 0 else { return self }
             let spec = QuantSpec(bits: want == .q8 ? 8 : 4, groupSize: target.groupSize)
-            return AffineQuantizer.quantize(rows: rows, cols: cols, spec: spec, name: name,
+            return try AffineQuantizer.quantize(rows: rows, cols: cols, spec: spec, name: name,
                                             source: "\(source), quantized at load") { r, out in
                 self.row(r, into: out)
             }

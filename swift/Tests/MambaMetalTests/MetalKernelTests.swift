@@ -144,10 +144,10 @@ final class MetalKernelTests: MetalTestCase {
             let pipe = try kernels.pipeline(Kernel.EmbeddingGather.self, .embedding(
                 dModel: dModel, dConv: dConv, rows: nb, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
-            let tb = device.makeBuffer(bytes: tokens, length: 16, options: .storageModeShared)!
+            let tb = padded(tokens, length: 16)
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pos: [UInt32] = [3, 0, 2]
-            let pb = device.makeBuffer(bytes: pos, length: 16, options: .storageModeShared)!
+            let pb = padded(pos, length: 16)
             try run { sink in
                 sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
                                           scales: nil, biases: nil),
@@ -216,7 +216,7 @@ final class MetalKernelTests: MetalTestCase {
             SSM_D_INNER: s.D, SSM_D_STATE: s.N, SSM_HEAD_DIM: s.P, SSM_HEADS: s.H, SSM_GROUPS: s.G, SSM_D_CONV: s.K,
             SSM_LAYERS: s.layers, SSM_DT_MIN: dtMin, SSM_DT_MAX: dtMax, SSM_SPLIT: split))
         let zb = buffer(zx), cb = buffer(conv0), sb = buffer(ssm0)
-        let pb = device.makeBuffer(bytes: pos, length: max(16, 4 * s.nb), options: .storageModeShared)!
+        let pb = padded(pos, length: max(16, 4 * s.nb))
         let gb = buffer([Float](repeating: .nan, count: s.nb * s.D))
         let qb = buffer([Float](repeating: .nan, count: s.nb * s.H * split))
         let rows = (s.P + split - 1) / split

@@ -143,9 +143,9 @@ final class MetalPrefillKernelTests: MetalTestCase {
             let pipe = try kernels.pipeline(Kernel.EmbeddingGatherPrompt.self, .embedding(
                 dModel: dModel, dConv: dConv, rows: 1, half ? .f16 : .f32))
             let eb = half ? halfBuffer(E) : buffer(E)
-            let tb = device.makeBuffer(bytes: tokens, length: 4 * T, options: .storageModeShared)!
+            let tb = padded(tokens, length: 4 * T)
             let rb = buffer([Float](repeating: .nan, count: (T + 1) * dModel))
-            let pb = device.makeBuffer(bytes: [UInt32(2), 9], length: 16, options: .storageModeShared)!
+            let pb = padded([UInt32(2), 9], length: 16)
             try run { sink in
                 sink.dispatch(pipe, .init(embedding: (eb, 0), tokens: (tb, 0), residual: (rb, 0), conv_pos: (pb, 0),
                                           count: (countBuffer(T), 0), scales: nil, biases: nil),
@@ -184,7 +184,7 @@ final class MetalPrefillKernelTests: MetalTestCase {
         let convW = rng.floats(s.CD * s.K), convB = rng.floats(s.CD, -0.5, 0.5)
         let pipe = try kernels.pipeline(Kernel.Conv1dPrefill.self, ssdConstants(s))
         let ringB = buffer(ring0), out = buffer([Float](repeating: .nan, count: s.capacity * s.CD))
-        let posB = device.makeBuffer(bytes: [UInt32((pos0 + s.T) % s.K)], length: 16, options: .storageModeShared)!
+        let posB = padded([UInt32((pos0 + s.T) % s.K)], length: 16)
         try run { sink in
             sink.dispatch(pipe, .init(zxbcdt: (buffer(zx), 0), conv_state: (ringB, 0), conv_pos: (posB, 0),
                                       conv_w: (buffer(convW), 0), conv_b: (buffer(convB), 0), xbc: (out, 0),

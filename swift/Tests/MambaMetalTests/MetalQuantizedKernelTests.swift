@@ -141,7 +141,7 @@ final class MetalQuantizedKernelTests: MetalTestCase {
             let m = rng.quantized(rows: vocab, cols: dModel, bits: bits, groupSize: G, scalesHalf: scalesHalf)
             let E = upload(m)
             let tokens: [Int32] = [12, 0, 7]
-            let tb = device.makeBuffer(bytes: tokens, length: 16, options: .storageModeShared)!
+            let tb = padded(tokens, length: 16)
             let rb = buffer([Float](repeating: .nan, count: nb * dModel))
             let pb = device.makeBuffer(bytes: [UInt32](repeating: 0, count: 4), length: 16, options: .storageModeShared)!
             let constants = Kernel.EmbeddingConstants.embedding(dModel: dModel, dConv: dConv, rows: nb, E.format)
@@ -264,8 +264,8 @@ final class MetalQuantizedKernelTests: MetalTestCase {
             .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("tests/fixtures/tiny-g2").path
         let f32 = try ModelWeights(try Checkpoint.load(directory: dir), target: MatrixTarget())
-        func q(_ m: WeightMatrix, _ dtype: WeightDType, _ G: Int, f32Scales: Bool = false) -> WeightMatrix {
-            let quantized = m.converted(to: MatrixTarget(dtype: dtype, groupSize: G))
+        func q(_ m: WeightMatrix, _ dtype: WeightDType, _ G: Int, f32Scales: Bool = false) throws -> WeightMatrix {
+            let quantized = try m.converted(to: MatrixTarget(dtype: dtype, groupSize: G))
             XCTAssertEqual(quantized.dtype, dtype, "\(m.name) quantized")
             return f32Scales ? widened(quantized) : quantized
         }
@@ -274,18 +274,18 @@ final class MetalQuantizedKernelTests: MetalTestCase {
             LayerWeights(norm: l.norm, inProj: inProj, convWeight: l.convWeight, convBias: l.convBias, dtBias: l.dtBias,
                          aLog: l.aLog, A: l.A, D: l.D, gatedNorm: l.gatedNorm, outProj: outProj)
         }
-        let mixed = ModelWeights(
+        let mixed = try ModelWeights(
             config: f32.config, embedding: q(f32.embedding, .q8, 64, f32Scales: true),
             lmHead: q(f32.lmHead, .q4, 16), normF: f32.normF,
             layers: [layer(L[0], inProj: q(L[0].inProj, .q4, 32, f32Scales: true), outProj: q(L[0].outProj, .q8, 16)),
                      layer(L[1], inProj: L[1].inProj.converted(to: MatrixTarget(dtype: .f16)),
                            outProj: q(L[1].outProj, .q4, 128))],
             fingerprint: f32.fingerprint)
-        let reference = ModelWeights(
+        let reference = try ModelWeights(
             config: mixed.config, embedding: mixed.embedding.converted(to: MatrixTarget(dtype: .f32)),
             lmHead: mixed.lmHead.converted(to: MatrixTarget(dtype: .f32)), normF: mixed.normF,
-            layers: mixed.layers.map { layer($0, inProj: $0.inProj.converted(to: MatrixTarget(dtype: .f32)),
-                                               outProj: $0.outProj.converted(to: MatrixTarget(dtype: .f32))) },
+            layers: mixed.layers.map { try layer($0, inProj: $0.inProj.converted(to: MatrixTarget(dtype: .f32)),
+                                                   outProj: $0.outProj.converted(to: MatrixTarget(dtype: .f32))) },
             fingerprint: mixed.fingerprint)
 
         var options = EngineOptions()

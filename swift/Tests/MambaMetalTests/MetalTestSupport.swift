@@ -39,13 +39,17 @@ class MetalTestCase: XCTestCase {
         queue = try XCTUnwrap(device.makeCommandQueue())
     }
 
-    func buffer(_ values: [Float]) -> any MTLBuffer {
-        device.makeBuffer(bytes: values, length: max(4 * values.count, 16), options: .storageModeShared)!
-    }
+    func buffer(_ values: [Float]) -> any MTLBuffer { padded(values, length: 16) }
 
-    func halfBuffer(_ values: [Float]) -> any MTLBuffer {
-        let bits = values.map(floatToHalf)
-        return device.makeBuffer(bytes: bits, length: max(2 * bits.count, 16), options: .storageModeShared)!
+    func halfBuffer(_ values: [Float]) -> any MTLBuffer { padded(values.map(floatToHalf), length: 16) }
+
+    /// A shared buffer of at least `length` bytes that starts with `values` (only their bytes are read).
+    func padded<T>(_ values: [T], length: Int) -> any MTLBuffer {
+        values.withUnsafeBytes { bytes in
+            let b = device.makeBuffer(length: max(bytes.count, length), options: .storageModeShared)!
+            if let base = bytes.baseAddress { b.contents().copyMemory(from: base, byteCount: bytes.count) }
+            return b
+        }
     }
 
     func read(_ b: any MTLBuffer, _ n: Int) -> [Float] {
@@ -75,7 +79,7 @@ class MetalTestCase: XCTestCase {
     }
 
     func countBuffer(_ n: Int) -> any MTLBuffer {
-        device.makeBuffer(bytes: [UInt32(n)], length: 16, options: .storageModeShared)!
+        padded([UInt32(n)], length: 16)
     }
 
     /// Reference: y[b, r] (=, +=) Σ_k W[r, k] · x̂[b, k], in Double.

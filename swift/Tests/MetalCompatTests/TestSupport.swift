@@ -48,7 +48,12 @@ final class GPU {
     }
 
     func buffer<T>(_ values: [T]) -> any MTLBuffer {
-        values.withUnsafeBytes { device.makeBuffer(bytes: $0.baseAddress!, length: max($0.count, 16), options: [])! }
+        // At least 16 bytes (no empty buffers), of which only the values' bytes are copied.
+        values.withUnsafeBytes { bytes in
+            let buffer = device.makeBuffer(length: max(bytes.count, 16), options: [])!
+            if let base = bytes.baseAddress { buffer.contents().copyMemory(from: base, byteCount: bytes.count) }
+            return buffer
+        }
     }
 
     /// A buffer of `count` elements all set to `fill` (NaN for outputs, so unwritten results show).
