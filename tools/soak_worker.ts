@@ -20,6 +20,8 @@ export interface WorkerJob {
   /** Posts its state every `every` steps. */
   producer: boolean;
   every: number;
+  /** The producer stops handing over once it has sent this many bytes of states. */
+  maxHandoverBytes: number;
 }
 
 /** What a Worker did, for the replay. */
@@ -46,6 +48,7 @@ self.onmessage = async (e: MessageEvent) => {
   const report: WorkerReport = { steps: 0, hash: 0x811c9dc5, checkpoints: [], loads: [] };
   const tokens = new Array(engine.batchSize).fill(0);
   let row = engine.prefill([1, 2, 3]);
+  let sentBytes = 0;
   const end = performance.now() + job.seconds * 1000;
   for (let t = 0; performance.now() < end; t++) {
     // let messages in (states from the producer) every few steps
@@ -64,8 +67,9 @@ self.onmessage = async (e: MessageEvent) => {
     report.hash = hashRow(row, report.hash);
     if (branch) report.hash = hashRow(engine.row(1), report.hash);
     report.steps = t + 1;
-    if (job.producer && (t + 1) % job.every === 0) {
+    if (job.producer && (t + 1) % job.every === 0 && sentBytes < job.maxHandoverBytes) {
       const bytes = engine.saveState(0);
+      sentBytes += bytes.length;
       self.postMessage({ kind: "state", step: t + 1, bytes }, [bytes.buffer as ArrayBuffer]);
     }
     if ((t + 1) % 1000 === 0) report.checkpoints.push({ step: t + 1, hash: report.hash });
