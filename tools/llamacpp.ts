@@ -15,6 +15,7 @@
  * @module
  */
 import { cacheRoot } from "./make_bench_models.ts";
+import { fileExists } from "../ffi/host.ts";
 
 /** The sdist the reference is built from (its vendor/llama.cpp is commit 0c1e570, ggml 0.25.3). */
 export const LLAMA_CPP_PYTHON_VERSION = "0.3.36";
@@ -44,15 +45,6 @@ export function llamaCppDirs(): LlamaCpp {
     logits: `${root}/build/llamacpp_logits`,
     models: `${root}/models`,
   };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** Runs a command with its output on stderr (progress); throws naming it when it fails. */
@@ -102,9 +94,9 @@ const TARGETS = ["llama-bench", "llama-quantize", "llama"];
 export async function ensureLlamaCpp(): Promise<LlamaCpp> {
   const d = llamaCppDirs();
   await Deno.mkdir(d.root, { recursive: true });
-  if (!exists(d.src)) {
+  if (!fileExists(d.src)) {
     const tarball = `${d.root}/llama_cpp_python-${LLAMA_CPP_PYTHON_VERSION}.tar.gz`;
-    if (!exists(tarball)) {
+    if (!fileExists(tarball)) {
       console.error(`llama.cpp: downloading the llama-cpp-python ${LLAMA_CPP_PYTHON_VERSION} sdist …`);
       await run("python3", [
         "-m",
@@ -120,8 +112,8 @@ export async function ensureLlamaCpp(): Promise<LlamaCpp> {
     }
     await run("tar", ["xzf", tarball, "-C", d.root]);
   }
-  const built = exists(`${d.bin}/llama-bench`) && exists(`${d.bin}/llama-quantize`) &&
-    exists(`${d.bin}/libllama.so`);
+  const built = fileExists(`${d.bin}/llama-bench`) && fileExists(`${d.bin}/llama-quantize`) &&
+    fileExists(`${d.bin}/libllama.so`);
   if (!built) {
     console.error(`llama.cpp: building ${TARGETS.join(", ")} in ${d.root}/build (CPU, Release, native) …`);
     let ninja = true;
@@ -157,7 +149,7 @@ export async function ensureLlamaCpp(): Promise<LlamaCpp> {
     ]);
   }
   const source = `${ROOT}tools/llamacpp_logits.c`;
-  if (!exists(d.logits) || Deno.statSync(d.logits).mtime! < Deno.statSync(source).mtime!) {
+  if (!fileExists(d.logits) || Deno.statSync(d.logits).mtime! < Deno.statSync(source).mtime!) {
     await run(Deno.env.get("CC") ?? "cc", [
       "-O2",
       "-Wall",
@@ -205,7 +197,7 @@ export async function ensureGGUF(
   await Deno.mkdir(d.models, { recursive: true });
   const path = (t: string) => `${d.models}/${name}-${t}.gguf`;
   const f16 = path("F16");
-  if (!exists(f16)) {
+  if (!fileExists(f16)) {
     console.error(`llama.cpp: converting ${modelDir} → ${f16} …`);
     await run("python3", [
       `${ROOT}tools/llamacpp_convert.py`,
@@ -220,7 +212,7 @@ export async function ensureGGUF(
   }
   const out: Record<string, string> = {};
   for (const t of types) {
-    if (t !== "F16" && !exists(path(t))) {
+    if (t !== "F16" && !fileExists(path(t))) {
       console.error(`llama.cpp: llama-quantize ${t} → ${path(t)} …`);
       await run(`${d.bin}/llama-quantize`, [f16, path(t) + ".partial", t], { quiet: true });
       await Deno.rename(path(t) + ".partial", path(t));

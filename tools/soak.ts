@@ -25,6 +25,7 @@ import { parseArgs } from "node:util";
 import { type LoadOptions, MambaEngine } from "../mod.ts";
 import { ensureBenchModel } from "./make_bench_models.ts";
 import type { WorkerJob, WorkerReport } from "./soak_worker.ts";
+import { fileExists } from "../ffi/host.ts";
 
 let lastRow: Float32Array | undefined;
 let lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
@@ -278,7 +279,7 @@ async function main(): Promise<number> {
     const pause = flag === undefined ? undefined : () => {
       const from = performance.now();
       const nap = new Int32Array(new SharedArrayBuffer(4));
-      while (exists(flag)) Atomics.wait(nap, 0, 0, 10_000);
+      while (fileExists(flag)) Atomics.wait(nap, 0, 0, 10_000);
       const ms = performance.now() - from;
       if (ms > 1) log(`decode: paused ${(ms / 1000).toFixed(0)} s while ${flag} existed`);
       return ms;
@@ -316,15 +317,6 @@ async function main(): Promise<number> {
     }
   }
   return ok ? 0 : 1;
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 if (import.meta.main) Deno.exit(await main());
