@@ -478,10 +478,10 @@ void mcpu_step_seqs(mcpu_engine *e, const int32_t *tokens, const int32_t *seqs, 
 /* ---- testing hooks (mamba_cpu.h) ---------------------------------------------------------------- */
 
 int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float *y, int32_t accumulate,
-                         int32_t threads, int32_t generic) {
+                         int32_t threads, int32_t kernels) {
     if (!matrix_ok(W) || nb < 1) return -1;
     mcpu_engine e = {0};
-    e.ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
+    e.ops = mcpu_ops_pick(kernels);
     e.pool = mcpu_pool_create(threads > 0 ? threads : 1);
     size_t bytes = mcpu_packed_bytes(W);
     char *packed = mcpu_alloc_huge(bytes), *cursor = packed;
@@ -502,8 +502,8 @@ int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float
 }
 
 int32_t mcpu_test_rows(const mcpu_matrix *W, const int32_t *rows, int32_t n, float *out, int32_t packed_form,
-                       int32_t generic) {
-    const mcpu_ops *ops = generic ? mcpu_ops_generic() : mcpu_ops_best();
+                       int32_t kernels) {
+    const mcpu_ops *ops = mcpu_ops_pick(kernels);
     if (!matrix_ok(W)) return -1;
     for (int i = 0; i < n; i++)
         if (rows[i] < 0 || rows[i] >= W->rows) return -1;

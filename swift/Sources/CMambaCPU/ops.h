@@ -105,8 +105,14 @@ typedef struct {
     double (*sum_bytes)(const void *p, int64_t bytes);
 } mcpu_ops;
 
+/* Each kernel set, NULL where the CPU lacks it (generic is always there). */
+const mcpu_ops *mcpu_ops_avxvnni(void);
 const mcpu_ops *mcpu_ops_avx2(void);
 const mcpu_ops *mcpu_ops_generic(void);
+/* The first of avxvnni, avx2, generic the CPU has; MAMBA_CPU_KERNELS=generic or =avx2 caps the choice
+ * (so each set's correctness can be tested on a machine that has a better one). */
 const mcpu_ops *mcpu_ops_best(void);
+/* The testing hooks' choice: 0 the best, 1 generic, 2 the best without VNNI. */
+const mcpu_ops *mcpu_ops_pick(int32_t which);
 
 #endif

@@ -23,11 +23,16 @@ const mcpu_ops *mcpu_ops_avx2(void) {
 const mcpu_ops *mcpu_ops_avx2(void) { return 0; }
 #endif
 
-/* MAMBA_CPU_KERNELS=generic picks the portable set even where AVX2 is present, so that its
- * correctness can be tested on any machine. */
 const mcpu_ops *mcpu_ops_best(void) {
     const char *force = getenv("MAMBA_CPU_KERNELS");
     if (force && strcmp(force, "generic") == 0) return mcpu_ops_generic();
-    const mcpu_ops *o = mcpu_ops_avx2();
+    const mcpu_ops *o = force && strcmp(force, "avx2") == 0 ? 0 : mcpu_ops_avxvnni();
+    if (!o) o = mcpu_ops_avx2();
     return o ? o : mcpu_ops_generic();
+}
+
+const mcpu_ops *mcpu_ops_pick(int32_t which) {
+    if (which == 1) return mcpu_ops_generic();
+    const mcpu_ops *best = mcpu_ops_best(), *avx2 = mcpu_ops_avx2();
+    return which == 2 && best == mcpu_ops_avxvnni() && avx2 ? avx2 : best;
 }

@@ -47,7 +47,8 @@ struct sample_kernels {
 static const struct sample_kernels *kernels(void) {
 #if defined(__x86_64__)
     const mcpu_ops *best = mcpu_ops_best();
-    if (best && best == mcpu_ops_avx2()) return &sample_kernels_avx2;
+    /* every x86-64 set but the generic one has AVX2, FMA and F16C */
+    if (best && best != mcpu_ops_generic()) return &sample_kernels_avx2;
 #endif
     return &sample_kernels_generic;
 }

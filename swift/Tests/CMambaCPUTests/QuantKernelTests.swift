@@ -1,6 +1,7 @@
-// The quantized CPU kernels (both kernel sets) against "dequantize with the contract's formula, then
-// multiply in float64": matrix × tokens by the decode path (1–8 tokens) and the prefill path
-// (dequantized float32 panels), and embedding rows read from the row-major and the packed form.
+// The quantized CPU kernels (every kernel set: 0 the best, 1 generic, 2 AVX2 without VNNI) against
+// "dequantize with the contract's formula, then multiply in float64": matrix × tokens by the decode
+// path (1–8 tokens) and the prefill path (dequantized float32 panels), and embedding rows read from the
+// row-major and the packed form.
 import CMambaCPU
 import XCTest
 
@@ -37,7 +38,7 @@ final class QuantKernelTests: XCTestCase {
     /// up to 4) and 9, 13 (dequantized panels); odd row counts, so the last panel is partial.
     func testMatmulMatchesDequantizedReference() throws {
         var rng = Rng(1)
-        for generic: Int32 in [0, 1] {
+        for kernels: Int32 in [0, 1, 2] {
             for bits in [8, 4] {
                 for f32 in [false, true] {
                     for g in [16, 32, 64, 128] {
@@ -49,14 +50,38 @@ final class QuantKernelTests: XCTestCase {
                             let y0 = accumulate == 1 ? rng.floats(n * rows) : nil
                             var y = y0 ?? [Float](repeating: .nan, count: n * rows)
                             var m = q.matrix
-                            XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &y, accumulate, Int32(1 + n % 2), generic), 0)
+                            XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &y, accumulate, Int32(1 + n % 2), kernels), 0)
                             let ref = reference(q.dense, rows: rows, cols: cols, x, n, plus: y0)
                             let scale = ref.map(abs).max()!
                             let err = maxAbsDiff(y, ref)
                             XCTAssertLessThanOrEqual(
                                 err, 1e-5 * scale,
-                                "q\(bits) g\(g) \(f32 ? "f32" : "f16") scales, \(n) tokens, generic \(generic): max|Δ| \(err), max|ref| \(scale)")
+                                "q\(bits) g\(g) \(f32 ? "f32" : "f16") scales, \(n) tokens, kernels \(kernels): max|Δ| \(err), max|ref| \(scale)")
                         }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The VNNI decode kernels compute the AVX2 kernels' integer sums in another order, so their results
+    /// must be the same bits, for every format and token count. Skipped where the CPU has no AVX-VNNI.
+    func testVNNIKernelsEqualAVX2Bitwise() throws {
+        guard String(cString: mcpu_isa()).contains("vnni") else { throw XCTSkip("no AVX-VNNI on this CPU") }
+        var rng = Rng(4)
+        for bits in [8, 4] {
+            for f32 in [false, true] {
+                for g in [16, 32, 64, 128] {
+                    let rows = 45, cols = 3 * g + 256
+                    let q = QuantMatrix(rows: rows, cols: cols, bits: bits, groupSize: g, f32Scales: f32, rng: &rng)
+                    for n in 1...8 {
+                        let x = activations(n, cols: cols, rng: &rng)
+                        var m = q.matrix
+                        var vnni = [Float](repeating: .nan, count: n * rows), avx2 = vnni
+                        XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &vnni, 0, 2, 0), 0)
+                        XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &avx2, 0, 1, 2), 0)
+                        let differ = zip(vnni, avx2).filter { $0.bitPattern != $1.bitPattern }.count
+                        XCTAssertEqual(differ, 0, "q\(bits) g\(g) f32 scales \(f32), \(n) tokens: \(differ) outputs differ")
                     }
                 }
             }
@@ -69,15 +94,15 @@ final class QuantKernelTests: XCTestCase {
         for bits in [8, 4] {
             let rows = 1001, cols = 768
             let q = QuantMatrix(rows: rows, cols: cols, bits: bits, groupSize: 64, f32Scales: false, rng: &rng)
-            for generic: Int32 in [0, 1] {
+            for kernels: Int32 in [0, 1, 2] {
                 for n in [1, 4, 7, 20] {
                     let x = activations(n, cols: cols, rng: &rng)
                     var y = [Float](repeating: .nan, count: n * rows)
                     var m = q.matrix
-                    XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &y, 0, 2, generic), 0)
+                    XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &y, 0, 2, kernels), 0)
                     let ref = reference(q.dense, rows: rows, cols: cols, x, n, plus: nil)
                     let scale = ref.map(abs).max()!
-                    XCTAssertLessThanOrEqual(maxAbsDiff(y, ref), 1e-5 * scale, "q\(bits), \(n) tokens, generic \(generic)")
+                    XCTAssertLessThanOrEqual(maxAbsDiff(y, ref), 1e-5 * scale, "q\(bits), \(n) tokens, kernels \(kernels)")
                 }
             }
         }
@@ -86,7 +111,7 @@ final class QuantKernelTests: XCTestCase {
     /// Embedding rows are the contract's values exactly, from either form.
     func testRowsAreExactlyTheContractValues() throws {
         var rng = Rng(3)
-        for generic: Int32 in [0, 1] {
+        for kernels: Int32 in [0, 1, 2] {
             for bits in [8, 4] {
                 for f32 in [false, true] {
                     for g in [16, 32, 64, 128] {
@@ -96,10 +121,10 @@ final class QuantKernelTests: XCTestCase {
                         for packed: Int32 in [0, 1] {
                             var out = [Float](repeating: .nan, count: pick.count * cols)
                             var m = q.matrix
-                            XCTAssertEqual(mcpu_test_rows(&m, pick, Int32(pick.count), &out, packed, generic), 0)
+                            XCTAssertEqual(mcpu_test_rows(&m, pick, Int32(pick.count), &out, packed, kernels), 0)
                             for (i, r) in pick.enumerated() {
                                 for c in 0..<cols where out[i * cols + c].bitPattern != q.dense[Int(r) * cols + c].bitPattern {
-                                    XCTFail("q\(bits) g\(g) f32 \(f32) packed \(packed) generic \(generic): row \(r) col \(c) is \(out[i * cols + c]), want \(q.dense[Int(r) * cols + c])")
+                                    XCTFail("q\(bits) g\(g) f32 \(f32) packed \(packed) kernels \(kernels): row \(r) col \(c) is \(out[i * cols + c]), want \(q.dense[Int(r) * cols + c])")
                                     return
                                 }
                             }
