@@ -1,0 +1,115 @@
+// The proxy GPU's floor for a chain of dependent dispatches (docs/gpu-proxy.md, issue 12 item 5): what a
+// decode step of 74 dependent dispatches costs before any of its own work, measured the way replay.py
+// times a step (one CUDA graph, dispatches in stream order, median of many replays).
+//
+// Each variant is a graph of N dependent kernels; µs per kernel = graph time / N:
+//   empty_1x32        one threadgroup of 32 threads that does nothing
+//   empty_838x128     in_proj's grid (838 threadgroups of 128) doing nothing
+//   link1_838x128     each thread reads one float the previous kernel wrote and writes it back + 1:
+//                     one dependent round trip to L2 per dispatch, as every decode dispatch has
+//   link2_838x128     two dependent round trips (the second address comes from the first load)
+//   stream_838x128    each kernel reads its own 5.1 MB (in_proj's f16 weights at 130m; 24 distinct
+//                     buffers, 123 MB, more than the L2) and one float from the previous kernel
+//
+//   nvcc -O3 -arch=sm_90 tools/gpu/launch_floor.cu -o /tmp/launch_floor && /tmp/launch_floor [N]
+#include <cstdio>
+#include <cstdlib>
+#include <vector>
+#include <algorithm>
+#include <cuda_runtime.h>
+
+#define CK(x)                                                                                              \
+    do {                                                                                                   \
+        cudaError_t e = (x);                                                                               \
+        if (e != cudaSuccess) {                                                                            \
+            fprintf(stderr, "%s: %s\n", #x, cudaGetErrorString(e));                                        \
+            exit(1);                                                                                       \
+        }                                                                                                  \
+    } while (0)
+
+__global__ void empty_kernel() {}
+
+__global__ void link1(float *buf) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    buf[i] = buf[i] + 1.0f;
+}
+
+__global__ void link2(float *buf, const int *next) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    int j = next[i];  // written by nobody in the chain, but a load the second depends on
+    buf[i] = buf[j] + 1.0f;
+}
+
+// Each thread sums its share of `bytes` (uint4 loads, coalesced) and adds one float of the chain.
+__global__ void stream(const uint4 *w, size_t n16, float *buf) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, T = gridDim.x * blockDim.x;
+    unsigned s = 0;
+    for (size_t k = i; k < n16; k += T) {
+        uint4 v = w[k];
+        s += v.x ^ v.y ^ v.z ^ v.w;
+    }
+    buf[i] = buf[i] + (float)(s & 1);
+}
+
+template <typename F>
+static float time_graph(int N, F launch) {
+    cudaStream_t st;
+    CK(cudaStreamCreate(&st));
+    cudaGraph_t g;
+    cudaGraphExec_t ge;
+    CK(cudaStreamBeginCapture(st, cudaStreamCaptureModeGlobal));
+    for (int k = 0; k < N; k++) launch(st, k);
+    CK(cudaStreamEndCapture(st, &g));
+    CK(cudaGraphInstantiate(&ge, g, 0));
+    for (int r = 0; r < 5; r++) CK(cudaGraphLaunch(ge, st));
+    CK(cudaStreamSynchronize(st));
+    cudaEvent_t a, b;
+    CK(cudaEventCreate(&a));
+    CK(cudaEventCreate(&b));
+    std::vector<float> ms;
+    for (int r = 0; r < 50; r++) {
+        CK(cudaEventRecord(a, st));
+        CK(cudaGraphLaunch(ge, st));
+        CK(cudaEventRecord(b, st));
+        CK(cudaEventSynchronize(b));
+        float t;
+        CK(cudaEventElapsedTime(&t, a, b));
+        ms.push_back(t);
+    }
+    std::sort(ms.begin(), ms.end());
+    CK(cudaGraphExecDestroy(ge));
+    CK(cudaGraphDestroy(g));
+    CK(cudaStreamDestroy(st));
+    return ms[ms.size() / 2] * 1000.0f / N;  // µs per kernel
+}
+
+int main(int argc, char **argv) {
+    int N = argc > 1 ? atoi(argv[1]) : 74;
+    const int blocks = 838, threads = 128, n = blocks * threads;
+    float *buf;
+    int *next;
+    CK(cudaMalloc(&buf, n * sizeof(float)));
+    CK(cudaMalloc(&next, n * sizeof(int)));
+    std::vector<int> h(n);
+    for (int i = 0; i < n; i++) h[i] = (i * 7919) % n;
+    CK(cudaMemcpy(next, h.data(), n * sizeof(int), cudaMemcpyHostToDevice));
+    CK(cudaMemset(buf, 0, n * sizeof(float)));
+    const size_t wbytes = 3352ull * 768 * 2, n16 = wbytes / 16;
+    std::vector<uint4 *> w(24);
+    for (auto &p : w) {
+        CK(cudaMalloc(&p, wbytes));
+        CK(cudaMemset(p, 1, wbytes));
+    }
+    printf("{\"kernels\": %d, \"usPerKernel\": {", N);
+    printf("\"empty_1x32\": %.3f, ", time_graph(N, [&](cudaStream_t s, int) { empty_kernel<<<1, 32, 0, s>>>(); }));
+    printf("\"empty_838x128\": %.3f, ",
+           time_graph(N, [&](cudaStream_t s, int) { empty_kernel<<<blocks, threads, 0, s>>>(); }));
+    printf("\"link1_838x128\": %.3f, ", time_graph(N, [&](cudaStream_t s, int) { link1<<<blocks, threads, 0, s>>>(buf); }));
+    printf("\"link2_838x128\": %.3f, ",
+           time_graph(N, [&](cudaStream_t s, int) { link2<<<blocks, threads, 0, s>>>(buf, next); }));
+    printf("\"stream_838x128\": %.3f",
+           time_graph(N, [&](cudaStream_t s, int k) { stream<<<blocks, threads, 0, s>>>(w[k % 24], n16, buf); }));
+    printf("}}\n");
+    CK(cudaDeviceSynchronize());
+    return 0;
+}
