@@ -106,13 +106,14 @@ typedef struct {
 } mcpu_ops;
 
 /* Each kernel set, NULL where the CPU lacks it (generic is always there). */
+const mcpu_ops *mcpu_ops_avx512vnni(void);
 const mcpu_ops *mcpu_ops_avxvnni(void);
 const mcpu_ops *mcpu_ops_avx2(void);
 const mcpu_ops *mcpu_ops_generic(void);
-/* The first of avxvnni, avx2, generic the CPU has; MAMBA_CPU_KERNELS=generic or =avx2 caps the choice
- * (so each set's correctness can be tested on a machine that has a better one). */
+/* The first of avx512vnni, avxvnni, avx2, generic the CPU has; MAMBA_CPU_KERNELS=generic, =avx2 or =avxvnni
+ * caps the choice (so each set's correctness can be tested on a machine that has a better one). */
 const mcpu_ops *mcpu_ops_best(void);
-/* The testing hooks' choice: 0 the best, 1 generic, 2 the best without VNNI. */
+/* The testing hooks' choice: 0 the best, 1 generic, 2 avx2, 3 avxvnni (the best where that set is absent). */
 const mcpu_ops *mcpu_ops_pick(int32_t which);
 
 #endif

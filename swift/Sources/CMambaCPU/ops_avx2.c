@@ -23,16 +23,26 @@ const mcpu_ops *mcpu_ops_avx2(void) {
 const mcpu_ops *mcpu_ops_avx2(void) { return 0; }
 #endif
 
-const mcpu_ops *mcpu_ops_best(void) {
-    const char *force = getenv("MAMBA_CPU_KERNELS");
-    if (force && strcmp(force, "generic") == 0) return mcpu_ops_generic();
-    const mcpu_ops *o = force && strcmp(force, "avx2") == 0 ? 0 : mcpu_ops_avxvnni();
-    if (!o) o = mcpu_ops_avx2();
+/* The best set the CPU has, below the cap `name` sets (NULL: no cap). */
+static const mcpu_ops *best_below(const char *name) {
+    const mcpu_ops *o = 0;
+    int cap = !name                           ? 3
+              : strcmp(name, "generic") == 0 ? 0
+              : strcmp(name, "avx2") == 0    ? 1
+              : strcmp(name, "avxvnni") == 0 ? 2
+                                             : 3;
+    if (cap >= 3) o = mcpu_ops_avx512vnni();
+    if (!o && cap >= 2) o = mcpu_ops_avxvnni();
+    if (!o && cap >= 1) o = mcpu_ops_avx2();
     return o ? o : mcpu_ops_generic();
 }
 
+const mcpu_ops *mcpu_ops_best(void) { return best_below(getenv("MAMBA_CPU_KERNELS")); }
+
 const mcpu_ops *mcpu_ops_pick(int32_t which) {
-    if (which == 1) return mcpu_ops_generic();
-    const mcpu_ops *best = mcpu_ops_best(), *avx2 = mcpu_ops_avx2();
-    return which == 2 && best == mcpu_ops_avxvnni() && avx2 ? avx2 : best;
+    const mcpu_ops *o = which == 1   ? mcpu_ops_generic()
+                        : which == 2 ? mcpu_ops_avx2()
+                        : which == 3 ? mcpu_ops_avxvnni()
+                                     : 0;
+    return o ? o : mcpu_ops_best();
 }

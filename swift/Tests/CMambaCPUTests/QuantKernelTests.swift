@@ -1,4 +1,4 @@
-// The quantized CPU kernels (every kernel set: 0 the best, 1 generic, 2 AVX2 without VNNI) against
+// The quantized CPU kernels (every kernel set: 0 the best, 1 generic, 2 AVX2, 3 AVX-VNNI) against
 // "dequantize with the contract's formula, then multiply in float64": matrix × tokens by the decode
 // path (1–8 tokens) and the prefill path (dequantized float32 panels), and embedding rows read from the
 // row-major and the packed form.
@@ -38,7 +38,7 @@ final class QuantKernelTests: XCTestCase {
     /// up to 4) and 9, 13 (dequantized panels); odd row counts, so the last panel is partial.
     func testMatmulMatchesDequantizedReference() throws {
         var rng = Rng(1)
-        for kernels: Int32 in [0, 1, 2] {
+        for kernels: Int32 in [0, 1, 2, 3] {
             for bits in [8, 4] {
                 for f32 in [false, true] {
                     for g in [16, 32, 64, 128] {
@@ -64,8 +64,9 @@ final class QuantKernelTests: XCTestCase {
         }
     }
 
-    /// The VNNI decode kernels compute the AVX2 kernels' integer sums in another order, so their results
-    /// must be the same bits, for every format and token count. Skipped where the CPU has no AVX-VNNI.
+    /// The VNNI decode kernels (256- and 512-bit) compute the AVX2 kernels' integer sums in another order,
+    /// so their results must be the same bits, for every format and token count. Skipped where the CPU
+    /// has no AVX-VNNI.
     func testVNNIKernelsEqualAVX2Bitwise() throws {
         guard String(cString: mcpu_isa()).contains("vnni") else { throw XCTSkip("no AVX-VNNI on this CPU") }
         var rng = Rng(4)
@@ -77,11 +78,14 @@ final class QuantKernelTests: XCTestCase {
                     for n in 1...8 {
                         let x = activations(n, cols: cols, rng: &rng)
                         var m = q.matrix
-                        var vnni = [Float](repeating: .nan, count: n * rows), avx2 = vnni
-                        XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &vnni, 0, 2, 0), 0)
+                        var avx2 = [Float](repeating: .nan, count: n * rows)
                         XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &avx2, 0, 1, 2), 0)
-                        let differ = zip(vnni, avx2).filter { $0.bitPattern != $1.bitPattern }.count
-                        XCTAssertEqual(differ, 0, "q\(bits) g\(g) f32 scales \(f32), \(n) tokens: \(differ) outputs differ")
+                        for kernels: Int32 in [0, 3] {  // the best (512-bit where present) and 256-bit VNNI
+                            var y = [Float](repeating: .nan, count: n * rows)
+                            XCTAssertEqual(mcpu_test_matmul(&m, x, Int32(n), &y, 0, 2, kernels), 0)
+                            let differ = zip(y, avx2).filter { $0.bitPattern != $1.bitPattern }.count
+                            XCTAssertEqual(differ, 0, "q\(bits) g\(g) f32 scales \(f32), \(n) tokens, kernels \(kernels): \(differ) outputs differ")
+                        }
                     }
                 }
             }
@@ -94,7 +98,7 @@ final class QuantKernelTests: XCTestCase {
         for bits in [8, 4] {
             let rows = 1001, cols = 768
             let q = QuantMatrix(rows: rows, cols: cols, bits: bits, groupSize: 64, f32Scales: false, rng: &rng)
-            for kernels: Int32 in [0, 1, 2] {
+            for kernels: Int32 in [0, 1, 2, 3] {
                 for n in [1, 4, 7, 20] {
                     let x = activations(n, cols: cols, rng: &rng)
                     var y = [Float](repeating: .nan, count: n * rows)
@@ -111,7 +115,7 @@ final class QuantKernelTests: XCTestCase {
     /// Embedding rows are the contract's values exactly, from either form.
     func testRowsAreExactlyTheContractValues() throws {
         var rng = Rng(3)
-        for kernels: Int32 in [0, 1, 2] {
+        for kernels: Int32 in [0, 1, 2, 3] {
             for bits in [8, 4] {
                 for f32 in [false, true] {
                     for g in [16, 32, 64, 128] {

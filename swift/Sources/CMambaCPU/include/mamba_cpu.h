@@ -77,7 +77,8 @@ typedef struct mcpu_engine mcpu_engine;
 mcpu_engine *mcpu_create(const mcpu_model *model, int32_t threads);
 void mcpu_destroy(mcpu_engine *engine);
 int32_t mcpu_threads(const mcpu_engine *engine);
-/* Name of the kernel set in use ("avx2+fma+f16c+vnni", "avx2+fma+f16c" or "generic"). */
+/* Name of the kernel set in use ("avx2+fma+f16c+avx512vnni", "avx2+fma+f16c+vnni", "avx2+fma+f16c",
+ * "generic"). */
 const char *mcpu_isa(void);
 
 /* One token per sequence: tokens[batch], all in range. Writes logits (batch, vocab). */
@@ -98,7 +99,7 @@ double mcpu_read_bandwidth(int64_t bytes, int32_t passes, int32_t threads);
 /* Testing hooks: the engine's own packing and kernels on one matrix, outside a model.
  * mcpu_test_matmul: y (nb, rows) (=, or += with accumulate) x (nb, cols) · Wᵀ, by the path a product
  * of nb tokens takes (decode kernels up to 8 tokens, dequantized float32 panels above). kernels: 0 the
- * best set, 1 the generic one, 2 the best without VNNI (the AVX2 set where VNNI would be chosen).
+ * best set, 1 generic, 2 avx2, 3 avxvnni (the best where the CPU lacks that set).
  * 0, or -1 when out of memory.
  * mcpu_test_rows: rows[i] of W as float32 into out (n, cols), read as the embedding is: from the
  * row-major form (packed_form 0) or from the packed copy of a tied lm_head (1). Both return -1 for a
