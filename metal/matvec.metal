@@ -36,6 +36,7 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
+#define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -91,6 +92,12 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 
     const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
     const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    // The output this lane writes, if any: row row0 + lane / NB of batch row lane % NB (R · NB ≤ 32), by the
+    // lanes of slice 0. With MV_ACCUMULATE its old value is read now, so that the lane waits for it together
+    // with its weights instead of after its sum (only this lane writes it).
+    const int out_r = int(lane) / NB, out_b = int(lane) % NB, out_row = row0 + out_r;
+    const bool writes = slice == 0 && out_r < R && out_row < N;
+    const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;
     float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
     for (int b = 0; b < MV_MAX_BATCH; b++) {
         ssq[b] = 0.0f;
@@ -137,22 +144,43 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else if (K % 4 == 0 && group % 4 == 0) {
-        const int K4 = K / 4;
-        for (int k4 = k_first; k4 < K4; k4 += k_step) {
-            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
-            float4 xv[MV_MAX_BATCH];
-            for (int b = 0; b < NB; b++) {
-                const float4 xb = ((device const float4 *)(x + b * K))[k4];
-                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
-                xv[b] = xb * nw;
-                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+        // A lane's steps of K are a compile-time count, taken MV_CHUNK / R at a time: the chunk's weight
+        // loads are all issued before the first product waits for one, so a lane waits about one memory
+        // latency per chunk instead of one per step (a loop that loads and multiplies step by step waits
+        // for each load in turn: the GPU proxy measured that chain as most of a decode matvec's time).
+        // No branch inside a chunk (rows past N hold zeros and are not written), so that a compiler can
+        // also move the x loads up; the sums still run in k order per lane, as before.
+        const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step, chunk = MV_CHUNK / R;
+        const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
+        for (int c = 0; c < steps; c += chunk) {
+            float4 w[MV_CHUNK];  // (step of the chunk, row)
+            // Unrolled so that w stays in registers (indexed by a loop counter, it would go to memory).
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = k_first + (c + j) * k_step;
+                for (int r = 0; r < R; r++) {
+                    const ulong at = ulong(row0 + r) * ulong(K4) + ulong(k4);
+                    const bool in = c + j < steps && !(ragged && k4 >= K4) && row0 + r < N;
+                    const float4 v = !in ? float4(0.0f)
+                                   : MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
+                    w[j * R + r] = v;
+                }
             }
-            for (int r = 0; r < R; r++) {
-                const int row = row0 + r;
-                if (row >= N) break;
-                const ulong at = ulong(row) * ulong(K4) + ulong(k4);
-                const float4 w = MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
-                for (int b = 0; b < NB; b++) acc[r][b] += dot(w, xv[b]);
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = k_first + (c + j) * k_step;
+                if (c + j >= steps || (ragged && k4 >= K4)) break;
+                const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+                float4 xv[MV_MAX_BATCH];
+                for (int b = 0; b < NB; b++) {
+                    const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                    if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                    xv[b] = xb * nw;
+                    if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                }
+                for (int r = 0; r < R; r++) {
+                    for (int b = 0; b < NB; b++) acc[r][b] += dot(w[j * R + r], xv[b]);
+                }
             }
         }
     } else {
@@ -180,17 +208,15 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         if (MV_ROW_SCALE) {
             for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
         }
+        float mine = 0.0f;
         for (int r = 0; r < R; r++) {
-            const int row = row0 + r;
             for (int b = 0; b < NB; b++) {
                 float s = simd_sum(acc[r][b]);
                 if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
-                if (lane == 0 && row < N) {
-                    device float *out = y + b * N + row;
-                    *out = MV_ACCUMULATE ? *out + s : s;
-                }
+                if (int(lane) == r * NB + b) mine = s;
             }
         }
+        if (writes) y[out_b * N + out_row] = MV_ACCUMULATE ? prior + mine : mine;
     } else {
         // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
         threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
@@ -206,18 +232,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
-            const int r = i / NB, b = i % NB, row = row0 + r;
+        if (writes) {
             float s = 0.0f, ss = 0.0f;
             for (int j = 0; j < SK; j++) {
-                s += sums[((int(sg) + j) * R + r) * NB + b];
-                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+                s += sums[((int(sg) + j) * R + out_r) * NB + out_b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + out_b];
             }
             if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
-            if (row < N) {
-                device float *out = y + b * N + row;
-                *out = MV_ACCUMULATE ? *out + s : s;
-            }
+            y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
         }
     }
 }

@@ -394,6 +394,7 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
+#define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -449,6 +450,12 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 
     const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
     const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    // The output this lane writes, if any: row row0 + lane / NB of batch row lane % NB (R · NB ≤ 32), by the
+    // lanes of slice 0. With MV_ACCUMULATE its old value is read now, so that the lane waits for it together
+    // with its weights instead of after its sum (only this lane writes it).
+    const int out_r = int(lane) / NB, out_b = int(lane) % NB, out_row = row0 + out_r;
+    const bool writes = slice == 0 && out_r < R && out_row < N;
+    const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;
     float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
     for (int b = 0; b < MV_MAX_BATCH; b++) {
         ssq[b] = 0.0f;
@@ -495,22 +502,43 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else if (K % 4 == 0 && group % 4 == 0) {
-        const int K4 = K / 4;
-        for (int k4 = k_first; k4 < K4; k4 += k_step) {
-            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
-            float4 xv[MV_MAX_BATCH];
-            for (int b = 0; b < NB; b++) {
-                const float4 xb = ((device const float4 *)(x + b * K))[k4];
-                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
-                xv[b] = xb * nw;
-                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+        // A lane's steps of K are a compile-time count, taken MV_CHUNK / R at a time: the chunk's weight
+        // loads are all issued before the first product waits for one, so a lane waits about one memory
+        // latency per chunk instead of one per step (a loop that loads and multiplies step by step waits
+        // for each load in turn: the GPU proxy measured that chain as most of a decode matvec's time).
+        // No branch inside a chunk (rows past N hold zeros and are not written), so that a compiler can
+        // also move the x loads up; the sums still run in k order per lane, as before.
+        const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step, chunk = MV_CHUNK / R;
+        const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
+        for (int c = 0; c < steps; c += chunk) {
+            float4 w[MV_CHUNK];  // (step of the chunk, row)
+            // Unrolled so that w stays in registers (indexed by a loop counter, it would go to memory).
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = k_first + (c + j) * k_step;
+                for (int r = 0; r < R; r++) {
+                    const ulong at = ulong(row0 + r) * ulong(K4) + ulong(k4);
+                    const bool in = c + j < steps && !(ragged && k4 >= K4) && row0 + r < N;
+                    const float4 v = !in ? float4(0.0f)
+                                   : MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
+                    w[j * R + r] = v;
+                }
             }
-            for (int r = 0; r < R; r++) {
-                const int row = row0 + r;
-                if (row >= N) break;
-                const ulong at = ulong(row) * ulong(K4) + ulong(k4);
-                const float4 w = MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
-                for (int b = 0; b < NB; b++) acc[r][b] += dot(w, xv[b]);
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = k_first + (c + j) * k_step;
+                if (c + j >= steps || (ragged && k4 >= K4)) break;
+                const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+                float4 xv[MV_MAX_BATCH];
+                for (int b = 0; b < NB; b++) {
+                    const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                    if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                    xv[b] = xb * nw;
+                    if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                }
+                for (int r = 0; r < R; r++) {
+                    for (int b = 0; b < NB; b++) acc[r][b] += dot(w[j * R + r], xv[b]);
+                }
             }
         }
     } else {
@@ -538,17 +566,15 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         if (MV_ROW_SCALE) {
             for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
         }
+        float mine = 0.0f;
         for (int r = 0; r < R; r++) {
-            const int row = row0 + r;
             for (int b = 0; b < NB; b++) {
                 float s = simd_sum(acc[r][b]);
                 if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
-                if (lane == 0 && row < N) {
-                    device float *out = y + b * N + row;
-                    *out = MV_ACCUMULATE ? *out + s : s;
-                }
+                if (int(lane) == r * NB + b) mine = s;
             }
         }
+        if (writes) y[out_b * N + out_row] = MV_ACCUMULATE ? prior + mine : mine;
     } else {
         // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
         threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
@@ -564,18 +590,14 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
         }
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
-            const int r = i / NB, b = i % NB, row = row0 + r;
+        if (writes) {
             float s = 0.0f, ss = 0.0f;
             for (int j = 0; j < SK; j++) {
-                s += sums[((int(sg) + j) * R + r) * NB + b];
-                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+                s += sums[((int(sg) + j) * R + out_r) * NB + out_b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + out_b];
             }
             if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
-            if (row < N) {
-                device float *out = y + b * N + row;
-                *out = MV_ACCUMULATE ? *out + s : s;
-            }
+            y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
         }
     }
 }
@@ -949,6 +971,8 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 
 #define SSM_SIMDGROUPS 8  // the threadgroup: 256 threads
 #define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
+#define SSM_CONV_ITEMS 2  // conv channels a thread loads at once (rows + 2N ≤ 512 for every Mamba2 shape)
+#define SSM_MAX_CONV 4    // d_conv up to which a channel's window and weights are loaded ahead (Mamba2's is 4)
 
 // One (block of a head's rows, sequence) per threadgroup:
 //   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
@@ -1012,18 +1036,57 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
         }
     }
 
+    // z of the simdgroup's rows (the gate), before the barrier for the same reason.
+    float zs[SSM_PREFETCH];
+    for (int i = 0; i < SSM_PREFETCH && i < per_sg; i++) {
+        const int p = int(sg) + i * SSM_SIMDGROUPS;
+        zs[i] = p < np ? zx[h * P + p0 + p] : 0.0f;
+    }
+
+    // The conv stage: a thread's channels are i = tid, tid + 256, … < rows + 2N (i < rows: the block's x
+    // channels, then the group's B and C). A thread loads the inputs of SSM_CONV_ITEMS channels before it
+    // sums any: channel by channel, it would wait for its second channel's ring only after its first
+    // channel's store (they might alias, as far as a compiler knows), one memory latency more. The ring
+    // slots wait for conv_pos: the slot at conv_pos is being written by the block that owns the channel,
+    // so the others must not read it.
     const int pos = int(conv_pos[b]);
-    for (int i = int(tid); i < rows + 2 * N; i += 32 * SSM_SIMDGROUPS) {
-        if (i >= np && i < rows) continue;  // the last block of a head whose P the split does not divide
-        const int c = i < rows ? h * P + p0 + i
-                               : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
-        const float in = zx[D + c];
-        device float *ring = ring_base + c * K;
-        device const float *w = conv_w + c * K;
-        float acc = conv_b[c] + w[K - 1] * in;
-        for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
-        if (i < rows || owns_bc) ring[pos] = in;
-        shared[i] = silu(acc);
+    for (int t0 = 0; t0 * 32 * SSM_SIMDGROUPS < rows + 2 * N; t0 += SSM_CONV_ITEMS) {
+        float ins[SSM_CONV_ITEMS], acc[SSM_CONV_ITEMS];
+        float win[SSM_CONV_ITEMS][SSM_MAX_CONV], ws[SSM_CONV_ITEMS][SSM_MAX_CONV];  // the window, the weights
+        for (int t = 0; t < SSM_CONV_ITEMS; t++) {
+            const int i = int(tid) + (t0 + t) * 32 * SSM_SIMDGROUPS;
+            const int c = i < rows ? h * P + p0 + i
+                                   : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
+            // Not a channel: past the last one, or in the gap the last block of a head leaves when the split
+            // does not divide P.
+            const bool live = i < rows + 2 * N && !(i >= np && i < rows);
+            ins[t] = live ? zx[D + c] : 0.0f;
+            acc[t] = live ? conv_b[c] : 0.0f;
+            for (int j = 0; j < K && j < SSM_MAX_CONV; j++) {
+                ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
+                win[t][j] = live && j < K - 1 ? ring_base[c * K + (pos + 1 + j) % K] : 0.0f;
+            }
+        }
+        for (int t = 0; t < SSM_CONV_ITEMS; t++) {
+            const int i = int(tid) + (t0 + t) * 32 * SSM_SIMDGROUPS;
+            if (i >= rows + 2 * N) break;
+            if (i >= np && i < rows) continue;
+            const int c = i < rows ? h * P + p0 + i
+                                   : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
+            device float *ring = ring_base + c * K;
+            if (K <= SSM_MAX_CONV) {
+                float a = acc[t] + ws[t][min(K, SSM_MAX_CONV) - 1] * ins[t];
+                for (int j = 0; j < K - 1; j++) a += ws[t][j] * win[t][j];
+                acc[t] = a;
+            } else {  // a d_conv larger than any Mamba2's: the rest of the window from memory
+                device const float *w = conv_w + c * K;
+                float a = acc[t] + w[K - 1] * ins[t];
+                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[(pos + 1 + j) % K]);
+                acc[t] = a;
+            }
+            if (i < rows || owns_bc) ring[pos] = ins[t];
+            shared[i] = silu(acc[t]);
+        }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
@@ -1031,7 +1094,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     for (int i = 0; i < per_sg; i++) {
         const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
         if (p >= np) break;
-        const float z = zx[h * P + p0 + p];
+        const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;
         device float *row = state + p * N;
