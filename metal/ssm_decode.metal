@@ -39,6 +39,7 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 // Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
 // n in float4 steps, so each state element is read, updated in registers and written back exactly once.
 // Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
+[[max_total_threads_per_threadgroup(256)]]
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
                              device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
@@ -135,10 +136,15 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
+    // Every simdgroup has per_sg rows when the split divides P into multiples of 8 (every Mamba2 shape at
+    // every split): then the loop has no branch and unrolls, so that the rows' simd_sums interleave
+    // instead of each waiting for the one before.
+    const bool all_rows = P % S == 0 && rows % SSM_SIMDGROUPS == 0;
     float sq = 0.0f;
+#pragma unroll
     for (int i = 0; i < per_sg; i++) {
         const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
-        if (p >= np) break;
+        if (!all_rows && p >= np) break;
         const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;

@@ -19,8 +19,9 @@ R="python3 $G/replay.py"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader > "$OUT/env.txt" 2>&1
 say "$(cat "$OUT/env.txt")"
 
-if [[ -f tools/gpu/launch_floor.cu ]]; then
-  nvcc -O3 -arch=sm_90 tools/gpu/launch_floor.cu -o /tmp/launch_floor >> "$LOG" 2>&1 &&
+FLOOR=tools/gpu/launch_floor.cu; [[ -f $G/launch_floor.cu ]] && FLOOR=$G/launch_floor.cu
+if [[ -f $FLOOR ]]; then
+  nvcc -O3 -arch=sm_90 "$FLOOR" -o /tmp/launch_floor >> "$LOG" 2>&1 &&
     timeout 60 /tmp/launch_floor 200 > "$OUT/floor.json" 2>> "$LOG"
   say "floor: $(cat "$OUT/floor.json")"
 fi

@@ -82,6 +82,7 @@ constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of 
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 #define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
+#define MV_X_AHEAD 12  // float4s of x and norm_w a lane may load ahead with them
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -106,6 +107,7 @@ constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of 
 // (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
 // Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
 // MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
@@ -189,42 +191,51 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else if (K % 4 == 0 && group % 4 == 0) {
-        // A lane's steps of K are a compile-time count, taken MV_CHUNK / R at a time: the chunk's weight
-        // loads are all issued before the first product waits for one, so a lane waits about one memory
-        // latency per chunk instead of one per step (a loop that loads and multiplies step by step waits
-        // for each load in turn: the GPU proxy measured that chain as most of a decode matvec's time).
-        // No branch inside a chunk (rows past N hold zeros and are not written), so that a compiler can
-        // also move the x loads up; the sums still run in k order per lane, as before.
+        // A lane's steps of K are a compile-time count, taken MV_CHUNK / R at a time: all of a chunk's
+        // weight loads (and, when they fit, its x and norm_w loads) are issued before its first product, so
+        // a lane waits about one memory latency per chunk instead of one per step. The loads are clamped
+        // into the matrix, not skipped: a conditional load stays where the condition is, after the
+        // products before it (nvcc did so on the GPU proxy). Rows past N and steps past K are never added.
+        // norm_w multiplies the weights, R products per element instead of NB (one per batch row).
         const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step, chunk = MV_CHUNK / R;
         const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
+        const int span = min(chunk, steps), xw = NB + 1;  // per step: norm_w, then x of each batch row
+        const bool x_ahead = span * xw <= MV_X_AHEAD;
         for (int c = 0; c < steps; c += chunk) {
-            float4 w[MV_CHUNK];  // (step of the chunk, row)
-            // Unrolled so that w stays in registers (indexed by a loop counter, it would go to memory).
+            float4 w[MV_CHUNK], xa[MV_X_AHEAD];  // (step of the chunk, row), (step, norm_w | x of each row)
+            // Unrolled so that w and xa stay in registers (indexed by a loop counter, they would not).
 #pragma unroll
             for (int j = 0; j < chunk; j++) {
-                const int k4 = k_first + (c + j) * k_step;
+                const int k4 = min(k_first + (c + j) * k_step, K4 - 1);
                 for (int r = 0; r < R; r++) {
-                    const ulong at = ulong(row0 + r) * ulong(K4) + ulong(k4);
-                    const bool in = c + j < steps && !(ragged && k4 >= K4) && row0 + r < N;
-                    const float4 v = !in ? float4(0.0f)
-                                   : MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
-                    w[j * R + r] = v;
+                    const ulong at = ulong(min(row0 + r, N - 1)) * ulong(K4) + ulong(k4);
+                    w[j * R + r] = MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
+                }
+                if (x_ahead && j < span) {
+                    xa[j * xw] = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+                    for (int b = 0; b < NB; b++) xa[j * xw + 1 + b] = ((device const float4 *)(x + b * K))[k4];
                 }
             }
 #pragma unroll
             for (int j = 0; j < chunk; j++) {
                 const int k4 = k_first + (c + j) * k_step;
                 if (c + j >= steps || (ragged && k4 >= K4)) break;
-                const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+                const float4 nw = x_ahead ? xa[j * xw] : MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
                 float4 xv[MV_MAX_BATCH];
                 for (int b = 0; b < NB; b++) {
-                    const float4 xb = ((device const float4 *)(x + b * K))[k4];
+                    const float4 xb = x_ahead ? xa[j * xw + 1 + b] : ((device const float4 *)(x + b * K))[k4];
                     if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
-                    xv[b] = xb * nw;
-                    if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+                    xv[b] = MV_GROUP_SCALES ? xb * scale[b * MV_GROUPS + (4 * k4) / group] : xb;
                 }
                 for (int r = 0; r < R; r++) {
-                    for (int b = 0; b < NB; b++) acc[r][b] += dot(w[j * R + r], xv[b]);
+                    const float4 wn = MV_NORM ? w[j * R + r] * nw : w[j * R + r];
+                    for (int b = 0; b < NB; b++) {
+                        float a = acc[r][b];
+                        a = fma(wn.x, xv[b].x, a);
+                        a = fma(wn.y, xv[b].y, a);
+                        a = fma(wn.z, xv[b].z, a);
+                        acc[r][b] = fma(wn.w, xv[b].w, a);
+                    }
                 }
             }
         }
