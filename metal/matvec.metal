@@ -36,6 +36,37 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
+#define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
+#define MV_X_AHEAD 12  // float4s of x and norm_w a lane may load ahead with them
+
+// Σ over the simdgroup of each of a lane's n values v[0 … n−1] (n = 2^m ≤ 32, a compile-time count), by
+// halving: at each of the first m levels a lane keeps half of its values and adds its partner's copy of
+// them, one shuffle per value kept; the last 5 − m levels add the one value left. n sums cost n − 1 + 5 − m
+// shuffles instead of 5n (26 instead of 120 for the 24 sums of 2 rows at batch 8), and each is the same
+// tree of pairwise sums as a butterfly simd_sum's. Returns the sum of value lane >> (5 − m), which lanes
+// with equal lane >> (5 − m) share.
+inline float simd_sums_transposed(thread float *v, const int n, uint lane) {
+    int live = n;
+#pragma unroll
+    for (int level = 0; level < 5; level++) {
+        const int o = 16 >> level;
+        if (live > 1) {
+            const bool upper = (lane & uint(o)) != 0;
+            live /= 2;
+            // A constant bound (live is one only once the level loop is unrolled), so that this unrolls too
+            // and v stays in registers.
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                if (k >= live) break;
+                const float send = upper ? v[k] : v[k + live], keep = upper ? v[k + live] : v[k];
+                v[k] = keep + simd_shuffle_xor(send, ushort(o));
+            }
+        } else {
+            v[0] += simd_shuffle_xor(v[0], ushort(o));
+        }
+    }
+    return v[0];
+}
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -60,6 +91,7 @@ constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
 // (one uint2 per lane: 8 columns at 8 bits, 16 at 4).
 // Threadgroup memory: MV_BATCH · max(MV_GROUPS, 1) floats of scales, then (MV_SPLIT_K > 1) 4 · R ·
 // MV_BATCH floats of the slices' sums and 4 · MV_BATCH of their sums of squares.
+[[max_total_threads_per_threadgroup(128)]]
 kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or f32; MV_QUANT: (N, K·bits/8) codes
                    device const float *x [[buffer(1)]],        // (batch, K)
                    device float *y [[buffer(2)]],              // (batch, N)
@@ -91,6 +123,18 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 
     const int row0 = (int(tg) * (MV_SIMDGROUPS / SK) + int(sg) / SK) * R, slice = int(sg) % SK;
     const int k_first = 32 * slice + int(lane), k_step = 32 * SK;  // this simdgroup's steps of K
+    // The sums leave the simdgroup transposed (simd_sums_transposed): value r · NB + b of NS (R · NB padded
+    // to a power of two) lands in lanes lane >> (5 − log2 NS) = r · NB + b, and the first of those lanes of
+    // slice 0 writes output (row0 + r, b). With MV_ACCUMULATE its old value is read now, so that the lane
+    // waits for it together with its weights instead of after its sum (only this lane writes it).
+    const int NS = R * NB <= 1 ? 1 : R * NB <= 2 ? 2 : R * NB <= 4 ? 4 : R * NB <= 8 ? 8 : R * NB <= 16 ? 16 : 32;
+    const int NS_SHIFT = NS == 1 ? 5 : NS == 2 ? 4 : NS == 4 ? 3 : NS == 8 ? 2 : NS == 16 ? 1 : 0;
+    const int NQ = NB <= 1 ? 1 : NB <= 2 ? 2 : NB <= 4 ? 4 : 8;  // the sums of squares, likewise
+    const int NQ_SHIFT = NQ == 1 ? 5 : NQ == 2 ? 4 : NQ == 4 ? 3 : 2;
+    const int mine = int(lane) >> NS_SHIFT, out_r = mine / NB, out_b = mine % NB, out_row = row0 + out_r;
+    const bool first = (int(lane) & ((1 << NS_SHIFT) - 1)) == 0;
+    const bool writes = slice == 0 && first && mine < R * NB && out_row < N;
+    const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;
     float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
     for (int b = 0; b < MV_MAX_BATCH; b++) {
         ssq[b] = 0.0f;
@@ -137,22 +181,64 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             }
         }
     } else if (K % 4 == 0 && group % 4 == 0) {
-        const int K4 = K / 4;
-        for (int k4 = k_first; k4 < K4; k4 += k_step) {
-            const float4 nw = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
-            float4 xv[MV_MAX_BATCH];
-            for (int b = 0; b < NB; b++) {
-                const float4 xb = ((device const float4 *)(x + b * K))[k4];
-                if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
-                xv[b] = xb * nw;
-                if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + (4 * k4) / group];
+        // A lane's steps of K are a compile-time count, taken MV_CHUNK / R at a time: all of a chunk's
+        // weight loads (and, when they fit, its x and norm_w loads) are issued before its first product, so
+        // a lane waits about one memory latency per chunk instead of one per step. The loads are clamped
+        // into the matrix, not skipped: a conditional load stays where the condition is, after the
+        // products before it (nvcc did so on the GPU proxy). Rows past N and steps past K are never added.
+        // norm_w multiplies the weights, R products per element instead of NB (one per batch row).
+        // With many sums to keep (R · NB > 16), half the chunk, so that the registers suffice.
+        const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step;
+        const int chunk = max(1, (R * NB > 16 ? MV_CHUNK / 2 : MV_CHUNK) / R);
+        const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
+        const int span = min(chunk, steps), xw = NB + 1;  // per step: norm_w, then x of each batch row
+        const bool x_ahead = span * xw <= MV_X_AHEAD;
+        for (int c = 0; c < steps; c += chunk) {
+            // (step of the chunk, row): f16 weights stay f16 until used; (step, norm_w | x of each batch row)
+            half4 wh[MV_CHUNK];
+            float4 wf[MV_CHUNK], xa[MV_X_AHEAD];
+            // Unrolled so that wh, wf and xa stay in registers (indexed by a loop counter, they would not).
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = min(k_first + (c + j) * k_step, K4 - 1);
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const ulong at = ulong(min(row0 + r, N - 1)) * ulong(K4) + ulong(k4);
+                    if (MV_HALF) wh[j * R + r] = ((device const half4 *)W)[at];
+                    else wf[j * R + r] = ((device const float4 *)W)[at];
+                }
+                if (x_ahead && j < span) {
+                    xa[j * xw] = MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+#pragma unroll
+                    for (int b = 0; b < NB; b++) xa[j * xw + 1 + b] = ((device const float4 *)(x + b * K))[k4];
+                }
             }
-            for (int r = 0; r < R; r++) {
-                const int row = row0 + r;
-                if (row >= N) break;
-                const ulong at = ulong(row) * ulong(K4) + ulong(k4);
-                const float4 w = MV_HALF ? float4(((device const half4 *)W)[at]) : ((device const float4 *)W)[at];
-                for (int b = 0; b < NB; b++) acc[r][b] += dot(w, xv[b]);
+#pragma unroll
+            for (int j = 0; j < chunk; j++) {
+                const int k4 = k_first + (c + j) * k_step;
+                if (c + j >= steps || (ragged && k4 >= K4)) break;
+                const float4 nw = x_ahead ? xa[j * xw] : MV_NORM ? ((device const float4 *)norm_w)[k4] : float4(1.0f);
+                float4 wn[MV_MAX_ROWS];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const float4 wv = MV_HALF ? float4(wh[j * R + r]) : wf[j * R + r];
+                    wn[r] = MV_NORM ? wv * nw : wv;
+                }
+                // Batch row by batch row, so that only one row of x is live at a time.
+#pragma unroll
+                for (int b = 0; b < NB; b++) {
+                    float4 xb = x_ahead ? xa[j * xw + 1 + b] : ((device const float4 *)(x + b * K))[k4];
+                    if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                    if (MV_GROUP_SCALES) xb *= scale[b * MV_GROUPS + (4 * k4) / group];
+#pragma unroll
+                    for (int r = 0; r < R; r++) {
+                        float a = acc[r][b];
+                        a = fma(wn[r].x, xb.x, a);
+                        a = fma(wn[r].y, xb.y, a);
+                        a = fma(wn[r].z, xb.z, a);
+                        acc[r][b] = fma(wn[r].w, xb.w, a);
+                    }
+                }
             }
         }
     } else {
@@ -175,49 +261,36 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
+    float sums_t[32], squares_t[8];
+#pragma unroll
+    for (int i = 0; i < NS; i++) sums_t[i] = i < R * NB ? acc[i / NB][i % NB] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < NQ; i++) squares_t[i] = i < NB ? ssq[i] : 0.0f;
+    const float s_mine = simd_sums_transposed(sums_t, NS, lane);
+    // Σx² of batch row out_b: reduced the same way, then fetched from a lane that holds it.
+    const float q_mine = MV_ROW_SCALE ? simd_sums_transposed(squares_t, NQ, lane) : 0.0f;
+    const float q_out = MV_ROW_SCALE && SK == 1 ? simd_shuffle(q_mine, ushort(min(out_b, NB - 1) << NQ_SHIFT)) : 0.0f;
     if (SK == 1) {
         // This simdgroup summed all of K: its rows and their scales are complete.
-        if (MV_ROW_SCALE) {
-            for (int b = 0; b < NB; b++) ssq[b] = simd_sum(ssq[b]);
-        }
-        for (int r = 0; r < R; r++) {
-            const int row = row0 + r;
-            for (int b = 0; b < NB; b++) {
-                float s = simd_sum(acc[r][b]);
-                if (MV_ROW_SCALE) s *= rsqrt(ssq[b] / float(K) + MV_EPS);
-                if (lane == 0 && row < N) {
-                    device float *out = y + b * N + row;
-                    *out = MV_ACCUMULATE ? *out + s : s;
-                }
-            }
-        }
+        float s = s_mine;
+        if (MV_ROW_SCALE) s *= rsqrt(q_out / float(K) + MV_EPS);
+        if (writes) y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
     } else {
         // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
         threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
         threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
-        for (int b = 0; b < NB; b++) {
-            for (int r = 0; r < R; r++) {
-                const float s = simd_sum(acc[r][b]);
-                if (lane == 0) sums[(int(sg) * R + r) * NB + b] = s;
-            }
-            // Stored one by one beside a simd_sum: a plain copy loop would become a memcpy, whose stores
-            // MetalCompat's checking mode does not see.
-            const float q = MV_ROW_SCALE ? simd_sum(ssq[b]) : 0.0f;
-            if (MV_ROW_SCALE && lane == 0) squares[int(sg) * NB + b] = q;
-        }
+        if (first && mine < R * NB) sums[(int(sg) * R + out_r) * NB + out_b] = s_mine;
+        const int qb = int(lane) >> NQ_SHIFT;
+        if (MV_ROW_SCALE && (int(lane) & ((1 << NQ_SHIFT) - 1)) == 0 && qb < NB) squares[int(sg) * NB + qb] = q_mine;
         threadgroup_barrier(mem_flags::mem_threadgroup);
-        for (int i = int(lane); slice == 0 && i < R * NB; i += 32) {
-            const int r = i / NB, b = i % NB, row = row0 + r;
+        if (writes) {
             float s = 0.0f, ss = 0.0f;
             for (int j = 0; j < SK; j++) {
-                s += sums[((int(sg) + j) * R + r) * NB + b];
-                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + b];
+                s += sums[((int(sg) + j) * R + out_r) * NB + out_b];
+                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + out_b];
             }
             if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
-            if (row < N) {
-                device float *out = y + b * N + row;
-                *out = MV_ACCUMULATE ? *out + s : s;
-            }
+            y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
         }
     }
 }

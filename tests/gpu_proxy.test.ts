@@ -83,7 +83,10 @@ Deno.test("the strict compile rejects an address-space mistake and a double", as
         "device float *y [[buffer(2)]],",
         "device float *y [[buffer(2)]], threadgroup float *t [[threadgroup(1)]],",
       )
-        .replace("device float *out = y + b * N + row;", "device float *out = t + b * N + row;"),
+        .replace(
+          "const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;",
+          "device float *out = t + out_b * N + out_row;\n    const float prior = MV_ACCUMULATE && writes ? *out : 0.0f;",
+        ),
       src.replace("float ss = 0.0f;", "double ss = 0.0;"),
     ];
     for (const [i, text] of mistakes.entries()) {

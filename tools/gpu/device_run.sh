@@ -101,8 +101,12 @@ if [[ $WHAT == all || $WHAT == sanitize ]]; then
   checks "simd-check real kernels (fixtures)" $R parity --build "$B" --simd-check $FXT
   checks "planted divergent simd_sum, simd-check" $R parity --build "$B" --simd-check \
     --bug matvec.metal=matvec.planted_divergent_simd_sum.metal --trace "$G/traces/fx-g2-f32-b2"
-  checks "planted divergent simd_sum, racecheck+synccheck (expected: not caught)" compute-sanitizer --tool synccheck \
-    $R parity --build "$B" --bug matvec.metal=matvec.planted_divergent_simd_sum.metal --trace "$G/traces/fx-g2-f32-b2"
+  # Without the SIMD check this variant deadlocks under synccheck (killed at the limit, recorded in every run
+  # so far): SKIP_KNOWN_DEADLOCK=1 saves that minute and the variant's plain cubin (a call's size limit).
+  if [[ ${SKIP_KNOWN_DEADLOCK:-0} != 1 ]]; then
+    checks "planted divergent simd_sum, racecheck+synccheck (expected: not caught)" compute-sanitizer --tool synccheck \
+      $R parity --build "$B" --bug matvec.metal=matvec.planted_divergent_simd_sum.metal --trace "$G/traces/fx-g2-f32-b2"
+  fi
   checks "planted ssm_decode without barrier, racecheck" compute-sanitizer --tool racecheck \
     $R parity --build "$B" --bug ssm_decode.metal=ssm_decode.planted_no_barrier.metal --trace "$G/traces/fx-g2-f32-b2"
   checks "planted matmul without barrier, racecheck" compute-sanitizer --tool racecheck \

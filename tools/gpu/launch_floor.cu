@@ -10,6 +10,10 @@
 //   link2_838x128     two dependent round trips (the second address comes from the first load)
 //   stream_838x128    each kernel reads its own 5.1 MB (in_proj's f16 weights at 130m; 24 distinct
 //                     buffers, 123 MB, more than the L2) and one float from the previous kernel
+//   streamU_838x128   the same bytes, each thread's 3 loads issued before the first is used (unrolled)
+//   streamU_out_768x128  out_proj's 2.36 MB (1536 × 768 f16) by 768 threadgroups, loads issued first
+//   rw_ssm_b1 / rw_ssm_b8  the SSM state of one layer read and written back (0.79 MB at batch 1 by 96 × 256
+//                     threads, 6.3 MB at batch 8 by 384 × 256), float4 per lane, loads issued first
 //
 //   nvcc -O3 -arch=sm_90 tools/gpu/launch_floor.cu -o /tmp/launch_floor && /tmp/launch_floor [N]
 #include <cstdio>
@@ -51,6 +55,32 @@ __global__ void stream(const uint4 *w, size_t n16, float *buf) {
     buf[i] = buf[i] + (float)(s & 1);
 }
 
+// The same stream with a compile-time count of loads per thread, all issued before the first is used.
+template <int L>
+__global__ void streamU(const uint4 *w, float *buf) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, T = gridDim.x * blockDim.x;
+    uint4 v[L];
+#pragma unroll
+    for (int j = 0; j < L; j++) v[j] = w[i + j * T];
+    unsigned s = 0;
+#pragma unroll
+    for (int j = 0; j < L; j++) s += v[j].x ^ v[j].y ^ v[j].z ^ v[j].w;
+    buf[i] = buf[i] + (float)(s & 1);
+}
+
+// Each thread reads L float4 of state, scales them and writes them back (the SSM block's state traffic).
+template <int L>
+__global__ void rw(float4 *st, float *buf) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x, T = gridDim.x * blockDim.x;
+    float4 v[L];
+#pragma unroll
+    for (int j = 0; j < L; j++) v[j] = st[i + j * T];
+    const float a = buf[i % 1024] * 0.5f + 1.0f;
+#pragma unroll
+    for (int j = 0; j < L; j++) st[i + j * T] = make_float4(v[j].x * a, v[j].y * a, v[j].z * a, v[j].w * a);
+    buf[i] = buf[i] + 1.0f;
+}
+
 template <typename F>
 static float time_graph(int N, F launch) {
     cudaStream_t st;
@@ -88,17 +118,18 @@ int main(int argc, char **argv) {
     const int blocks = 838, threads = 128, n = blocks * threads;
     float *buf;
     int *next;
-    CK(cudaMalloc(&buf, n * sizeof(float)));
+    CK(cudaMalloc(&buf, 2 * n * sizeof(float)));  // room for the larger grids below
     CK(cudaMalloc(&next, n * sizeof(int)));
     std::vector<int> h(n);
     for (int i = 0; i < n; i++) h[i] = (i * 7919) % n;
     CK(cudaMemcpy(next, h.data(), n * sizeof(int), cudaMemcpyHostToDevice));
-    CK(cudaMemset(buf, 0, n * sizeof(float)));
+    CK(cudaMemset(buf, 0, 2 * n * sizeof(float)));
     const size_t wbytes = 3352ull * 768 * 2, n16 = wbytes / 16;
     std::vector<uint4 *> w(24);
+    const size_t alloc = 6600000;  // ≥ wbytes and the batch-8 state of one layer (6.3 MB)
     for (auto &p : w) {
-        CK(cudaMalloc(&p, wbytes));
-        CK(cudaMemset(p, 1, wbytes));
+        CK(cudaMalloc(&p, alloc));
+        CK(cudaMemset(p, 0, alloc));
     }
     printf("{\"kernels\": %d, \"usPerKernel\": {", N);
     printf("\"empty_1x32\": %.3f, ", time_graph(N, [&](cudaStream_t s, int) { empty_kernel<<<1, 32, 0, s>>>(); }));
@@ -109,6 +140,23 @@ int main(int argc, char **argv) {
            time_graph(N, [&](cudaStream_t s, int) { link2<<<blocks, threads, 0, s>>>(buf, next); }));
     printf("\"stream_838x128\": %.3f",
            time_graph(N, [&](cudaStream_t s, int k) { stream<<<blocks, threads, 0, s>>>(w[k % 24], n16, buf); }));
+    // 5.1 MB = 838 × 128 threads × 3 uint4
+    printf(", \"streamU_838x128\": %.3f", time_graph(N, [&](cudaStream_t s, int k) {
+               streamU<3><<<blocks, threads, 0, s>>>(w[k % 24], buf);
+           }));
+    // 2.36 MB = 768 × 128 threads × 1.5 uint4: 2 loads per thread over 768 threadgroups reading 1536·768·2
+    // bytes (the second load of half the threads past the matrix reads the next buffer's start)
+    printf(", \"streamU_out_768x128\": %.3f", time_graph(N, [&](cudaStream_t s, int k) {
+               streamU<1><<<768 * 3 / 2, 128, 0, s>>>(w[k % 24], buf);
+           }));
+    // SSM state per layer: 24 heads × 64 × 128 floats = 0.79 MB at batch 1, 6.3 MB at batch 8; 24 distinct
+    // layers' worth, as in a step
+    printf(", \"rw_ssm_b1_96x256\": %.3f", time_graph(N, [&](cudaStream_t s, int k) {
+               rw<2><<<96, 256, 0, s>>>((float4 *)w[k % 24], buf);
+           }));
+    printf(", \"rw_ssm_b8_384x256\": %.3f", time_graph(N, [&](cudaStream_t s, int k) {
+               rw<4><<<384, 256, 0, s>>>((float4 *)w[k % 24], buf);
+           }));
     printf("}}\n");
     CK(cudaDeviceSynchronize());
     return 0;

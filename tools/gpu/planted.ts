@@ -23,8 +23,9 @@ export const PLANTED: PlantedBug[] = [
     name: "ssm_decode.planted_no_barrier.metal",
     file: "ssm_decode.metal",
     what: "the barrier between the conv stage (writes xs, B, C) and the SSM update (reads them) removed",
-    find: "        shared[i] = silu(acc);\n    }\n    threadgroup_barrier(mem_flags::mem_threadgroup);\n",
-    replace: "        shared[i] = silu(acc);\n    }\n",
+    find:
+      "            shared[i] = silu(acc[t]);\n        }\n    }\n    threadgroup_barrier(mem_flags::mem_threadgroup);\n",
+    replace: "            shared[i] = silu(acc[t]);\n        }\n    }\n",
     caughtBy: "racecheck",
   },
   {

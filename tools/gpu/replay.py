@@ -758,8 +758,8 @@ def prefill_bytes(config, tokens, weights_dtype, block=256):
     return weights + tokens * c["nLayer"] * act + c["vocabSize"] * c["dModel"] * wb
 
 
-def timings(d, replay, copy_gbs):
-    """Per-token rows: the whole decode step, each kernel role of it, and a 512-token prefill."""
+def timings(d, replay, copy_gbs, prefill=True):
+    """Per-token rows: the whole decode step, each kernel role of it, and (`prefill`) a 512-token prefill."""
     t = replay.t
     s, c = t.session, t.config()
     wdt = weights_dtype(t)
@@ -785,6 +785,8 @@ def timings(d, replay, copy_gbs):
         rows.append(dict(base, kind=role.split(".")[0], role=role.split(".")[-1], us=us_role, usMin=best_role,
                          bytes=b, dispatches=len(launches), usPerDispatch=us_role / len(launches),
                          grid=grid, threadgroup=launches[0].block))
+    if not prefill:
+        return finish_rows(rows, copy_gbs)
     # Prefill: the first sequence's prompt (512 tokens in the bench sessions), block by block.
     pre = [op for op in s["ops"] if op["op"] == "prefill"][0]
     pre_launches = []
@@ -807,6 +809,10 @@ def timings(d, replay, copy_gbs):
         rows.append(dict(base, kind=name.split(".")[0], role=("prefill " + name.split(".")[-1]) if "." in name
                          else "prefill", us=us_k, usMin=best_k, bytes=0, dispatches=len(launches),
                          usPerDispatch=us_k / len(launches), grid=launches[0].grid, threadgroup=launches[0].block))
+    return finish_rows(rows, copy_gbs)
+
+
+def finish_rows(rows, copy_gbs):
     for r in rows:
         r["us"] = round(r["us"], 2)
         r["GBs"] = round(r["bytes"] / (r["us"] * 1e-6) / 1e9, 1) if r["bytes"] else None
@@ -963,6 +969,7 @@ def main(argv=None):
     ap.add_argument("--tuning", help="configs/metal_tune.json params the trace was made with (recorded in output)")
     ap.add_argument("--no-poison", action="store_true", help="leave unwritten heap memory uninitialised (initcheck)")
     ap.add_argument("--split", action="store_true", help="one allocation per buffer (memcheck sees overruns)")
+    ap.add_argument("--decode-only", action="store_true", help="time mode: the decode step and its roles, no prefill")
     ap.add_argument("--compile", action="store_true",
                     help="compile specializations missing from the build (after --override) with this machine's nvcc")
     a = ap.parse_args(argv)
@@ -993,7 +1000,7 @@ def main(argv=None):
                         poison=not a.no_poison, split=a.split)
         entry = {"trace": os.path.basename(tdir.rstrip("/")), "gpu": d.name}
         if a.mode == "time":
-            entry["rows"] = timings(d, replay, copy_gbs)
+            entry["rows"] = timings(d, replay, copy_gbs, prefill=not a.decode_only)
         else:
             observed = run_session(replay)
             entry["checks"] = {}

@@ -82,6 +82,9 @@ export function emitCpp(x: CppInputs): string {
   w("#pragma clang diagnostic push");
   w('#pragma clang diagnostic ignored "-Wunknown-attributes"');
   w('#pragma clang diagnostic ignored "-Wvla-cxx-extension"');
+  // Function constants are run-time values in these CPU copies, so a kernel's `#pragma unroll` (which a
+  // GPU compiler honours once the constants are known) cannot always be: not worth a warning here.
+  w('#pragma clang diagnostic ignored "-Wpass-failed"');
   for (const [ns, instrumented] of [[plain, false], [checked, true]] as const) {
     w(`namespace ${ns} {`);
     if (!instrumented) {

@@ -264,7 +264,15 @@ export function cudaWrappers(parsed: ParsedMetal, id: string, fileName: string):
     if (k.callee !== k.name) {
       throw new Error(`${fileName}: template kernels are not supported by the CUDA shim`);
     }
-    out.push(`extern "C" __global__ void ${cudaSymbol(id, k.name)}(const mc::args a) {`);
+    // A kernel that declares its threadgroup size ([[max_total_threads_per_threadgroup(N)]], which also
+    // tells Metal's compiler how many registers a thread may have) is compiled for at least half an SM's
+    // threads: without a minimum, ptxas keeps every kernel to 32 registers (full occupancy) and moves a
+    // lane's loads back next to their uses, one memory latency each, whatever the source's order (seen on
+    // the decode matvec's SASS; docs/gpu-proxy.md).
+    const bounds = k.maxTotalThreads > 0
+      ? `__launch_bounds__(${k.maxTotalThreads}, ${Math.max(1, Math.floor(1024 / k.maxTotalThreads))}) `
+      : "";
+    out.push(`extern "C" __global__ void ${bounds}${cudaSymbol(id, k.name)}(const mc::args a) {`);
     out.push(`    typedef decltype(&msl::${ns}::${k.name}) F;`);
     out.push("    if (!mc::enter(a)) return;");
     out.push(`    msl::${ns}::${k.name}(${wrapperArgs(k, ns)});`);

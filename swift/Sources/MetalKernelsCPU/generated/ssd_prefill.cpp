@@ -13,6 +13,7 @@ static constexpr mc_bind::spec mc_specs_4[] = {{mc_bind::buffer, 0}, {mc_bind::b
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wunknown-attributes"
 #pragma clang diagnostic ignored "-Wvla-cxx-extension"
+#pragma clang diagnostic ignored "-Wpass-failed"
 namespace mck_ssd_prefill_plain {
 #pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
 bool mc_fc_defined_SSD_D_INNER = false;

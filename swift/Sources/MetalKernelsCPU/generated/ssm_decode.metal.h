@@ -31,6 +31,8 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 
 #define SSM_SIMDGROUPS 8  // the threadgroup: 256 threads
 #define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
+#define SSM_CONV_ITEMS 2  // conv channels a thread loads at once (rows + 2N ≤ 512 for every Mamba2 shape)
+#define SSM_MAX_CONV 4    // d_conv up to which a channel's window and weights are loaded ahead (Mamba2's is 4)
 
 // One (block of a head's rows, sequence) per threadgroup:
 //   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
@@ -52,6 +54,7 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 // Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
 // n in float4 steps, so each state element is read, updated in registers and written back exactly once.
 // Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
+[[max_total_threads_per_threadgroup(256)]]
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
                              device float *ssm_state [[buffer(2)]],     // (batch, layers, heads, P, N), at this layer
@@ -94,26 +97,70 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
         }
     }
 
+    // z of the simdgroup's rows (the gate), before the barrier for the same reason.
+    float zs[SSM_PREFETCH];
+    for (int i = 0; i < SSM_PREFETCH && i < per_sg; i++) {
+        const int p = int(sg) + i * SSM_SIMDGROUPS;
+        zs[i] = p < np ? zx[h * P + p0 + p] : 0.0f;
+    }
+
+    // The conv stage: a thread's channels are i = tid, tid + 256, … < rows + 2N (i < rows: the block's x
+    // channels, then the group's B and C). A thread loads the inputs of SSM_CONV_ITEMS channels before it
+    // sums any: channel by channel, it would wait for its second channel's ring only after its first
+    // channel's store (they might alias, as far as a compiler knows), one memory latency more. The ring
+    // slots wait for conv_pos: the slot at conv_pos is being written by the block that owns the channel,
+    // so the others must not read it.
     const int pos = int(conv_pos[b]);
-    for (int i = int(tid); i < rows + 2 * N; i += 32 * SSM_SIMDGROUPS) {
-        if (i >= np && i < rows) continue;  // the last block of a head whose P the split does not divide
-        const int c = i < rows ? h * P + p0 + i
-                               : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
-        const float in = zx[D + c];
-        device float *ring = ring_base + c * K;
-        device const float *w = conv_w + c * K;
-        float acc = conv_b[c] + w[K - 1] * in;
-        for (int j = 0; j < K - 1; j++) acc += w[j] * ring[(pos + 1 + j) % K];
-        if (i < rows || owns_bc) ring[pos] = in;
-        shared[i] = silu(acc);
+    for (int t0 = 0; t0 * 32 * SSM_SIMDGROUPS < rows + 2 * N; t0 += SSM_CONV_ITEMS) {
+        float ins[SSM_CONV_ITEMS], acc[SSM_CONV_ITEMS];
+        float win[SSM_CONV_ITEMS][SSM_MAX_CONV], ws[SSM_CONV_ITEMS][SSM_MAX_CONV];  // the window, the weights
+        for (int t = 0; t < SSM_CONV_ITEMS; t++) {
+            const int i = int(tid) + (t0 + t) * 32 * SSM_SIMDGROUPS;
+            const int c = i < rows ? h * P + p0 + i
+                                   : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
+            // Not a channel: past the last one, or in the gap the last block of a head leaves when the split
+            // does not divide P.
+            const bool live = i < rows + 2 * N && !(i >= np && i < rows);
+            ins[t] = live ? zx[D + c] : 0.0f;
+            acc[t] = live ? conv_b[c] : 0.0f;
+            for (int j = 0; j < K && j < SSM_MAX_CONV; j++) {
+                ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
+                win[t][j] = live && j < K - 1 ? ring_base[c * K + (pos + 1 + j) % K] : 0.0f;
+            }
+        }
+        for (int t = 0; t < SSM_CONV_ITEMS; t++) {
+            const int i = int(tid) + (t0 + t) * 32 * SSM_SIMDGROUPS;
+            if (i >= rows + 2 * N) break;
+            if (i >= np && i < rows) continue;
+            const int c = i < rows ? h * P + p0 + i
+                                   : (i < rows + N ? D + g * N + (i - rows) : D + G * N + g * N + (i - rows - N));
+            device float *ring = ring_base + c * K;
+            if (K <= SSM_MAX_CONV) {
+                float a = acc[t] + ws[t][min(K, SSM_MAX_CONV) - 1] * ins[t];
+                for (int j = 0; j < K - 1; j++) a += ws[t][j] * win[t][j];
+                acc[t] = a;
+            } else {  // a d_conv larger than any Mamba2's: the rest of the window from memory
+                device const float *w = conv_w + c * K;
+                float a = acc[t] + w[K - 1] * ins[t];
+                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[(pos + 1 + j) % K]);
+                acc[t] = a;
+            }
+            if (i < rows || owns_bc) ring[pos] = ins[t];
+            shared[i] = silu(acc[t]);
+        }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
+    // Every simdgroup has per_sg rows when the split divides P into multiples of 8 (every Mamba2 shape at
+    // every split): then the loop has no branch and unrolls, so that the rows' simd_sums interleave
+    // instead of each waiting for the one before.
+    const bool all_rows = P % S == 0 && rows % SSM_SIMDGROUPS == 0;
     float sq = 0.0f;
+#pragma unroll
     for (int i = 0; i < per_sg; i++) {
         const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
-        if (p >= np) break;
-        const float z = zx[h * P + p0 + p];
+        if (!all_rows && p >= np) break;
+        const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
         const float xdt = xs[p] * dt;
         float acc = 0.0f;
         device float *row = state + p * N;

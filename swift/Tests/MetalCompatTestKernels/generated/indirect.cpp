@@ -10,6 +10,7 @@ static constexpr mc_bind::spec mc_specs_1[] = {{mc_bind::buffer, 0}, {mc_bind::b
 #pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wunknown-attributes"
 #pragma clang diagnostic ignored "-Wvla-cxx-extension"
+#pragma clang diagnostic ignored "-Wpass-failed"
 namespace mck_indirect_plain {
 #pragma clang attribute push(__attribute__((no_sanitize("coverage"))), apply_to = function)
 #include "indirect.metal.h"
