@@ -107,6 +107,11 @@ async function denoTests(): Promise<boolean> {
     .map((e) => `tests/${e.name}`).sort();
   return await run("deno", ["test", "-A", "--preload", `${ROOT}tools/sanitize_preload.ts`, ...tests], {
     ...c.env,
+    // Stack-use-after-return detection (on by default since LLVM 15) gives every MetalCompat fiber a fresh
+    // fake stack, mapped and faulted in as the fiber starts and dropped as it exits: about 10 s per step
+    // of the tiny model, so the Metal tests (thousands of steps) ran for hours. Off here, 300 ms per step;
+    // `sanitize asan` (swift test) keeps it on.
+    ASAN_OPTIONS: `${c.env.ASAN_OPTIONS}:detect_stack_use_after_return=0`,
     LD_PRELOAD: runtime,
     MAMBA_ASAN_RUNTIME: runtime, // for sanitize_preload.ts: Deno children get LD_PRELOAD back
     MAMBA_METAL_LIB: `${c.scratch}/release/libMambaMetal.so`,
