@@ -2,15 +2,30 @@
 // whose memory stays flat and whose replay by a fresh engine is bitwise equal, and four engines stepping
 // in four Workers at once, with states handed between two of them, each equal to its replay alone.
 import assert from "node:assert/strict";
-import { soakDecode, soakWorkers } from "../tools/soak.ts";
+import { MemorySampler, soakDecode, soakWorkers } from "../tools/soak.ts";
 import { FIXTURES } from "./helpers.ts";
 
 /** Resident-memory growth allowed (none measurable under AddressSanitizer's quarantine). */
 const RSS_LIMIT = Deno.env.get("MAMBA_SANITIZER") ? Infinity : 2 ** 20;
 
+Deno.test("memory sampler: anonymous memory on Linux, follows an allocation; total RSS elsewhere", () => {
+  using fallback = new MemorySampler("/nonexistent/status");
+  assert.equal(fallback.source, "rss");
+  assert.ok(fallback.read() > 0);
+  if (Deno.build.os !== "linux") return;
+  using memory = new MemorySampler();
+  assert.equal(memory.source, "RssAnon");
+  const before = memory.read();
+  const block = new Uint8Array(64 * 2 ** 20).fill(1); // touched, so resident
+  const after = memory.read();
+  assert.ok(after - before >= 60 * 2 ** 20, `RssAnon grew by ${after - before} bytes for a 64 MiB block`);
+  assert.equal(block[block.length - 1], 1);
+});
+
 Deno.test("decode soak: 5,000 steps, resident memory flat, a fresh engine's replay bitwise equal", () => {
   // 3000 warm-up steps: resident memory settles (JIT, V8 heap size) within the first ~2500
   const r = soakDecode(FIXTURES + "tiny-g1", { backend: "cpu", threads: 2 }, 5000, 3000);
+  if (Deno.build.os === "linux") assert.equal(r.memory, "RssAnon");
   assert.equal(r.firstMismatch, -1, `replay differs at step ${r.firstMismatch}`);
   assert.ok(r.rssGrowth < RSS_LIMIT, `resident memory grew by ${(r.rssGrowth / 1024).toFixed(0)} KiB`);
 });

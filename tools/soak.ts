@@ -8,10 +8,16 @@
  *   deno task soak workers --seconds 60 --model tests/fixtures/tiny-g1
  *   deno task soak decode --pause-while /tmp/QUIET  # sleeps, engine kept, while the file exists
  *
- * decode: one engine steps `steps` tokens, each chosen from the previous logits, after a warm-up;
- * resident memory (the lowest sample of the last 1000 steps against that of the first 1000 after the
- * warm-up, the engine still open) may grow by less than 1 MB; then a fresh engine replays the same tokens
- * and every logits row must be bitwise equal (compared by hash).
+ * decode: one engine steps `steps` tokens, each chosen from the previous logits, after a warm-up
+ * (10,000 steps by default: the V8 heap and malloc settle within about that);
+ * anonymous resident memory (RssAnon; the lowest sample of the last 1000 steps against that of the first
+ * 1000 after the warm-up, the engine still open) may grow by less than 1 MB; then a fresh engine replays
+ * the same tokens and every logits row must be bitwise equal (compared by hash). Anonymous memory, not
+ * total RSS: file-backed pages (the mapped weights, the Deno binary) come and go with the page cache, and
+ * memory pressure elsewhere on the machine once evicted 57 MB of them in the middle of a run. Where
+ * /proc/self/status is missing (not Linux), total RSS is used and the output says so. With
+ * `--v8-flags=--expose-gc` (as `deno task soak` runs) a full collection precedes every sample, so garbage
+ * not yet collected cannot be mistaken for growth.
  *
  * workers: four engines (CPU with 1 and 2 threads, Metal through MetalCompat plain and recorded) step
  * in four Workers at once for `seconds`; the first saves its state every few steps and the second
@@ -29,6 +35,69 @@ import { fileExists } from "../ffi/host.ts";
 
 let lastRow: Float32Array | undefined;
 let lastWords: Uint32Array<ArrayBufferLike> = new Uint32Array(0);
+
+/**
+ * Reads the process's anonymous resident memory (`RssAnon` in /proc/self/status) without allocating:
+ * one open file, re-read from its start into a fixed buffer and parsed in place, so sampling every few
+ * steps adds no garbage to what it measures. Where the file or the field is missing (not Linux), it
+ * reads total RSS instead (`source` says which).
+ */
+export class MemorySampler implements Disposable {
+  /** What {@linkcode MemorySampler.read} returns: anonymous resident bytes, or total resident bytes. */
+  readonly source: "RssAnon" | "rss";
+  #file?: Deno.FsFile;
+  #buf = new Uint8Array(8192);
+  static #key = new TextEncoder().encode("RssAnon:");
+
+  constructor(path = "/proc/self/status") {
+    try {
+      this.#file = Deno.openSync(path, { read: true });
+      if (this.#anon() < 0) throw new Error("no RssAnon field");
+      this.source = "RssAnon";
+    } catch {
+      this.#file?.close();
+      this.#file = undefined;
+      this.source = "rss";
+    }
+  }
+
+  /** Bytes resident now (see {@linkcode MemorySampler.source}). */
+  read(): number {
+    return this.#file ? this.#anon() : Deno.memoryUsage().rss;
+  }
+
+  /** RssAnon in bytes, or -1 where the field is missing. */
+  #anon(): number {
+    const file = this.#file!, buf = this.#buf, key = MemorySampler.#key;
+    file.seekSync(0, Deno.SeekMode.Start);
+    let n = 0;
+    // (the file is read whole in one call; a view is made only if it ever is not)
+    for (
+      let got;
+      n < buf.length && (got = file.readSync(n === 0 ? buf : buf.subarray(n))) !== null && got > 0;
+    ) {
+      n += got;
+    }
+    for (let i = 0; i + key.length <= n; i++) {
+      let k = 0;
+      while (k < key.length && buf[i + k] === key[k]) k++;
+      if (k < key.length) continue;
+      let j = i + k, kb = 0;
+      while (j < n && (buf[j] === 0x20 || buf[j] === 0x09)) j++;
+      while (j < n && buf[j] >= 0x30 && buf[j] <= 0x39) kb = kb * 10 + buf[j++] - 0x30;
+      return kb * 1024;
+    }
+    return -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.#file?.close();
+    this.#file = undefined;
+  }
+}
+
+/** A full collection where the runtime offers one (`--v8-flags=--expose-gc`); nothing otherwise. */
+const collect: () => void = (globalThis as { gc?: () => void }).gc ?? (() => {});
 
 /** FNV-1a over the bits of a logits row, folded into a running hash. */
 export function hashRow(row: Float32Array, h = 0x811c9dc5): number {
@@ -58,9 +127,11 @@ export function nextToken(row: Float32Array, t: number, stream: number, vocab: n
 export interface DecodeSoakResult {
   steps: number;
   warmup: number;
+  /** What was measured: anonymous resident memory (Linux), or total RSS where that is unavailable. */
+  memory: "RssAnon" | "rss";
   rssBefore: number;
   rssAfter: number;
-  /** Resident bytes gained between the end of the warm-up and the last step. */
+  /** Bytes of `memory` gained between the end of the warm-up and the last step. */
   rssGrowth: number;
   msPerStep: number;
   /** First step whose replayed logits differ, or -1. */
@@ -72,15 +143,23 @@ export function soakDecode(
   model: string,
   options: LoadOptions,
   steps: number,
-  warmup = 1000,
+  warmup = 10_000,
   progress?: (line: string) => void,
   pause?: () => number,
 ): DecodeSoakResult {
-  const tokens = new Int32Array(warmup + steps);
-  const hashes = new Uint32Array(warmup + steps);
-  // Resident memory is the lowest sample (every 10 steps) of a window after the warm-up and of the last
-  // window: garbage not yet collected raises single samples by a megabyte or so, a leak raises the floor.
+  // Written here, before anything is measured: a fresh typed array's pages become resident only as they
+  // are first written, so filling them step by step read as 8 bytes of growth per step (0.8 MB over
+  // 100,000 steps, the whole "creep" earlier runs saw).
+  const tokens = new Int32Array(warmup + steps).fill(-1);
+  const hashes = new Uint32Array(warmup + steps).fill(0xffffffff);
+  // Memory is the lowest sample (every 10 steps) of a window after the warm-up and of the last window:
+  // garbage not yet collected raises single samples by a megabyte or so, a leak raises the floor.
   const window = Math.max(10, Math.min(1000, Math.floor(steps / 4)));
+  using memory = new MemorySampler();
+  const sample = () => {
+    collect();
+    return memory.read();
+  };
   let rssBefore = Infinity, rssAfter = Infinity, paused = 0;
   const started = performance.now();
   let measured = started;
@@ -89,17 +168,18 @@ export function soakDecode(
     let row = engine.prefill([1, 2, 3]);
     for (let t = 0; t < warmup + steps; t++) {
       if (t === warmup) measured = performance.now();
-      if (t % 10 === 0 && t >= warmup && t < warmup + window) {
-        rssBefore = Math.min(rssBefore, Deno.memoryUsage().rss);
-      }
-      if (t % 10 === 0 && t >= warmup + steps - window) rssAfter = Math.min(rssAfter, Deno.memoryUsage().rss);
+      if (t % 10 === 0 && t >= warmup && t < warmup + window) rssBefore = Math.min(rssBefore, sample());
+      if (t % 10 === 0 && t >= warmup + steps - window) rssAfter = Math.min(rssAfter, sample());
       tokens[t] = nextToken(row, t, 0, engine.vocabSize);
       row = engine.step(tokens[t]);
       hashes[t] = hashRow(row);
       if (progress && (t + 1) % 10_000 === 0) {
-        progress(`decode: ${t + 1} steps, rss ${(Deno.memoryUsage().rss / 2 ** 20).toFixed(1)} MiB`);
+        progress(`decode: ${t + 1} steps, ${memory.source} ${(memory.read() / 2 ** 20).toFixed(2)} MiB`);
       }
-      if (pause && t >= warmup && (t + 1) % 1000 === 0) paused += pause();
+      if (pause && (t + 1) % 1000 === 0) {
+        const ms = pause();
+        if (t >= warmup) paused += ms;
+      }
     }
     // (both read while the engine lives: memory a leak ties to the engine is freed with it)
   }
@@ -114,9 +194,19 @@ export function soakDecode(
         break;
       }
       if (progress && (t + 1) % 10_000 === 0) progress(`replay: ${t + 1} steps`);
+      if (pause && (t + 1) % 1000 === 0) pause();
     }
   }
-  return { steps, warmup, rssBefore, rssAfter, rssGrowth: rssAfter - rssBefore, msPerStep, firstMismatch };
+  return {
+    steps,
+    warmup,
+    memory: memory.source,
+    rssBefore,
+    rssAfter,
+    rssGrowth: rssAfter - rssBefore,
+    msPerStep,
+    firstMismatch,
+  };
 }
 
 /** The engines of the Workers soak: a mix of backends and thread counts. */
@@ -251,6 +341,7 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: {
       steps: { type: "string", default: "100000" },
+      warmup: { type: "string", default: "10000" },
       seconds: { type: "string", default: "600" },
       model: { type: "string" },
       dtype: { type: "string", default: "f16" },
@@ -261,7 +352,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      "usage: deno task soak [decode|workers] [--steps N] [--seconds S] [--model 130m|780m|DIR] [--dtype f16] " +
+      "usage: deno task soak [decode|workers] [--steps N] [--warmup N] [--seconds S] [--model 130m|780m|DIR] [--dtype f16] " +
         "[--threads N] [--pause-while FILE]",
     );
     return 0;
@@ -276,30 +367,34 @@ async function main(): Promise<number> {
     // --pause-while FILE: the decode soak sleeps (every 1000 steps, the engine kept) while FILE exists,
     // so a long run can make room for measurements on a shared machine without starting over
     const flag = values["pause-while"];
+    const nap = new Int32Array(new SharedArrayBuffer(4));
     const pause = flag === undefined ? undefined : () => {
+      // (a stat alone can take over a millisecond on a loaded machine: only a real pause is logged)
+      if (!fileExists(flag)) return 0;
       const from = performance.now();
-      const nap = new Int32Array(new SharedArrayBuffer(4));
       while (fileExists(flag)) Atomics.wait(nap, 0, 0, 10_000);
       const ms = performance.now() - from;
-      if (ms > 1) log(`decode: paused ${(ms / 1000).toFixed(0)} s while ${flag} existed`);
+      log(`decode: paused ${(ms / 1000).toFixed(0)} s while ${flag} existed`);
       return ms;
     };
     const r = soakDecode(
       dir,
       { backend: "cpu", threads: Number(values.threads) },
       Number(values.steps),
-      1000,
+      Number(values.warmup),
       log,
       pause,
     );
+    const what = r.memory === "RssAnon"
+      ? "anonymous memory (RssAnon)"
+      : "total RSS (no RssAnon in /proc/self/status here: file-backed pages included)";
+    const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(2);
     console.log(
       `decode soak (${dir}): ${r.steps} steps after ${r.warmup} warm-up, ${
         r.msPerStep.toFixed(2)
       } ms/step, ` +
-        `rss ${(r.rssBefore / 2 ** 20).toFixed(1)} → ${(r.rssAfter / 2 ** 20).toFixed(1)} MiB ` +
-        `(${(r.rssGrowth / 1024).toFixed(0)} KiB), replay ${
-          r.firstMismatch === -1 ? "equal" : `differs at step ${r.firstMismatch}`
-        }`,
+        `${what} ${mib(r.rssBefore)} → ${mib(r.rssAfter)} MiB (${(r.rssGrowth / 1024).toFixed(0)} KiB), ` +
+        `replay ${r.firstMismatch === -1 ? "equal" : `differs at step ${r.firstMismatch}`}`,
     );
     ok &&= r.rssGrowth < 2 ** 20 && r.firstMismatch === -1;
   }
