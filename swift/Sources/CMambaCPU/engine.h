@@ -25,8 +25,6 @@ struct mcpu_engine {
     /* quantized matrices (ops_quant.inc) */
     void *qprep;           /* (MCPU_QDIRECT_MAX, qprep_stride bytes) each decode token's prepared activations */
     size_t qprep_stride;
-    float *qpanels;        /* per thread: qpanel_floats, float32 panels dequantized for prefill */
-    size_t qpanel_floats;
 
     float *residual;       /* (max_rows, d_model) */
     float *hidden;         /* (max_rows, d_model)   normalised residual */
@@ -76,7 +74,7 @@ static inline float mcpu_head_dt(const mcpu_model *m, const mcpu_layer *L, int h
 }
 
 /* y[b, :] (= or +=) W · x[b, :] for b < nb, split over the pool by ranges of panels. A quantized W
- * takes up to MCPU_QDIRECT_MAX tokens directly and more through dequantized float32 panels. */
+ * goes through the integer kernels MCPU_QDIRECT_MAX tokens at a time. */
 void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int nb, float *y, int ldy,
                  int accumulate);
 /* hidden[r] = rmsnorm(residual[r]) * w for rows [0, n). */

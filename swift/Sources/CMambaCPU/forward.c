@@ -92,31 +92,19 @@ static int pack_weights(mcpu_engine *e) {
     return 1;
 }
 
-/* Float32 panels a task dequantizes for a prefill product (mcpu_matmul): the panels of ~256 KiB, at
- * least one. */
-static int quant_panels_per_task(const mcpu_packed *W) {
-    int per = (int)((256u << 10) / ((size_t)MCPU_PANEL * (size_t)W->cols * sizeof(float)));
-    return per < 1 ? 1 : per;
-}
-
-/* Scratch of the quantized products among Ws: prepared activations for decode, float32 panels for
- * prefill. */
+/* Scratch of the quantized products among Ws: the prepared activations of MCPU_QDIRECT_MAX tokens. */
 static int quant_scratch(mcpu_engine *e, const mcpu_packed *const *Ws, int n) {
-    size_t prep = 0, panel = 0;
+    size_t prep = 0;
     for (int i = 0; i < n; i++) {
         const mcpu_packed *W = Ws[i];
         if (!mcpu_is_quant(W->dtype)) continue;
         size_t b = mcpu_prep_bytes(W->cols, W->group_size);
         if (b > prep) prep = b;
-        size_t f = (size_t)quant_panels_per_task(W) * MCPU_PANEL * (size_t)W->cols;
-        if (f > panel) panel = f;
     }
     if (prep == 0) return 1;
     e->qprep_stride = round_up(prep, 64);
-    e->qpanel_floats = round_up(panel, 16);
     e->qprep = aligned_alloc(64, MCPU_QDIRECT_MAX * e->qprep_stride);
-    e->qpanels = aligned_alloc(64, (size_t)mcpu_pool_threads(e->pool) * e->qpanel_floats * sizeof(float));
-    return e->qprep && e->qpanels;
+    return e->qprep != NULL;
 }
 
 static int model_quant_scratch(mcpu_engine *e) {
@@ -198,7 +186,6 @@ void mcpu_destroy(mcpu_engine *e) {
     free(e->out_proj);
     free(e->arena);
     free(e->qprep);
-    free(e->qpanels);
     free(e);
 }
 
@@ -220,18 +207,9 @@ static void matmul_task(void *ctx, int task, int thread) {
     if (p1 > W->panels) p1 = W->panels;
     if (!mcpu_is_quant(W->dtype)) {
         e->ops->gemm_panels(W, p0, p1, j->x, j->ldx, j->nb, j->y, j->ldy, j->accumulate);
-    } else if (j->nb <= MCPU_QDIRECT_MAX) {
+    } else {
         e->ops->qgemm_panels(W, p0, p1, j->x, j->ldx, e->qprep, e->qprep_stride, j->nb, j->y, j->ldy,
                              j->accumulate);
-    } else {
-        /* many tokens: the task's panels as float32 in this thread's scratch, then the float kernel
-         * over every tile of tokens, as for a float32 matrix */
-        float *f = e->qpanels + (size_t)thread * e->qpanel_floats;
-        for (int p = p0; p < p1; p++) e->ops->dequant_panel(W, p, f + (size_t)(p - p0) * MCPU_PANEL * W->cols);
-        mcpu_packed view = {f, MCPU_F32, W->rows - p0 * MCPU_PANEL, W->cols, p1 - p0, 0, 0,
-                            (size_t)MCPU_PANEL * (size_t)W->cols * sizeof(float)};
-        e->ops->gemm_panels(&view, 0, p1 - p0, j->x, j->ldx, j->nb, j->y + (size_t)p0 * MCPU_PANEL, j->ldy,
-                            j->accumulate);
     }
 }
 
@@ -243,9 +221,21 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
     /* 32 tasks per thread balance the load, even with a thread preempted. With many tokens a task's
      * panels are also capped at ~256 KiB, so they stay in L2 while every tile of tokens passes over
      * them. */
+    int quant = mcpu_is_quant(W->dtype);
+    if (quant && nb > MCPU_QDIRECT_MAX) {
+        /* Prefill with quantized weights: MCPU_QDIRECT_MAX tokens at a time through the integer kernels.
+         * Each pass streams the matrix again, but the products dominate: the integer kernels do 2-3 times
+         * the multiply-adds per instruction of the float32 kernels that dequantized panels used to feed
+         * (780m prefill: q8 121 → 155, q4 124 → 203 tok/s, f16 126). Every token also gets the bits its
+         * decode step would. */
+        for (int b0 = 0; b0 < nb; b0 += MCPU_QDIRECT_MAX) {
+            int n = nb - b0 < MCPU_QDIRECT_MAX ? nb - b0 : MCPU_QDIRECT_MAX;
+            mcpu_matmul(e, W, x + (size_t)b0 * ldx, ldx, n, y + (size_t)b0 * ldy, ldy, accumulate);
+        }
+        return;
+    }
     int threads = mcpu_pool_threads(e->pool);
     int per = (W->panels + threads * 32 - 1) / (threads * 32);
-    int quant = mcpu_is_quant(W->dtype);
     if (quant && nb <= MCPU_QDIRECT_MAX) {
         /* Few, long contiguous ranges: a quantized panel is 4-8 KiB, so 32 tasks per thread would hand a
          * thread 14-27 KiB of in_proj or out_proj at a time, alternating with the other threads, and the
@@ -262,10 +252,6 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
         for (int b = 0; b < nb; b++)
             e->ops->quant_prep(x + (size_t)b * ldx, W->cols, W->group_size, W->dtype,
                                (char *)e->qprep + (size_t)b * e->qprep_stride);
-    } else if (quant) {
-        /* the dequantized panels must fit the thread's scratch */
-        int cap = quant_panels_per_task(W);
-        if (per > cap) per = cap;
     } else if (nb > 6) {
         int cap = (int)((256u << 10) / W->panel_bytes);
         if (per > cap) per = cap;
@@ -418,18 +404,6 @@ static void step_heads_task(void *ctx, int task, int thread) {
     }
 }
 
-/* A decode product. A quantized W goes MCPU_QDIRECT_MAX tokens at a time, so every token takes the
- * direct kernels, whose arithmetic per token does not depend on the tile: a sequence gets the same bits
- * in a step of any number of sequences (a full step of a large batch, a subset step, a batch of one).
- * mcpu_matmul would multiply more than MCPU_QDIRECT_MAX tokens by dequantized float panels, which round
- * differently. */
-static void decode_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, int B, float *y, int ldy,
-                          int accumulate) {
-    int run = mcpu_is_quant(W->dtype) ? MCPU_QDIRECT_MAX : B;
-    for (int b = 0; b < B; b += run)
-        mcpu_matmul(e, W, x + (size_t)b * ldx, ldx, B - b < run ? B - b : run, y + (size_t)b * ldy, ldy, accumulate);
-}
-
 /* One token for each of B activation rows (row b advances sequence mcpu_row_seq(b)); the logits of row b
  * go to logits[b * vocab]. */
 static void decode_rows(mcpu_engine *e, const int32_t *tokens, int B, float *logits) {
@@ -439,7 +413,7 @@ static void decode_rows(mcpu_engine *e, const int32_t *tokens, int B, float *log
     for (int l = 0; l < m->n_layer; l++) {
         const mcpu_layer *L = &m->layers[l];
         mcpu_rmsnorm_rows(e, L->norm, B);
-        decode_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
+        mcpu_matmul(e, &e->in_proj[l], e->hidden, Dm, B, e->zxbcdt, e->d_in_proj, 0);
         mcpu_conv_rows(e, L, l, B, -1);
         /* The SSM step streams each sequence's state (786 KB a layer for 130m) once: a task takes a
          * run of consecutive heads, one contiguous stretch of state, and there are only as many tasks
@@ -451,10 +425,10 @@ static void decode_rows(mcpu_engine *e, const int32_t *tokens, int B, float *log
         layer_job j = {e, L, l, parts};
         mcpu_pool_run(e->pool, step_heads_task, &j, B * parts);
         mcpu_gated_norm_rows(e, L, B);
-        decode_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
+        mcpu_matmul(e, &e->out_proj[l], e->y, m->d_inner, B, e->residual, Dm, 1);
     }
     mcpu_rmsnorm_rows(e, m->norm_f, B);
-    decode_matmul(e, &e->lm_head, e->hidden, Dm, B, logits, m->vocab, 0);
+    mcpu_matmul(e, &e->lm_head, e->hidden, Dm, B, logits, m->vocab, 0);
 }
 
 void mcpu_step(mcpu_engine *e, const int32_t *tokens) { decode_rows(e, tokens, e->m->batch, e->m->logits); }
@@ -495,7 +469,6 @@ int32_t mcpu_test_matmul(const mcpu_matrix *W, const float *x, int32_t nb, float
         }
     }
     free(e.qprep);
-    free(e.qpanels);
     mcpu_free_huge(packed, bytes);
     if (e.pool) mcpu_pool_destroy(e.pool);
     return ok ? 0 : -1;

@@ -56,8 +56,9 @@ static inline const void *mcpu_panel(const mcpu_packed *W, int p) {
  * Layout per token: sum[K/G], dx[K/G] floats, then hi[K], lo[K] (Q8) or l0[K], l1[K], l2[K] (Q4). */
 static inline size_t mcpu_prep_bytes(int K, int G) { return (size_t)K / (size_t)G * 8 + (size_t)K * 4; }
 
-/* Tokens a quantized matrix product takes directly (decode); more are multiplied by float32 panels
- * dequantized into scratch, with the float kernels (prefill). */
+/* Tokens a quantized matrix product takes per pass of the integer kernels (mcpu_matmul runs more in
+ * passes of this many). Each token's arithmetic does not depend on the pass or tile it is in, so a
+ * sequence gets the same bits in a step of any number of sequences and in prefill as in decode. */
 #define MCPU_QDIRECT_MAX 8
 
 typedef struct {
@@ -74,16 +75,13 @@ typedef struct {
                          size_t prep_stride, int nb, float *y, int ldy, int accumulate);
     /* prep (mcpu_prep_bytes(K, G)) from one token's activations x[K], for a matrix of `dtype`. */
     void (*quant_prep)(const float *x, int K, int G, int dtype, void *prep);
-    /* Panel p of a quantized W as float32 [cols][16] (the F32 panel layout), each value
-     * fmaf(scale, q, bias) as docs/quantization.md defines it. */
-    void (*dequant_panel)(const mcpu_packed *W, int p, float *out);
     /* out[i] = W[row, i] as float32, from the packed form (any dtype). */
     void (*packed_row_to_f32)(const mcpu_packed *W, int row, float *out);
     /* C[i*ldc + j] (=, or +=) sum_k A[i*sai + k*sak] * B[k*ldb + j], i < M, j < N, k < K. With causal,
      * row i sums only k <= i (A is lower triangular; the rest is never read). */
     void (*gemm)(int M, int N, int K, const float *A, ptrdiff_t sai, ptrdiff_t sak, const float *B, ptrdiff_t ldb,
                  float *C, ptrdiff_t ldc, int accumulate, int causal);
-    /* out[i] = W[row, i] as float32 (row-major W, any dtype; quantized values as dequant_panel's). */
+    /* out[i] = W[row, i] as float32 (row-major W, any dtype; quantized values fmaf(scale, q, bias), docs/quantization.md). */
     void (*row_to_f32)(const mcpu_matrix *W, int row, float *out);
     float (*dot)(const float *a, const float *b, int n);
     /* x[i] = exp(x[i]) (about 1 ulp; 0 below -87.3, +inf above 88.7). */
