@@ -1,6 +1,6 @@
 // The quantized CPU kernels (every kernel set: 0 the best, 1 generic, 2 AVX2, 3 AVX-VNNI) against
 // "dequantize with the contract's formula, then multiply in float64": matrix × tokens by the decode
-// path (1–8 tokens) and the prefill path (dequantized float32 panels), and embedding rows read from the
+// path (1–8 tokens) and the prefill path (passes of 8 tokens), and embedding rows read from the
 // row-major and the packed form.
 import CMambaCPU
 import XCTest
@@ -35,7 +35,7 @@ final class QuantKernelTests: XCTestCase {
     }
 
     /// Every bit width, scale dtype, group size and kernel set; token counts 1…8 (decode kernels, tiles of
-    /// up to 4) and 9, 13 (dequantized panels); odd row counts, so the last panel is partial.
+    /// up to 4) and 9, 13 (passes of 8); odd row counts, so the last panel is partial.
     func testMatmulMatchesDequantizedReference() throws {
         var rng = Rng(1)
         for kernels: Int32 in [0, 1, 2, 3] {
