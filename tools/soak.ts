@@ -183,6 +183,13 @@ export function soakDecode(
     }
     // (both read while the engine lives: memory a leak ties to the engine is freed with it)
   }
+  // said now too: a long replay may not be waited for
+  progress?.(
+    `decode: ${memory.source} ${(rssBefore / 2 ** 20).toFixed(2)} → ${(rssAfter / 2 ** 20).toFixed(2)} MiB ` +
+      `(${
+        ((rssAfter - rssBefore) / 1024).toFixed(0)
+      } KiB) from the first to the last ${window} steps after the warm-up`,
+  );
   const msPerStep = (performance.now() - measured - paused) / steps;
   let firstMismatch = -1;
   {
