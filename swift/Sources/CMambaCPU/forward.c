@@ -236,7 +236,7 @@ void mcpu_matmul(mcpu_engine *e, const mcpu_packed *W, const float *x, int ldx, 
     }
     int threads = mcpu_pool_threads(e->pool);
     int per = (W->panels + threads * 32 - 1) / (threads * 32);
-    if (quant && nb <= MCPU_QDIRECT_MAX) {
+    if (quant) { /* nb <= MCPU_QDIRECT_MAX here */
         /* Few, long contiguous ranges: a quantized panel is 4-8 KiB, so 32 tasks per thread would hand a
          * thread 14-27 KiB of in_proj or out_proj at a time, alternating with the other threads, and the
          * hardware prefetcher would restart its stream every few microseconds. Measured on the 2-core
