@@ -201,6 +201,7 @@ export const SOURCE_FILES: readonly string[] = [
   "metal/matmul.metal",
   "metal/matvec.metal",
   "metal/quantized.h",
+  "metal/simd_reduce.h",
   "metal/ssd_prefill.metal",
   "metal/ssm_decode.metal",
 ];

@@ -4,6 +4,7 @@
 #include <metal_stdlib>
 using namespace metal;
 #include "quantized.h"
+#include "simd_reduce.h"
 
 constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
 constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
@@ -32,41 +33,24 @@ constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group
 constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
 // Several groups: their scales come from the SSM block's sums of squares, before the loop.
 constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
+// With K split, the slices meet at a barrier anyway; there the threadgroup's simdgroups can share the sums of
+// squares instead of each block of rows summing every batch row's x² over its slice in its main loop (the
+// batched matvecs are bound by instruction issue on the proxy). Simdgroup s sums batch rows s, s + 4, … and
+// writes them to threadgroup memory; every batch size takes the same path, so batched rows stay bit-identical
+// to single rows:
+// MV_SHARED_SQ (the RMSNorms, K split in 2, so two blocks of rows per threadgroup): x² over all of K after the
+// main loop, when x is in L1: half the squares per simdgroup and none of their shuffles.
+constant bool MV_SHARED_SQ = MV_RMS && !MV_QUANT && MV_SPLIT_K == 2 && MV_COLS % 4 == 0;
+// MV_PARTIAL_SQ (the gated norm of one group): the SSM block's per-block sums of squares of this very x,
+// loaded before the main loop so that their latency overlaps it, added after it: no squares at all.
+constant bool MV_PARTIAL_SQ = MV_GROUP && MV_GROUPS == 1 && MV_SPLIT_K > 1;
+constant bool MV_SQ_AT_END = MV_SHARED_SQ || MV_PARTIAL_SQ;
 
 #define MV_SIMDGROUPS 4
 #define MV_MAX_BATCH 8
 #define MV_MAX_ROWS 4
 #define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
 #define MV_X_AHEAD 12  // float4s of x and norm_w a lane may load ahead with them
-
-// Σ over the simdgroup of each of a lane's n values v[0 … n−1] (n = 2^m ≤ 32, a compile-time count), by
-// halving: at each of the first m levels a lane keeps half of its values and adds its partner's copy of
-// them, one shuffle per value kept; the last 5 − m levels add the one value left. n sums cost n − 1 + 5 − m
-// shuffles instead of 5n (26 instead of 120 for the 24 sums of 2 rows at batch 8), and each is the same
-// tree of pairwise sums as a butterfly simd_sum's. Returns the sum of value lane >> (5 − m), which lanes
-// with equal lane >> (5 − m) share.
-inline float simd_sums_transposed(thread float *v, const int n, uint lane) {
-    int live = n;
-#pragma unroll
-    for (int level = 0; level < 5; level++) {
-        const int o = 16 >> level;
-        if (live > 1) {
-            const bool upper = (lane & uint(o)) != 0;
-            live /= 2;
-            // A constant bound (live is one only once the level loop is unrolled), so that this unrolls too
-            // and v stays in registers.
-#pragma unroll
-            for (int k = 0; k < 16; k++) {
-                if (k >= live) break;
-                const float send = upper ? v[k] : v[k + live], keep = upper ? v[k + live] : v[k];
-                v[k] = keep + simd_shuffle_xor(send, ushort(o));
-            }
-        } else {
-            v[0] += simd_shuffle_xor(v[0], ushort(o));
-        }
-    }
-    return v[0];
-}
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -135,6 +119,18 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     const bool first = (int(lane) & ((1 << NS_SHIFT) - 1)) == 0;
     const bool writes = slice == 0 && first && mine < R * NB && out_row < N;
     const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;
+    // MV_PARTIAL_SQ: the first two of this lane's partial sums for each of its batch rows (clamped, not
+    // conditional, so that the loads are issued here).
+    const int own = NB > MV_SIMDGROUPS ? 2 : 1, parts = MV_HEADS * MV_HEAD_PARTS;  // batch rows per simdgroup
+    float part[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    if (MV_PARTIAL_SQ) {
+        for (int i = 0; i < 2; i++) {
+            for (int j = 0; j < 2; j++) {
+                const int b = min(int(sg) + MV_SIMDGROUPS * i, NB - 1), at = min(int(lane) + 32 * j, parts - 1);
+                part[i][j] = sumsq[b * parts + at];
+            }
+        }
+    }
     float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
     for (int b = 0; b < MV_MAX_BATCH; b++) {
         ssq[b] = 0.0f;
@@ -164,7 +160,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 float sx = 0.0f;
                 for (int i = 0; i < E / 4; i++) {
                     float4 v = ((device const float4 *)(x + b * K + k0))[i];
-                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += dot(v, v);
                     if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
                     if (MV_GROUP_SCALES) {
                         for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
@@ -187,9 +183,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         // into the matrix, not skipped: a conditional load stays where the condition is, after the
         // products before it (nvcc did so on the GPU proxy). Rows past N and steps past K are never added.
         // norm_w multiplies the weights, R products per element instead of NB (one per batch row).
-        // With many sums to keep (R · NB > 16), half the chunk, so that the registers suffice.
+        // The chunk is not halved for many sums (4 rows × 8 batch rows keep 32, plus 2 steps of 4 rows of
+        // weights): one step per chunk would put a memory latency on every step of those layouts, which the
+        // proxy measured slower (lm_head 4 × 1 at batch 8: 40.8 → 37.0 µs, given the registers).
         const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step;
-        const int chunk = max(1, (R * NB > 16 ? MV_CHUNK / 2 : MV_CHUNK) / R);
+        const int chunk = max(1, MV_CHUNK / R);
         const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
         const int span = min(chunk, steps), xw = NB + 1;  // per step: norm_w, then x of each batch row
         const bool x_ahead = span * xw <= MV_X_AHEAD;
@@ -228,7 +226,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
                     float4 xb = x_ahead ? xa[j * xw + 1 + b] : ((device const float4 *)(x + b * K))[k4];
-                    if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                    if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += dot(xb, xb);
                     if (MV_GROUP_SCALES) xb *= scale[b * MV_GROUPS + (4 * k4) / group];
 #pragma unroll
                     for (int r = 0; r < R; r++) {
@@ -247,7 +245,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 const float xb = x[b * K + k];
-                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += xb * xb;
                 xv[b] = xb * nw;
                 if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
@@ -261,6 +259,35 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
+    threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+    threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB); MV_SHARED_SQ: (NB)
+    if (MV_SQ_AT_END) {
+        const int K4 = K / 4;
+        float sq_own[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int b = int(sg) + MV_SIMDGROUPS * i;
+            float a = 0.0f;
+            if (i < own && b < NB) {
+                if (MV_PARTIAL_SQ) {
+                    for (int j = 0; j < 2; j++) a += int(lane) + 32 * j < parts ? part[i][j] : 0.0f;
+                    for (int j = int(lane) + 64; j < parts; j += 32) a += sumsq[b * parts + j];
+                } else {
+                    // A compile-time count of steps, loads clamped not conditional: all issued at once.
+                    for (int j = 0; j < (K4 + 31) / 32; j++) {
+                        const int k4 = int(lane) + 32 * j;
+                        const float4 v = ((device const float4 *)(x + b * K))[min(k4, K4 - 1)];
+                        a += k4 < K4 ? dot(v, v) : 0.0f;
+                    }
+                }
+            }
+            sq_own[i] = a;
+        }
+        const float q = simd_sums_transposed(sq_own, own, lane);  // batch row sg + 4 · (lane >> (5 − log2 own))
+        const int qb = int(sg) + MV_SIMDGROUPS * (int(lane) >> (own == 1 ? 5 : 4));
+        if ((int(lane) & (own == 1 ? 31 : 15)) == 0 && qb < NB) squares[qb] = q;
+    }
+
     float sums_t[32], squares_t[8];
 #pragma unroll
     for (int i = 0; i < NS; i++) sums_t[i] = i < R * NB ? acc[i / NB][i % NB] : 0.0f;
@@ -268,7 +295,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     for (int i = 0; i < NQ; i++) squares_t[i] = i < NB ? ssq[i] : 0.0f;
     const float s_mine = simd_sums_transposed(sums_t, NS, lane);
     // Σx² of batch row out_b: reduced the same way, then fetched from a lane that holds it.
-    const float q_mine = MV_ROW_SCALE ? simd_sums_transposed(squares_t, NQ, lane) : 0.0f;
+    const float q_mine = MV_ROW_SCALE && !MV_SQ_AT_END ? simd_sums_transposed(squares_t, NQ, lane) : 0.0f;
     const float q_out = MV_ROW_SCALE && SK == 1 ? simd_shuffle(q_mine, ushort(min(out_b, NB - 1) << NQ_SHIFT)) : 0.0f;
     if (SK == 1) {
         // This simdgroup summed all of K: its rows and their scales are complete.
@@ -277,18 +304,19 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         if (writes) y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
     } else {
         // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
-        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
-        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
         if (first && mine < R * NB) sums[(int(sg) * R + out_r) * NB + out_b] = s_mine;
         const int qb = int(lane) >> NQ_SHIFT;
-        if (MV_ROW_SCALE && (int(lane) & ((1 << NQ_SHIFT) - 1)) == 0 && qb < NB) squares[int(sg) * NB + qb] = q_mine;
+        if (MV_ROW_SCALE && !MV_SQ_AT_END && (int(lane) & ((1 << NQ_SHIFT) - 1)) == 0 && qb < NB) {
+            squares[int(sg) * NB + qb] = q_mine;
+        }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         if (writes) {
             float s = 0.0f, ss = 0.0f;
             for (int j = 0; j < SK; j++) {
                 s += sums[((int(sg) + j) * R + out_r) * NB + out_b];
-                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + out_b];
+                if (MV_ROW_SCALE && !MV_SQ_AT_END) ss += squares[(int(sg) + j) * NB + out_b];
             }
+            if (MV_SQ_AT_END) ss = squares[out_b];
             if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
             y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
         }

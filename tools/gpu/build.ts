@@ -37,6 +37,8 @@ export interface TracePipeline {
   file: string;
   function: string;
   constants: ConstantValue[];
+  /** The library's math mode as the backend compiled it ("fast": Metal's default; "safe"). */
+  mathMode?: string;
 }
 
 /** Stable id of a (file, constants) specialization: FNV-1a over the canonical constants (floats by their
@@ -80,7 +82,7 @@ export async function tracePipelines(path: string): Promise<TracePipeline[]> {
     for (const line of (await traceText(f)).split("\n")) {
       if (!line.includes('"ev":"pipeline"')) continue;
       const e = JSON.parse(line);
-      out.push({ file: e.file, function: e.function, constants: e.constants });
+      out.push({ file: e.file, function: e.function, constants: e.constants, mathMode: e.mathMode });
     }
   }
   return out;
@@ -167,6 +169,8 @@ export interface BuildOptions {
   simdCheck?: boolean;
   /** Also write PTX next to each cubin (the device can JIT it if its driver rejects the cubin). */
   ptx?: boolean;
+  /** Another folder of .metal files, e.g. a kernel variant to time against metal/ on the same traces. */
+  metalDir?: string;
   log?: (line: string) => void;
 }
 
@@ -178,7 +182,7 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
   const srcDir = join(o.out, "cuda");
   await Deno.mkdir(srcDir, { recursive: true });
   await Deno.copyFile(join(ROOT, "tools/gpu/cuda/metal_cuda.h"), join(srcDir, "metal_cuda.h"));
-  const all = await sources(o.planted === true);
+  const all = await sources(o.planted === true, o.metalDir);
 
   // Specializations per file, from the traces (planted variants take their base file's).
   const byFile = new Map<string, Map<string, Specialization>>();
@@ -193,6 +197,12 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
       byFile.set(name, m);
     }
   }
+
+  // Metal compiles every library with fast math unless the backend asks for safe math (MetalKernels'
+  // safeMathFiles), and traces record which: a fast library's division and square root are compiled
+  // approximate here too (no IEEE division subroutine per `/`), a safe one's exact.
+  const fastFiles = new Set(pipelines.filter((p) => p.mathMode === "fast").map((p) => p.file));
+  for (const p of pipelines) if (p.mathMode !== "fast") fastFiles.delete(p.file);
 
   const manifest: Record<string, unknown> = {};
   const jobs: (() => Promise<void>)[] = [];
@@ -239,6 +249,11 @@ export async function buildCuda(o: BuildOptions): Promise<Record<string, unknown
           "-I",
           srcDir,
           ...defs,
+          ...(fastFiles.has(PLANTED.find((x) => x.name === s.name)?.file ?? s.name)
+            ? ["--prec-div=false", "--prec-sqrt=false"]
+            : []),
+          // Extra nvcc options for an experiment (e.g. "--prec-div=false"), split on spaces.
+          ...(Deno.env.get("MC_NVCC_FLAGS")?.split(" ").filter((f) => f) ?? []),
           "-Xptxas",
           "-v",
           "-diag-suppress",
@@ -329,12 +344,13 @@ if (import.meta.main) {
       "simd-check": { type: "boolean", default: false },
       strict: { type: "boolean", default: false },
       ptx: { type: "boolean", default: false },
+      metal: { type: "string" },
       help: { type: "boolean", default: false },
     },
   });
   if (values.help) {
     console.log(
-      "deno run -A tools/gpu/build.ts [--out DIR] [--traces DIR]... [--planted] [--simd-check] [--ptx] | --generic | --strict",
+      "deno run -A tools/gpu/build.ts [--out DIR] [--traces DIR]... [--planted] [--simd-check] [--ptx] [--metal DIR] | --generic | --strict",
     );
     Deno.exit(0);
   }
@@ -348,6 +364,7 @@ if (import.meta.main) {
         planted: values.planted,
         simdCheck: values["simd-check"],
         ptx: values.ptx,
+        metalDir: values.metal,
       });
     }
   } catch (e) {

@@ -265,12 +265,16 @@ export function cudaWrappers(parsed: ParsedMetal, id: string, fileName: string):
       throw new Error(`${fileName}: template kernels are not supported by the CUDA shim`);
     }
     // A kernel that declares its threadgroup size ([[max_total_threads_per_threadgroup(N)]], which also
-    // tells Metal's compiler how many registers a thread may have) is compiled for at least half an SM's
-    // threads: without a minimum, ptxas keeps every kernel to 32 registers (full occupancy) and moves a
-    // lane's loads back next to their uses, one memory latency each, whatever the source's order (seen on
-    // the decode matvec's SASS; docs/gpu-proxy.md).
+    // tells Metal's compiler how many registers a thread may have) is compiled for at least a quarter of an
+    // SM's 2048 threads, so up to 128 registers a thread: without a minimum, ptxas keeps every kernel to 32
+    // registers (full occupancy) and moves a lane's loads back next to their uses, one memory latency each,
+    // whatever the source's order (seen on the decode matvec's SASS); with half an SM (64 registers) the
+    // batch-8 layouts of 4 rows per simdgroup spilled hundreds of bytes, which Metal's compiler, trading
+    // occupancy for registers, would not (docs/gpu-proxy.md). MC_THREADS_PER_SM=1024 gives the 64-register
+    // build back for comparison.
+    const perSM = Number(Deno.env.get("MC_THREADS_PER_SM") ?? 512);
     const bounds = k.maxTotalThreads > 0
-      ? `__launch_bounds__(${k.maxTotalThreads}, ${Math.max(1, Math.floor(1024 / k.maxTotalThreads))}) `
+      ? `__launch_bounds__(${k.maxTotalThreads}, ${Math.max(1, Math.floor(perSM / k.maxTotalThreads))}) `
       : "";
     out.push(`extern "C" __global__ void ${bounds}${cudaSymbol(id, k.name)}(const mc::args a) {`);
     out.push(`    typedef decltype(&msl::${ns}::${k.name}) F;`);

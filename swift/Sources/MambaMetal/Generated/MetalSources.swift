@@ -362,40 +362,9 @@ inline float4 affine_values4(device const uchar *codes, device const uchar *scal
     return float4(fma(s, q.x, b), fma(s, q.y, b), fma(s, q.z, b), fma(s, q.w, b));
 }
 #line 7 "metal/matvec.metal"
-
-constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
-constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
-constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
-constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
-constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
-constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
-constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
-constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
-constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
-constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
-constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
-constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
-constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
-constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
-constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
-// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
-constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
-constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
-
-constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
-constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
-// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
-// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
-// and no barrier before the loop (one memory latency less per dispatch).
-constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
-// Several groups: their scales come from the SSM block's sums of squares, before the loop.
-constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
-
-#define MV_SIMDGROUPS 4
-#define MV_MAX_BATCH 8
-#define MV_MAX_ROWS 4
-#define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
-#define MV_X_AHEAD 12  // float4s of x and norm_w a lane may load ahead with them
+#line 1 "metal/simd_reduce.h"
+// SIMD-group reductions shared by matvec.metal and ssm_decode.metal. Include it after <metal_stdlib> and
+// `using namespace metal;`; tools/gen_metal_bindings.ts inlines it like activations.h (no guard, same reason).
 
 // Σ over the simdgroup of each of a lane's n values v[0 … n−1] (n = 2^m ≤ 32, a compile-time count), by
 // halving: at each of the first m levels a lane keeps half of its values and adds its partner's copy of
@@ -425,6 +394,53 @@ inline float simd_sums_transposed(thread float *v, const int n, uint lane) {
     }
     return v[0];
 }
+#line 8 "metal/matvec.metal"
+
+constant int MV_ROWS [[function_constant(0)]];             // N: outputs, rows of W
+constant int MV_COLS [[function_constant(1)]];             // K: inputs, columns of W
+constant int MV_BATCH [[function_constant(2)]];            // activation rows in this dispatch, 1..8
+constant bool MV_HALF [[function_constant(3)]];            // W stored as f16 (else f32)
+constant bool MV_NORM [[function_constant(4)]];            // x̂ = x · scale · norm_w (a fused RMSNorm), else x̂ = x
+constant bool MV_GATED [[function_constant(5)]];           // MV_NORM's scale per group, from sumsq (the gated norm)
+constant bool MV_ACCUMULATE [[function_constant(6)]];      // y += W·x̂ (the residual add) instead of y = W·x̂
+constant int MV_GROUPS [[function_constant(7)]];           // MV_GATED: groups of the gated norm
+constant int MV_HEADS [[function_constant(8)]];            // MV_GATED: per-head sums of squares per row
+constant float MV_EPS [[function_constant(9)]];            // RMSNorm epsilon
+constant int MV_ROWS_PER_SIMDGROUP [[function_constant(10)]]; // 1..4
+constant bool MV_QUANT [[function_constant(11)]];          // W is affine-quantized codes (quantized.h), else float
+constant int MV_BITS [[function_constant(12)]];            // MV_QUANT: 4 or 8 bits per code
+constant int MV_GROUP_SIZE [[function_constant(13)]];      // MV_QUANT: columns per scale and bias: 16, 32, 64, 128
+constant bool MV_SCALES_HALF [[function_constant(14)]];    // MV_QUANT: scales and biases f16 (else f32)
+// Parallelism (MetalTuning): indices from 20 on, so the weight formats' constants can grow below them.
+constant int MV_SPLIT_K [[function_constant(20)]];         // simdgroups sharing each row, each a slice of K: 1, 2, 4
+constant int MV_HEAD_PARTS [[function_constant(21)]];      // MV_GATED: sums of squares per head (the SSM block's split)
+
+constant bool MV_RMS = MV_NORM && !MV_GATED;              // scale = rsqrt(mean(x²) + eps), per row
+constant bool MV_GROUP = MV_NORM && MV_GATED;             // scale = rsqrt(group's sumsq / group + eps)
+// One scale per activation row (the RMSNorm, or a gated norm of one group, whose group is all of K):
+// computed from the x the main loop loads anyway and applied to the row's sum, so there is no pass over x
+// and no barrier before the loop (one memory latency less per dispatch).
+constant bool MV_ROW_SCALE = MV_RMS || (MV_GROUP && MV_GROUPS == 1);
+// Several groups: their scales come from the SSM block's sums of squares, before the loop.
+constant bool MV_GROUP_SCALES = MV_GROUP && MV_GROUPS > 1;
+// With K split, the slices meet at a barrier anyway; there the threadgroup's simdgroups can share the sums of
+// squares instead of each block of rows summing every batch row's x² over its slice in its main loop (the
+// batched matvecs are bound by instruction issue on the proxy). Simdgroup s sums batch rows s, s + 4, … and
+// writes them to threadgroup memory; every batch size takes the same path, so batched rows stay bit-identical
+// to single rows:
+// MV_SHARED_SQ (the RMSNorms, K split in 2, so two blocks of rows per threadgroup): x² over all of K after the
+// main loop, when x is in L1: half the squares per simdgroup and none of their shuffles.
+constant bool MV_SHARED_SQ = MV_RMS && !MV_QUANT && MV_SPLIT_K == 2 && MV_COLS % 4 == 0;
+// MV_PARTIAL_SQ (the gated norm of one group): the SSM block's per-block sums of squares of this very x,
+// loaded before the main loop so that their latency overlaps it, added after it: no squares at all.
+constant bool MV_PARTIAL_SQ = MV_GROUP && MV_GROUPS == 1 && MV_SPLIT_K > 1;
+constant bool MV_SQ_AT_END = MV_SHARED_SQ || MV_PARTIAL_SQ;
+
+#define MV_SIMDGROUPS 4
+#define MV_MAX_BATCH 8
+#define MV_MAX_ROWS 4
+#define MV_CHUNK 8     // float4s of weights a lane holds in registers: 8 / R steps of K at a time
+#define MV_X_AHEAD 12  // float4s of x and norm_w a lane may load ahead with them
 
 // y[b, r] (= or +=) Σ_k W[r, k] · x̂[b, k] for b < MV_BATCH, where x̂ is
 //   !MV_NORM: x;
@@ -493,6 +509,18 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     const bool first = (int(lane) & ((1 << NS_SHIFT) - 1)) == 0;
     const bool writes = slice == 0 && first && mine < R * NB && out_row < N;
     const float prior = MV_ACCUMULATE && writes ? y[out_b * N + out_row] : 0.0f;
+    // MV_PARTIAL_SQ: the first two of this lane's partial sums for each of its batch rows (clamped, not
+    // conditional, so that the loads are issued here).
+    const int own = NB > MV_SIMDGROUPS ? 2 : 1, parts = MV_HEADS * MV_HEAD_PARTS;  // batch rows per simdgroup
+    float part[2][2] = {{0.0f, 0.0f}, {0.0f, 0.0f}};
+    if (MV_PARTIAL_SQ) {
+        for (int i = 0; i < 2; i++) {
+            for (int j = 0; j < 2; j++) {
+                const int b = min(int(sg) + MV_SIMDGROUPS * i, NB - 1), at = min(int(lane) + 32 * j, parts - 1);
+                part[i][j] = sumsq[b * parts + at];
+            }
+        }
+    }
     float acc[MV_MAX_ROWS][MV_MAX_BATCH], ssq[MV_MAX_BATCH];
     for (int b = 0; b < MV_MAX_BATCH; b++) {
         ssq[b] = 0.0f;
@@ -522,7 +550,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
                 float sx = 0.0f;
                 for (int i = 0; i < E / 4; i++) {
                     float4 v = ((device const float4 *)(x + b * K + k0))[i];
-                    if (MV_ROW_SCALE) ssq[b] += dot(v, v);
+                    if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += dot(v, v);
                     if (MV_NORM) v *= ((device const float4 *)(norm_w + k0))[i];
                     if (MV_GROUP_SCALES) {
                         for (int e = 0; e < 4; e++) v[e] *= scale[b * MV_GROUPS + (k0 + 4 * i + e) / group];
@@ -545,9 +573,11 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         // into the matrix, not skipped: a conditional load stays where the condition is, after the
         // products before it (nvcc did so on the GPU proxy). Rows past N and steps past K are never added.
         // norm_w multiplies the weights, R products per element instead of NB (one per batch row).
-        // With many sums to keep (R · NB > 16), half the chunk, so that the registers suffice.
+        // The chunk is not halved for many sums (4 rows × 8 batch rows keep 32, plus 2 steps of 4 rows of
+        // weights): one step per chunk would put a memory latency on every step of those layouts, which the
+        // proxy measured slower (lm_head 4 × 1 at batch 8: 40.8 → 37.0 µs, given the registers).
         const int K4 = K / 4, steps = (K4 + k_step - 1) / k_step;
-        const int chunk = max(1, (R * NB > 16 ? MV_CHUNK / 2 : MV_CHUNK) / R);
+        const int chunk = max(1, MV_CHUNK / R);
         const bool ragged = K4 % k_step != 0;  // some lanes have one step fewer
         const int span = min(chunk, steps), xw = NB + 1;  // per step: norm_w, then x of each batch row
         const bool x_ahead = span * xw <= MV_X_AHEAD;
@@ -586,7 +616,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
 #pragma unroll
                 for (int b = 0; b < NB; b++) {
                     float4 xb = x_ahead ? xa[j * xw + 1 + b] : ((device const float4 *)(x + b * K))[k4];
-                    if (MV_ROW_SCALE) ssq[b] += dot(xb, xb);
+                    if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += dot(xb, xb);
                     if (MV_GROUP_SCALES) xb *= scale[b * MV_GROUPS + (4 * k4) / group];
 #pragma unroll
                     for (int r = 0; r < R; r++) {
@@ -605,7 +635,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
             float xv[MV_MAX_BATCH];
             for (int b = 0; b < NB; b++) {
                 const float xb = x[b * K + k];
-                if (MV_ROW_SCALE) ssq[b] += xb * xb;
+                if (MV_ROW_SCALE && !MV_SQ_AT_END) ssq[b] += xb * xb;
                 xv[b] = xb * nw;
                 if (MV_GROUP_SCALES) xv[b] *= scale[b * MV_GROUPS + k / group];
             }
@@ -619,6 +649,35 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         }
     }
 
+    threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
+    threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB); MV_SHARED_SQ: (NB)
+    if (MV_SQ_AT_END) {
+        const int K4 = K / 4;
+        float sq_own[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int b = int(sg) + MV_SIMDGROUPS * i;
+            float a = 0.0f;
+            if (i < own && b < NB) {
+                if (MV_PARTIAL_SQ) {
+                    for (int j = 0; j < 2; j++) a += int(lane) + 32 * j < parts ? part[i][j] : 0.0f;
+                    for (int j = int(lane) + 64; j < parts; j += 32) a += sumsq[b * parts + j];
+                } else {
+                    // A compile-time count of steps, loads clamped not conditional: all issued at once.
+                    for (int j = 0; j < (K4 + 31) / 32; j++) {
+                        const int k4 = int(lane) + 32 * j;
+                        const float4 v = ((device const float4 *)(x + b * K))[min(k4, K4 - 1)];
+                        a += k4 < K4 ? dot(v, v) : 0.0f;
+                    }
+                }
+            }
+            sq_own[i] = a;
+        }
+        const float q = simd_sums_transposed(sq_own, own, lane);  // batch row sg + 4 · (lane >> (5 − log2 own))
+        const int qb = int(sg) + MV_SIMDGROUPS * (int(lane) >> (own == 1 ? 5 : 4));
+        if ((int(lane) & (own == 1 ? 31 : 15)) == 0 && qb < NB) squares[qb] = q;
+    }
+
     float sums_t[32], squares_t[8];
 #pragma unroll
     for (int i = 0; i < NS; i++) sums_t[i] = i < R * NB ? acc[i / NB][i % NB] : 0.0f;
@@ -626,7 +685,7 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
     for (int i = 0; i < NQ; i++) squares_t[i] = i < NB ? ssq[i] : 0.0f;
     const float s_mine = simd_sums_transposed(sums_t, NS, lane);
     // Σx² of batch row out_b: reduced the same way, then fetched from a lane that holds it.
-    const float q_mine = MV_ROW_SCALE ? simd_sums_transposed(squares_t, NQ, lane) : 0.0f;
+    const float q_mine = MV_ROW_SCALE && !MV_SQ_AT_END ? simd_sums_transposed(squares_t, NQ, lane) : 0.0f;
     const float q_out = MV_ROW_SCALE && SK == 1 ? simd_shuffle(q_mine, ushort(min(out_b, NB - 1) << NQ_SHIFT)) : 0.0f;
     if (SK == 1) {
         // This simdgroup summed all of K: its rows and their scales are complete.
@@ -635,18 +694,19 @@ kernel void matvec(device const uchar *W [[buffer(0)]],        // (N, K) f16 or 
         if (writes) y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
     } else {
         // Each slice's sums (and sums of squares) into threadgroup memory; slice 0 adds them in slice order.
-        threadgroup float *sums = scale + NB * max(MV_GROUPS, 1);     // (simdgroup, R, NB)
-        threadgroup float *squares = sums + MV_SIMDGROUPS * R * NB;   // (simdgroup, NB)
         if (first && mine < R * NB) sums[(int(sg) * R + out_r) * NB + out_b] = s_mine;
         const int qb = int(lane) >> NQ_SHIFT;
-        if (MV_ROW_SCALE && (int(lane) & ((1 << NQ_SHIFT) - 1)) == 0 && qb < NB) squares[int(sg) * NB + qb] = q_mine;
+        if (MV_ROW_SCALE && !MV_SQ_AT_END && (int(lane) & ((1 << NQ_SHIFT) - 1)) == 0 && qb < NB) {
+            squares[int(sg) * NB + qb] = q_mine;
+        }
         threadgroup_barrier(mem_flags::mem_threadgroup);
         if (writes) {
             float s = 0.0f, ss = 0.0f;
             for (int j = 0; j < SK; j++) {
                 s += sums[((int(sg) + j) * R + out_r) * NB + out_b];
-                if (MV_ROW_SCALE) ss += squares[(int(sg) + j) * NB + out_b];
+                if (MV_ROW_SCALE && !MV_SQ_AT_END) ss += squares[(int(sg) + j) * NB + out_b];
             }
+            if (MV_SQ_AT_END) ss = squares[out_b];
             if (MV_ROW_SCALE) s *= rsqrt(ss / float(K) + MV_EPS);
             y[out_b * N + out_row] = MV_ACCUMULATE ? prior + s : s;
         }
@@ -1008,6 +1068,39 @@ inline float silu(float v) { return v / (1.0f + exp(-v)); }
 // precision, and computing it as exp keeps tiny dt from rounding to zero.
 inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 #line 5 "metal/ssm_decode.metal"
+#line 1 "metal/simd_reduce.h"
+// SIMD-group reductions shared by matvec.metal and ssm_decode.metal. Include it after <metal_stdlib> and
+// `using namespace metal;`; tools/gen_metal_bindings.ts inlines it like activations.h (no guard, same reason).
+
+// Σ over the simdgroup of each of a lane's n values v[0 … n−1] (n = 2^m ≤ 32, a compile-time count), by
+// halving: at each of the first m levels a lane keeps half of its values and adds its partner's copy of
+// them, one shuffle per value kept; the last 5 − m levels add the one value left. n sums cost n − 1 + 5 − m
+// shuffles instead of 5n (26 instead of 120 for the 24 sums of 2 rows at batch 8), and each is the same
+// tree of pairwise sums as a butterfly simd_sum's. Returns the sum of value lane >> (5 − m), which lanes
+// with equal lane >> (5 − m) share.
+inline float simd_sums_transposed(thread float *v, const int n, uint lane) {
+    int live = n;
+#pragma unroll
+    for (int level = 0; level < 5; level++) {
+        const int o = 16 >> level;
+        if (live > 1) {
+            const bool upper = (lane & uint(o)) != 0;
+            live /= 2;
+            // A constant bound (live is one only once the level loop is unrolled), so that this unrolls too
+            // and v stays in registers.
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                if (k >= live) break;
+                const float send = upper ? v[k] : v[k + live], keep = upper ? v[k + live] : v[k];
+                v[k] = keep + simd_shuffle_xor(send, ushort(o));
+            }
+        } else {
+            v[0] += simd_shuffle_xor(v[0], ushort(o));
+        }
+    }
+    return v[0];
+}
+#line 6 "metal/ssm_decode.metal"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -1024,6 +1117,7 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 #define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
 #define SSM_CONV_ITEMS 2  // conv channels a thread loads at once (rows + 2N ≤ 512 for every Mamba2 shape)
 #define SSM_MAX_CONV 4    // d_conv up to which a channel's window and weights are loaded ahead (Mamba2's is 4)
+#define SSM_BC_REGS 4     // float4s of B and of C a lane holds for all its rows (N ≤ 512)
 
 // One (block of a head's rows, sequence) per threadgroup:
 //   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
@@ -1044,7 +1138,8 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 // Grid: dispatchThreadgroups(SSM_HEADS · SSM_SPLIT, batch, 1); threadgroup (h · SSM_SPLIT + block, b).
 // Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
 // n in float4 steps, so each state element is read, updated in registers and written back exactly once.
-// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
+// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats: B (N), C (N), the block's x (⌈P / SSM_SPLIT⌉), the
+// simdgroups' partial sums (8); B and C first, so that they are float4-aligned whatever the block's rows.
 [[max_total_threads_per_threadgroup(256)]]
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
@@ -1069,7 +1164,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
     device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
     device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + (h * P + p0) * N;
-    threadgroup float *xs = shared, *Bs = shared + rows, *Cs = shared + rows + N, *partial = shared + rows + 2 * N;
+    threadgroup float *Bs = shared, *Cs = shared + N, *xs = shared + 2 * N, *partial = shared + 2 * N + rows;
 
     // dt, dA and the state rows need nothing from the conv stage: loaded first, their latency overlaps it.
     const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
@@ -1101,7 +1196,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     // channel's store (they might alias, as far as a compiler knows), one memory latency more. The ring
     // slots wait for conv_pos: the slot at conv_pos is being written by the block that owns the channel,
     // so the others must not read it.
-    const int pos = int(conv_pos[b]);
+    const uint pos = conv_pos[b];
     for (int t0 = 0; t0 * 32 * SSM_SIMDGROUPS < rows + 2 * N; t0 += SSM_CONV_ITEMS) {
         float ins[SSM_CONV_ITEMS], acc[SSM_CONV_ITEMS];
         float win[SSM_CONV_ITEMS][SSM_MAX_CONV], ws[SSM_CONV_ITEMS][SSM_MAX_CONV];  // the window, the weights
@@ -1114,9 +1209,13 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             const bool live = i < rows + 2 * N && !(i >= np && i < rows);
             ins[t] = live ? zx[D + c] : 0.0f;
             acc[t] = live ? conv_b[c] : 0.0f;
+            if (K == 4) {  // Mamba2's d_conv: a channel's weights are one aligned float4 (buffers are page-aligned)
+                const float4 w4 = live ? ((device const float4 *)conv_w)[c] : float4(0.0f);
+                for (int j = 0; j < 4; j++) ws[t][j] = w4[j];
+            }
             for (int j = 0; j < K && j < SSM_MAX_CONV; j++) {
-                ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
-                win[t][j] = live && j < K - 1 ? ring_base[c * K + (pos + 1 + j) % K] : 0.0f;
+                if (K != 4) ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
+                win[t][j] = live && j < K - 1 ? ring_base[c * K + int((pos + 1u + uint(j)) % uint(K))] : 0.0f;
             }
         }
         for (int t = 0; t < SSM_CONV_ITEMS; t++) {
@@ -1133,51 +1232,93 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             } else {  // a d_conv larger than any Mamba2's: the rest of the window from memory
                 device const float *w = conv_w + c * K;
                 float a = acc[t] + w[K - 1] * ins[t];
-                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[(pos + 1 + j) % K]);
+                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[int((pos + 1u + uint(j)) % uint(K))]);
                 acc[t] = a;
             }
             if (i < rows || owns_bc) ring[pos] = ins[t];
-            shared[i] = silu(acc[t]);
+            shared[i < rows ? 2 * N + i : i - rows] = silu(acc[t]);
         }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     // Every simdgroup has per_sg rows when the split divides P into multiples of 8 (every Mamba2 shape at
-    // every split): then the loop has no branch and unrolls, so that the rows' simd_sums interleave
-    // instead of each waiting for the one before.
+    // every split): then the row loop has no branch and unrolls, B and C are read from threadgroup memory
+    // once for all the rows, and the rows' sums leave the simdgroup transposed (simd_sums_transposed: one
+    // chain of 5 shuffle levels for all rows instead of one per row), landing in lane i << (5 − log2 per_sg)
+    // for row i.
     const bool all_rows = P % S == 0 && rows % SSM_SIMDGROUPS == 0;
+    const bool fast = all_rows && N % 4 == 0 && steps <= SSM_BC_REGS && prefetch &&
+                      (per_sg == 1 || per_sg == 2 || per_sg == 4 || per_sg == 8);
     float sq = 0.0f;
+    if (fast) {
+        float4 Bv[SSM_BC_REGS], Cv[SSM_BC_REGS];
+        for (int j = 0; j < steps; j++) {
+            const int n4 = min(int(lane) + 32 * j, N4 - 1);  // clamped: lanes past N4 add nothing below
+            Bv[j] = ((threadgroup const float4 *)Bs)[n4];
+            Cv[j] = ((threadgroup const float4 *)Cs)[n4];
+        }
+        float accs[SSM_PREFETCH];
 #pragma unroll
-    for (int i = 0; i < per_sg; i++) {
-        const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
-        if (!all_rows && p >= np) break;
-        const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
-        const float xdt = xs[p] * dt;
-        float acc = 0.0f;
-        device float *row = state + p * N;
-        if (N % 4 == 0) {
+        for (int i = 0; i < SSM_PREFETCH; i++) {
+            if (i >= per_sg) break;
+            const int p = int(sg) + i * SSM_SIMDGROUPS;
+            const float xdt = xs[p] * dt;
+            device float4 *row = (device float4 *)(state + p * N);
+            float acc = 0.0f;
             for (int j = 0; j < steps; j++) {
                 const int n4 = int(lane) + 32 * j;
                 if (n4 >= N4) break;
-                const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
-                const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
-                const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
-                const float4 s = old * dA + xdt * Bv;
-                ((device float4 *)row)[n4] = s;
-                acc += dot(s, Cv);
+                const float4 s = pre[i * steps + j] * dA + xdt * Bv[j];
+                row[n4] = s;
+                acc += dot(s, Cv[j]);
             }
-        } else {
-            for (int n = int(lane); n < N; n += 32) {
-                const float s = row[n] * dA + xdt * Bs[n];
-                row[n] = s;
-                acc += s * Cs[n];
-            }
+            accs[i] = acc;
         }
-        const float y = simd_sum(acc) + Dh * xs[p];
-        const float gv = y * silu(z);
-        if (lane == 0) {
-            gated[b * D + h * P + p0 + p] = gv;
-            sq += gv * gv;
+        const int m = per_sg == 1 ? 0 : per_sg == 2 ? 1 : per_sg == 4 ? 2 : 3;
+        const int mine = int(lane) >> (5 - m);  // the row whose sum this lane holds
+        const float ysum = simd_sums_transposed(accs, per_sg, lane);
+        float z = zs[0];
+        for (int i = 1; i < SSM_PREFETCH && i < per_sg; i++) z = mine == i ? zs[i] : z;
+        const int p_mine = int(sg) + mine * SSM_SIMDGROUPS;
+        const float gv = (ysum + Dh * xs[p_mine]) * silu(z);
+        if ((int(lane) & ((1 << (5 - m)) - 1)) == 0) gated[b * D + h * P + p0 + p_mine] = gv;
+        // Σ gv² in row order, by lane 0, as the loop below adds it.
+        for (int i = 0; i < SSM_PREFETCH && i < per_sg; i++) {
+            const float g = simd_shuffle(gv, ushort(i << (5 - m)));
+            sq += g * g;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < per_sg; i++) {
+            const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
+            if (!all_rows && p >= np) break;
+            const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
+            const float xdt = xs[p] * dt;
+            float acc = 0.0f;
+            device float *row = state + p * N;
+            if (N % 4 == 0) {
+                for (int j = 0; j < steps; j++) {
+                    const int n4 = int(lane) + 32 * j;
+                    if (n4 >= N4) break;
+                    const float4 Bv = ((threadgroup const float4 *)Bs)[n4], Cv = ((threadgroup const float4 *)Cs)[n4];
+                    const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
+                    const float4 s = old * dA + xdt * Bv;
+                    ((device float4 *)row)[n4] = s;
+                    acc += dot(s, Cv);
+                }
+            } else {
+                for (int n = int(lane); n < N; n += 32) {
+                    const float s = row[n] * dA + xdt * Bs[n];
+                    row[n] = s;
+                    acc += s * Cs[n];
+                }
+            }
+            const float y = simd_sum(acc) + Dh * xs[p];
+            const float gv = y * silu(z);
+            if (lane == 0) {
+                gated[b * D + h * P + p0 + p] = gv;
+                sq += gv * gv;
+            }
         }
     }
     if (lane == 0) partial[sg] = sq;

@@ -17,6 +17,39 @@ inline float silu(float v) { return v / (1.0f + exp(-v)); }
 // precision, and computing it as exp keeps tiny dt from rounding to zero.
 inline float softplus(float v) { return v > 20.0f ? v : (v < -15.0f ? exp(v) : log(1.0f + exp(v))); }
 #line 5 "metal/ssm_decode.metal"
+#line 1 "metal/simd_reduce.h"
+// SIMD-group reductions shared by matvec.metal and ssm_decode.metal. Include it after <metal_stdlib> and
+// `using namespace metal;`; tools/gen_metal_bindings.ts inlines it like activations.h (no guard, same reason).
+
+// Σ over the simdgroup of each of a lane's n values v[0 … n−1] (n = 2^m ≤ 32, a compile-time count), by
+// halving: at each of the first m levels a lane keeps half of its values and adds its partner's copy of
+// them, one shuffle per value kept; the last 5 − m levels add the one value left. n sums cost n − 1 + 5 − m
+// shuffles instead of 5n (26 instead of 120 for the 24 sums of 2 rows at batch 8), and each is the same
+// tree of pairwise sums as a butterfly simd_sum's. Returns the sum of value lane >> (5 − m), which lanes
+// with equal lane >> (5 − m) share.
+inline float simd_sums_transposed(thread float *v, const int n, uint lane) {
+    int live = n;
+#pragma unroll
+    for (int level = 0; level < 5; level++) {
+        const int o = 16 >> level;
+        if (live > 1) {
+            const bool upper = (lane & uint(o)) != 0;
+            live /= 2;
+            // A constant bound (live is one only once the level loop is unrolled), so that this unrolls too
+            // and v stays in registers.
+#pragma unroll
+            for (int k = 0; k < 16; k++) {
+                if (k >= live) break;
+                const float send = upper ? v[k] : v[k + live], keep = upper ? v[k + live] : v[k];
+                v[k] = keep + simd_shuffle_xor(send, ushort(o));
+            }
+        } else {
+            v[0] += simd_shuffle_xor(v[0], ushort(o));
+        }
+    }
+    return v[0];
+}
+#line 6 "metal/ssm_decode.metal"
 
 constant int SSM_D_INNER [[function_constant(0)]];
 constant int SSM_D_STATE [[function_constant(1)]];  // N
@@ -33,6 +66,7 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 #define SSM_PREFETCH 8    // float4s of state a lane may hold in registers across the conv stage
 #define SSM_CONV_ITEMS 2  // conv channels a thread loads at once (rows + 2N ≤ 512 for every Mamba2 shape)
 #define SSM_MAX_CONV 4    // d_conv up to which a channel's window and weights are loaded ahead (Mamba2's is 4)
+#define SSM_BC_REGS 4     // float4s of B and of C a lane holds for all its rows (N ≤ 512)
 
 // One (block of a head's rows, sequence) per threadgroup:
 //   conv:  x (the block's channels of this head), B and C (N channels each, of the head's group)
@@ -53,7 +87,8 @@ constant int SSM_SPLIT [[function_constant(9)]];    // threadgroups per head (Me
 // Grid: dispatchThreadgroups(SSM_HEADS · SSM_SPLIT, batch, 1); threadgroup (h · SSM_SPLIT + block, b).
 // Threadgroup: 256 threads = 8 simdgroups; simdgroup s updates the block's rows s, s+8, …; its lanes cover
 // n in float4 steps, so each state element is read, updated in registers and written back exactly once.
-// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats.
+// Threadgroup memory: ⌈P / SSM_SPLIT⌉ + 2N + 8 floats: B (N), C (N), the block's x (⌈P / SSM_SPLIT⌉), the
+// simdgroups' partial sums (8); B and C first, so that they are float4-aligned whatever the block's rows.
 [[max_total_threads_per_threadgroup(256)]]
 kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batch, d_in_proj): z | xBC | dt
                              device float *conv_state [[buffer(1)]],    // (batch, layers, conv_dim, d_conv), at this layer
@@ -78,7 +113,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     device const float *zx = zxbcdt + b * (D + conv_dim + SSM_HEADS);
     device float *ring_base = conv_state + b * (SSM_LAYERS * conv_dim * K);
     device float *state = ssm_state + b * (SSM_LAYERS * SSM_HEADS * P * N) + (h * P + p0) * N;
-    threadgroup float *xs = shared, *Bs = shared + rows, *Cs = shared + rows + N, *partial = shared + rows + 2 * N;
+    threadgroup float *Bs = shared, *Cs = shared + N, *xs = shared + 2 * N, *partial = shared + 2 * N + rows;
 
     // dt, dA and the state rows need nothing from the conv stage: loaded first, their latency overlaps it.
     const float dt = clamp(softplus(zx[D + conv_dim + h] + head_p[h]), SSM_DT_MIN, SSM_DT_MAX);
@@ -110,7 +145,7 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
     // channel's store (they might alias, as far as a compiler knows), one memory latency more. The ring
     // slots wait for conv_pos: the slot at conv_pos is being written by the block that owns the channel,
     // so the others must not read it.
-    const int pos = int(conv_pos[b]);
+    const uint pos = conv_pos[b];
     for (int t0 = 0; t0 * 32 * SSM_SIMDGROUPS < rows + 2 * N; t0 += SSM_CONV_ITEMS) {
         float ins[SSM_CONV_ITEMS], acc[SSM_CONV_ITEMS];
         float win[SSM_CONV_ITEMS][SSM_MAX_CONV], ws[SSM_CONV_ITEMS][SSM_MAX_CONV];  // the window, the weights
@@ -123,9 +158,13 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             const bool live = i < rows + 2 * N && !(i >= np && i < rows);
             ins[t] = live ? zx[D + c] : 0.0f;
             acc[t] = live ? conv_b[c] : 0.0f;
+            if (K == 4) {  // Mamba2's d_conv: a channel's weights are one aligned float4 (buffers are page-aligned)
+                const float4 w4 = live ? ((device const float4 *)conv_w)[c] : float4(0.0f);
+                for (int j = 0; j < 4; j++) ws[t][j] = w4[j];
+            }
             for (int j = 0; j < K && j < SSM_MAX_CONV; j++) {
-                ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
-                win[t][j] = live && j < K - 1 ? ring_base[c * K + (pos + 1 + j) % K] : 0.0f;
+                if (K != 4) ws[t][j] = live ? conv_w[c * K + j] : 0.0f;
+                win[t][j] = live && j < K - 1 ? ring_base[c * K + int((pos + 1u + uint(j)) % uint(K))] : 0.0f;
             }
         }
         for (int t = 0; t < SSM_CONV_ITEMS; t++) {
@@ -142,51 +181,93 @@ kernel void ssm_decode_block(device const float *zxbcdt [[buffer(0)]],  // (batc
             } else {  // a d_conv larger than any Mamba2's: the rest of the window from memory
                 device const float *w = conv_w + c * K;
                 float a = acc[t] + w[K - 1] * ins[t];
-                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[(pos + 1 + j) % K]);
+                for (int j = 0; j < K - 1; j++) a += w[j] * (j < SSM_MAX_CONV ? win[t][j] : ring[int((pos + 1u + uint(j)) % uint(K))]);
                 acc[t] = a;
             }
             if (i < rows || owns_bc) ring[pos] = ins[t];
-            shared[i] = silu(acc[t]);
+            shared[i < rows ? 2 * N + i : i - rows] = silu(acc[t]);
         }
     }
     threadgroup_barrier(mem_flags::mem_threadgroup);
 
     // Every simdgroup has per_sg rows when the split divides P into multiples of 8 (every Mamba2 shape at
-    // every split): then the loop has no branch and unrolls, so that the rows' simd_sums interleave
-    // instead of each waiting for the one before.
+    // every split): then the row loop has no branch and unrolls, B and C are read from threadgroup memory
+    // once for all the rows, and the rows' sums leave the simdgroup transposed (simd_sums_transposed: one
+    // chain of 5 shuffle levels for all rows instead of one per row), landing in lane i << (5 − log2 per_sg)
+    // for row i.
     const bool all_rows = P % S == 0 && rows % SSM_SIMDGROUPS == 0;
+    const bool fast = all_rows && N % 4 == 0 && steps <= SSM_BC_REGS && prefetch &&
+                      (per_sg == 1 || per_sg == 2 || per_sg == 4 || per_sg == 8);
     float sq = 0.0f;
+    if (fast) {
+        float4 Bv[SSM_BC_REGS], Cv[SSM_BC_REGS];
+        for (int j = 0; j < steps; j++) {
+            const int n4 = min(int(lane) + 32 * j, N4 - 1);  // clamped: lanes past N4 add nothing below
+            Bv[j] = ((threadgroup const float4 *)Bs)[n4];
+            Cv[j] = ((threadgroup const float4 *)Cs)[n4];
+        }
+        float accs[SSM_PREFETCH];
 #pragma unroll
-    for (int i = 0; i < per_sg; i++) {
-        const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
-        if (!all_rows && p >= np) break;
-        const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
-        const float xdt = xs[p] * dt;
-        float acc = 0.0f;
-        device float *row = state + p * N;
-        if (N % 4 == 0) {
+        for (int i = 0; i < SSM_PREFETCH; i++) {
+            if (i >= per_sg) break;
+            const int p = int(sg) + i * SSM_SIMDGROUPS;
+            const float xdt = xs[p] * dt;
+            device float4 *row = (device float4 *)(state + p * N);
+            float acc = 0.0f;
             for (int j = 0; j < steps; j++) {
                 const int n4 = int(lane) + 32 * j;
                 if (n4 >= N4) break;
-                const float4 Bv = float4(Bs[4 * n4], Bs[4 * n4 + 1], Bs[4 * n4 + 2], Bs[4 * n4 + 3]);
-                const float4 Cv = float4(Cs[4 * n4], Cs[4 * n4 + 1], Cs[4 * n4 + 2], Cs[4 * n4 + 3]);
-                const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
-                const float4 s = old * dA + xdt * Bv;
-                ((device float4 *)row)[n4] = s;
-                acc += dot(s, Cv);
+                const float4 s = pre[i * steps + j] * dA + xdt * Bv[j];
+                row[n4] = s;
+                acc += dot(s, Cv[j]);
             }
-        } else {
-            for (int n = int(lane); n < N; n += 32) {
-                const float s = row[n] * dA + xdt * Bs[n];
-                row[n] = s;
-                acc += s * Cs[n];
-            }
+            accs[i] = acc;
         }
-        const float y = simd_sum(acc) + Dh * xs[p];
-        const float gv = y * silu(z);
-        if (lane == 0) {
-            gated[b * D + h * P + p0 + p] = gv;
-            sq += gv * gv;
+        const int m = per_sg == 1 ? 0 : per_sg == 2 ? 1 : per_sg == 4 ? 2 : 3;
+        const int mine = int(lane) >> (5 - m);  // the row whose sum this lane holds
+        const float ysum = simd_sums_transposed(accs, per_sg, lane);
+        float z = zs[0];
+        for (int i = 1; i < SSM_PREFETCH && i < per_sg; i++) z = mine == i ? zs[i] : z;
+        const int p_mine = int(sg) + mine * SSM_SIMDGROUPS;
+        const float gv = (ysum + Dh * xs[p_mine]) * silu(z);
+        if ((int(lane) & ((1 << (5 - m)) - 1)) == 0) gated[b * D + h * P + p0 + p_mine] = gv;
+        // Σ gv² in row order, by lane 0, as the loop below adds it.
+        for (int i = 0; i < SSM_PREFETCH && i < per_sg; i++) {
+            const float g = simd_shuffle(gv, ushort(i << (5 - m)));
+            sq += g * g;
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < per_sg; i++) {
+            const int p = int(sg) + i * SSM_SIMDGROUPS;  // a row of the block: the same for the whole simdgroup
+            if (!all_rows && p >= np) break;
+            const float z = i < SSM_PREFETCH ? zs[i] : zx[h * P + p0 + p];
+            const float xdt = xs[p] * dt;
+            float acc = 0.0f;
+            device float *row = state + p * N;
+            if (N % 4 == 0) {
+                for (int j = 0; j < steps; j++) {
+                    const int n4 = int(lane) + 32 * j;
+                    if (n4 >= N4) break;
+                    const float4 Bv = ((threadgroup const float4 *)Bs)[n4], Cv = ((threadgroup const float4 *)Cs)[n4];
+                    const float4 old = prefetch ? pre[i * steps + j] : ((device float4 *)row)[n4];
+                    const float4 s = old * dA + xdt * Bv;
+                    ((device float4 *)row)[n4] = s;
+                    acc += dot(s, Cv);
+                }
+            } else {
+                for (int n = int(lane); n < N; n += 32) {
+                    const float s = row[n] * dA + xdt * Bs[n];
+                    row[n] = s;
+                    acc += s * Cs[n];
+                }
+            }
+            const float y = simd_sum(acc) + Dh * xs[p];
+            const float gv = y * silu(z);
+            if (lane == 0) {
+                gated[b * D + h * P + p0 + p] = gv;
+                sq += gv * gv;
+            }
         }
     }
     if (lane == 0) partial[sg] = sq;
