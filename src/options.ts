@@ -75,10 +75,14 @@ export interface LoadOptions {
  * ```
  */
 export interface MetalTuningParams {
-  /** Rows of W per simdgroup in the in_proj and lm_head matvecs (1…4). */
+  /** Rows of W per simdgroup in the in_proj matvec (1…4). */
   matvecRowsPerSimdgroup?: number;
-  /** Simdgroups sharing each row of the in_proj and lm_head matvecs, each a slice of K (1, 2, 4). */
+  /** Simdgroups sharing each row of the in_proj matvec, each a slice of K (1, 2, 4). */
   matvecSplitK?: number;
+  /** Rows of W per simdgroup in the lm_head matvec (1…4). */
+  lmHeadRowsPerSimdgroup?: number;
+  /** Simdgroups sharing each row of the lm_head matvec, each a slice of K (1, 2, 4). */
+  lmHeadSplitK?: number;
   /** Rows of W per simdgroup in the out_proj matvec (1…4). */
   outProjRowsPerSimdgroup?: number;
   /** Simdgroups sharing each row of the out_proj matvec (1, 2, 4). */

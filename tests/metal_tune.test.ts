@@ -42,6 +42,8 @@ function thrown(fn: () => unknown): unknown {
 const DEFAULTS = {
   matvecRowsPerSimdgroup: 2,
   matvecSplitK: 2,
+  lmHeadRowsPerSimdgroup: 2,
+  lmHeadSplitK: 2,
   outProjRowsPerSimdgroup: 1,
   outProjSplitK: 4,
   ssmSplit: 8, // tiny-g2 (8 heads) at batch 1: the smallest split with 8 · split · batch ≥ 80 is above 8
@@ -57,6 +59,8 @@ function defaultsAt(batch: number, heads = 8): typeof DEFAULTS {
 const CHOICES: Record<keyof typeof DEFAULTS, number[]> = {
   matvecRowsPerSimdgroup: [1, 2, 3, 4],
   matvecSplitK: [1, 2, 4],
+  lmHeadRowsPerSimdgroup: [1, 2, 3, 4],
+  lmHeadSplitK: [1, 2, 4],
   outProjRowsPerSimdgroup: [1, 2, 3, 4],
   outProjSplitK: [1, 2, 4],
   ssmSplit: [1, 2, 4, 8],
@@ -225,7 +229,14 @@ Deno.test("deno task tune (against MetalCompat here) writes an entry that the en
     const stderr = new TextDecoder().decode(result.stderr);
     assert.equal(result.code, 0, stderr);
     for (
-      const key of ["matvecRowsPerSimdgroup", "matvecSplitK", "outProjRowsPerSimdgroup", "outProjSplitK"]
+      const key of [
+        "matvecRowsPerSimdgroup",
+        "matvecSplitK",
+        "lmHeadRowsPerSimdgroup",
+        "lmHeadSplitK",
+        "outProjRowsPerSimdgroup",
+        "outProjSplitK",
+      ]
     ) {
       assert.match(stderr, new RegExp(`${key} 4: .* ms/token`));
     }

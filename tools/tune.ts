@@ -70,6 +70,8 @@ const defaults = (() => {
 const DECODE: [keyof MetalTuningParams, number[]][] = [
   ["matvecRowsPerSimdgroup", [1, 2, 4]],
   ["matvecSplitK", [1, 2, 4]],
+  ["lmHeadRowsPerSimdgroup", [1, 2, 4]],
+  ["lmHeadSplitK", [1, 2, 4]],
   ["outProjRowsPerSimdgroup", [1, 2, 4]],
   ["outProjSplitK", [1, 2, 4]],
   ["ssmSplit", [1, 2, 4, 8]],

@@ -77,10 +77,11 @@ const char *mamba_last_error(void);
  * @option tuneTableSource  the file or URL tuneTable came from, which its errors name (default
  *                          "metal_tune.json")
  * @option tuning           Metal: kernel parameters that override the table, an object with these keys:
- * @tuning matvecRowsPerSimdgroup  rows of W per simdgroup of the in_proj and lm_head matvecs, 1 to 4
- *                                 (default 2)
- * @tuning matvecSplitK            simdgroups sharing each row of those matvecs, each a slice of K: 1, 2
- *                                 or 4 (default 2)
+ * @tuning matvecRowsPerSimdgroup  rows of W per simdgroup of the in_proj matvec, 1 to 4 (default 2)
+ * @tuning matvecSplitK            simdgroups sharing each row of the in_proj matvec, each a slice of K: 1,
+ *                                 2 or 4 (default 2)
+ * @tuning lmHeadRowsPerSimdgroup  rows of W per simdgroup of the lm_head matvec, 1 to 4 (default 2)
+ * @tuning lmHeadSplitK            simdgroups sharing each row of the lm_head matvec: 1, 2 or 4 (default 2)
  * @tuning outProjRowsPerSimdgroup rows of W per simdgroup of the out_proj matvec, 1 to 4 (default 1)
  * @tuning outProjSplitK           simdgroups sharing each row of the out_proj matvec: 1, 2 or 4 (default 4)
  * @tuning ssmSplit                threadgroups per head of the SSM decode block, each a block of the

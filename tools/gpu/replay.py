@@ -839,7 +839,7 @@ def step_roles(launches, c):
 # ---- tuning sweep (tools/gpu/sweep.ts) -----------------------------------------------------------------
 
 TUNING_OF_ROLE = {"matvec.in_proj": ("matvecRowsPerSimdgroup", "matvecSplitK"),
-                  "matvec.lm_head": ("matvecRowsPerSimdgroup", "matvecSplitK"),
+                  "matvec.lm_head": ("lmHeadRowsPerSimdgroup", "lmHeadSplitK"),
                   "matvec.out_proj": ("outProjRowsPerSimdgroup", "outProjSplitK", "ssmSplit"),
                   "ssm_decode_block": ("ssmSplit",)}
 
@@ -850,9 +850,12 @@ def fills_signature(trace):
 
 def sweep(d, kernels, sweep_dir, copy_gbs, reps=50, log=print):
     """Times each candidate trace's last decode step and its roles on one heap per batch size, then
-    composes the step from the best choice per role (in_proj and lm_head share their parameters; out_proj
-    and the SSM block share the split) and times the best few compositions."""
+    composes the step from the best choice per role (in_proj, lm_head, and out_proj with the SSM block,
+    which share the split) and times the best few compositions."""
     manifest = json.load(open(os.path.join(sweep_dir, "sweep.json")))
+    for m in manifest:  # sweeps from before lm_head had its own parameters: it took in_proj's
+        m["tuning"].setdefault("lmHeadRowsPerSimdgroup", m["tuning"]["matvecRowsPerSimdgroup"])
+        m["tuning"].setdefault("lmHeadSplitK", m["tuning"]["matvecSplitK"])
     out = {"candidates": [], "composed": [], "chosen": {}}
     for batch in sorted({m["batch"] for m in manifest}):
         group = [m for m in manifest if m["batch"] == batch]
@@ -888,36 +891,45 @@ def sweep(d, kernels, sweep_dir, copy_gbs, reps=50, log=print):
             xs = [r["roles"][role]["us"] for r in rows if tuple(r["tuning"][k] for k in keys) == values]
             return sum(xs) / len(xs) if xs else float("inf")
 
-        # in_proj + lm_head per (rows, K slices); out_proj per (rows, K slices, split) + the SSM per split.
-        in_choices = sorted({(r["tuning"]["matvecRowsPerSimdgroup"], r["tuning"]["matvecSplitK"]) for r in rows})
-        in_cost = {a: mean_role("matvec.in_proj", TUNING_OF_ROLE["matvec.in_proj"], a) +
-                   mean_role("matvec.lm_head", TUNING_OF_ROLE["matvec.lm_head"], a) for a in in_choices}
-        out_choices = sorted({(r["tuning"]["outProjRowsPerSimdgroup"], r["tuning"]["outProjSplitK"],
-                               r["tuning"]["ssmSplit"]) for r in rows})
+        # in_proj and lm_head each per (rows, K slices); out_proj per (rows, K slices, split) + the SSM per split.
+        def choices(role):
+            return sorted({tuple(r["tuning"][k] for k in TUNING_OF_ROLE[role]) for r in rows})
+
+        def source(role, value):
+            return next((r["name"] for r in rows if tuple(r["tuning"][k] for k in TUNING_OF_ROLE[role]) == value),
+                        None)
+
+        in_cost = {a: mean_role("matvec.in_proj", TUNING_OF_ROLE["matvec.in_proj"], a)
+                   for a in choices("matvec.in_proj")}
+        lm_cost = {a: mean_role("matvec.lm_head", TUNING_OF_ROLE["matvec.lm_head"], a)
+                   for a in choices("matvec.lm_head")}
         out_cost = {o: mean_role("matvec.out_proj", TUNING_OF_ROLE["matvec.out_proj"], o) +
-                    mean_role("ssm_decode_block", ("ssmSplit",), (o[2],)) for o in out_choices}
-        top_in = sorted(in_cost, key=in_cost.get)[:3]
+                    mean_role("ssm_decode_block", ("ssmSplit",), (o[2],)) for o in choices("matvec.out_proj")}
+        top_in = sorted(in_cost, key=in_cost.get)[:2]
+        top_lm = sorted(lm_cost, key=lm_cost.get)[:2]
         top_out = sorted(out_cost, key=out_cost.get)[:3]
-        extra = [tuple(x) for x in json.loads(os.environ.get("SWEEP_COMPOSE", "[]"))]  # e.g. the Mac defaults
-        combos = [(a, o) for a in top_in for o in top_out] + [((e[0], e[1]), (e[2], e[3], e[4])) for e in extra]
-        for a, o in combos:
-            src_in = next((r["name"] for r in rows if (r["tuning"]["matvecRowsPerSimdgroup"],
-                                                       r["tuning"]["matvecSplitK"]) == a), None)
-            src_out = next((r["name"] for r in rows if (r["tuning"]["outProjRowsPerSimdgroup"],
-                                                        r["tuning"]["outProjSplitK"], r["tuning"]["ssmSplit"]) == o), None)
-            if src_in is None or src_out is None:
-                log(f"b{batch}: no candidate traced for {a} {o}: not composed")
+        # e.g. the Mac defaults: [inR, inK, outR, outK, split] (lm_head as in_proj) or 7 values with lmR, lmK
+        extra = [tuple(x) for x in json.loads(os.environ.get("SWEEP_COMPOSE", "[]"))]
+        combos = [(a, l, o) for a in top_in for l in top_lm for o in top_out]
+        combos += [((e[0], e[1]), (e[5], e[6]) if len(e) > 5 else (e[0], e[1]), (e[2], e[3], e[4])) for e in extra]
+        for a, l, o in combos:
+            src = {"matvec.in_proj": source("matvec.in_proj", a), "matvec.lm_head": source("matvec.lm_head", l)}
+            src_out = source("matvec.out_proj", o)
+            if None in src.values() or src_out is None:
+                log(f"b{batch}: no candidate traced for {a} {l} {o}: not composed")
                 continue
             composed = []
-            for L_in, L_out in zip(steps[src_in], steps[src_out]):
-                role = role_of(L_in, c)
-                composed.append(L_in if role in ("matvec.in_proj", "matvec.lm_head") else L_out)
+            for i, L_out in enumerate(steps[src_out]):
+                role = role_of(L_out, c)
+                composed.append(steps[src[role]][i] if role in src else L_out)
             us, best = time_graph(d, base, composed, reps=reps)
-            tuning = {"matvecRowsPerSimdgroup": a[0], "matvecSplitK": a[1], "outProjRowsPerSimdgroup": o[0],
-                      "outProjSplitK": o[1], "ssmSplit": o[2]}
+            tuning = {"matvecRowsPerSimdgroup": a[0], "matvecSplitK": a[1], "lmHeadRowsPerSimdgroup": l[0],
+                      "lmHeadSplitK": l[1], "outProjRowsPerSimdgroup": o[0], "outProjSplitK": o[1],
+                      "ssmSplit": o[2]}
+            predicted = in_cost.get(a, 0) + lm_cost.get(l, 0) + out_cost.get(o, 0)
             out["composed"].append({"batch": batch, "tuning": tuning, "us": round(us, 2), "usMin": round(best, 2),
-                                    "from": [src_in, src_out], "predictedRoles": round(in_cost[a] + out_cost[o], 2)
-                                    if a in in_cost and o in out_cost else None})
+                                    "from": [src["matvec.in_proj"], src["matvec.lm_head"], src_out],
+                                    "predictedRoles": round(predicted, 2)})
             log(f"b{batch} composed {json.dumps(tuning)}: step {us:.1f} us (min {best:.1f})")
         best = min((x for x in out["composed"] if x["batch"] == batch), key=lambda x: x["us"])
         out["chosen"][str(batch)] = best

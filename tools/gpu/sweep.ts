@@ -6,11 +6,13 @@
  * does not depend on the tuning), and composes and times the best choices per role.
  *
  *   deno run -A tools/gpu/sweep.ts --model DIR --out .gpu/sweep [--batches 1,8] [--steps 2]
- *     [--in 2x2,1x2 --out_proj 1x4,2x4 --ssm 2,4,8]   (a narrower sweep: rows×slices layouts, splits)
+ *     [--in 2x2,1x2 --lm_head 4x1,2x2 --out_proj 1x4,2x4 --ssm 2,4,8]   (a narrower sweep: rows×slices
+ *     layouts, splits)
  *
  * The candidates: every out_proj layout (rows per simdgroup 1, 2, 4 × K slices 1, 2, 4) with every SSM
  * split (1, 2, 4, 8), since out_proj's group norm reads one partial sum per SSM block and so must be
- * composed with its split; the in_proj/lm_head layouts (the same 9) cycle through them, each 4 times.
+ * composed with its split; the in_proj and the lm_head layouts (the same 9 each) cycle through them, each
+ * at least once when there are enough candidates (replay.py composes the roles independently).
  * Writes OUT/sweep.json: [{name, batch, tuning}].
  *
  * @module
@@ -32,17 +34,21 @@ export function candidates(
   inLayouts = MATVEC_LAYOUTS,
   outLayouts = MATVEC_LAYOUTS,
   splits = SSM_SPLITS,
+  lmLayouts = inLayouts,
 ): { name: string; tuning: Record<string, number> }[] {
   const out = [];
   let i = 0;
   for (const [outR, outK] of outLayouts) {
     for (const ssmSplit of splits) {
+      const [lmR, lmK] = lmLayouts[i % lmLayouts.length];
       const [inR, inK] = inLayouts[i++ % inLayouts.length];
       out.push({
-        name: `in${inR}x${inK}-out${outR}x${outK}-ssm${ssmSplit}`,
+        name: `in${inR}x${inK}-lm${lmR}x${lmK}-out${outR}x${outK}-ssm${ssmSplit}`,
         tuning: {
           matvecRowsPerSimdgroup: inR,
           matvecSplitK: inK,
+          lmHeadRowsPerSimdgroup: lmR,
+          lmHeadSplitK: lmK,
           outProjRowsPerSimdgroup: outR,
           outProjSplitK: outK,
           ssmSplit,
@@ -63,6 +69,7 @@ if (import.meta.main) {
       steps: { type: "string", default: "2" },
       // a narrower sweep: layouts as RxK lists, e.g. --in 2x2,1x2 --out 1x4,2x4 --ssm 2,4,8
       in: { type: "string" },
+      lm_head: { type: "string" },
       out_proj: { type: "string" },
       ssm: { type: "string" },
     },
@@ -76,7 +83,8 @@ if (import.meta.main) {
   const manifest = [];
   for (const batch of values.batches!.split(",").map(Number)) {
     const splits = values.ssm ? values.ssm.split(",").map(Number) : SSM_SPLITS;
-    for (const c of candidates(layouts(values.in), layouts(values.out_proj), splits)) {
+    const lm = values.lm_head ? layouts(values.lm_head) : layouts(values.in);
+    for (const c of candidates(layouts(values.in), layouts(values.out_proj), splits, lm)) {
       const name = `b${batch}-${c.name}`;
       const dir = join(values.out!, name);
       const t0 = performance.now();

@@ -61,7 +61,7 @@ final class MetalDecodePlan {
                        rowsPerSimdgroup: tuning.outProjRowsPerSimdgroup, splitK: tuning.outProjSplitK)
         }
         lmHead = try matvec(c.vocabSize, c.dModel, model.lmHead.format, norm: .rms, accumulate: false,
-                            rowsPerSimdgroup: tuning.matvecRowsPerSimdgroup, splitK: tuning.matvecSplitK)
+                            rowsPerSimdgroup: tuning.lmHeadRowsPerSimdgroup, splitK: tuning.lmHeadSplitK)
         block = try kernels.pipeline(Kernel.SsmDecodeBlock.self, .init(
             SSM_D_INNER: c.dInner, SSM_D_STATE: c.dState, SSM_HEAD_DIM: c.headDim, SSM_HEADS: c.nHeads,
             SSM_GROUPS: c.nGroups, SSM_D_CONV: c.dConv, SSM_LAYERS: c.nLayer, SSM_DT_MIN: Float(c.timeStepMin),

@@ -11,10 +11,15 @@ struct MetalTuning: Equatable {
     // The defaults are what should carry over to Apple GPUs of 10 to 80 cores (docs/gpu-proxy.md, "Kernels
     // that scale with the GPU"): grids of hundreds of threadgroups or more, and short chains of dependent
     // loads in each simdgroup; the H200 proxy's timings ranked the choices that meet that.
-    /// Rows of W each simdgroup of the in_proj and lm_head matvecs computes (1…4).
+    /// Rows of W each simdgroup of the in_proj matvec computes (1…4).
     var matvecRowsPerSimdgroup = 2
-    /// Simdgroups sharing each row of the in_proj and lm_head matvecs, each a slice of K (1, 2, 4).
+    /// Simdgroups sharing each row of the in_proj matvec, each a slice of K (1, 2, 4).
     var matvecSplitK = 2
+    /// Rows of W each simdgroup of the lm_head matvec computes (1…4): its own choice, since its N (the
+    /// vocabulary) is 15 to 65 times in_proj's, so its grid fills any GPU and longer rows per simdgroup pay.
+    var lmHeadRowsPerSimdgroup = 2
+    /// Simdgroups sharing each row of the lm_head matvec (1, 2, 4).
+    var lmHeadSplitK = 2
     /// Rows of W each simdgroup of the out_proj matvec computes (1…4).
     var outProjRowsPerSimdgroup = 1
     /// Simdgroups sharing each row of the out_proj matvec (1, 2, 4).
@@ -44,8 +49,8 @@ struct MetalTuning: Equatable {
     /// The values each parameter may take (mamba.h's @tuning lines say the same).
     static func allowed(_ key: TuningKey) -> [Int] {
         switch key {
-        case .matvecRowsPerSimdgroup, .outProjRowsPerSimdgroup: return [1, 2, 3, 4]
-        case .matvecSplitK, .outProjSplitK: return [1, 2, 4]
+        case .matvecRowsPerSimdgroup, .outProjRowsPerSimdgroup, .lmHeadRowsPerSimdgroup: return [1, 2, 3, 4]
+        case .matvecSplitK, .outProjSplitK, .lmHeadSplitK: return [1, 2, 4]
         case .ssmSplit: return [1, 2, 4, 8]
         case .matmulTile: return [16, 32]
         }
@@ -56,6 +61,8 @@ struct MetalTuning: Equatable {
             switch key {
             case .matvecRowsPerSimdgroup: return matvecRowsPerSimdgroup
             case .matvecSplitK: return matvecSplitK
+            case .lmHeadRowsPerSimdgroup: return lmHeadRowsPerSimdgroup
+            case .lmHeadSplitK: return lmHeadSplitK
             case .outProjRowsPerSimdgroup: return outProjRowsPerSimdgroup
             case .outProjSplitK: return outProjSplitK
             case .ssmSplit: return ssmSplit
@@ -66,6 +73,8 @@ struct MetalTuning: Equatable {
             switch key {
             case .matvecRowsPerSimdgroup: matvecRowsPerSimdgroup = newValue
             case .matvecSplitK: matvecSplitK = newValue
+            case .lmHeadRowsPerSimdgroup: lmHeadRowsPerSimdgroup = newValue
+            case .lmHeadSplitK: lmHeadSplitK = newValue
             case .outProjRowsPerSimdgroup: outProjRowsPerSimdgroup = newValue
             case .outProjSplitK: outProjSplitK = newValue
             case .ssmSplit: ssmSplit = newValue

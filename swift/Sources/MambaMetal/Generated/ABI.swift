@@ -70,10 +70,14 @@ enum OptionKey: String, CaseIterable {
 
 /// The keys of the "tuning" option and of the info's "tuning" (@tuning).
 enum TuningKey: String, CaseIterable {
-    /// rows of W per simdgroup of the in_proj and lm_head matvecs, 1 to 4 (default 2)
+    /// rows of W per simdgroup of the in_proj matvec, 1 to 4 (default 2)
     case matvecRowsPerSimdgroup
-    /// simdgroups sharing each row of those matvecs, each a slice of K: 1, 2 or 4 (default 2)
+    /// simdgroups sharing each row of the in_proj matvec, each a slice of K: 1, 2 or 4 (default 2)
     case matvecSplitK
+    /// rows of W per simdgroup of the lm_head matvec, 1 to 4 (default 2)
+    case lmHeadRowsPerSimdgroup
+    /// simdgroups sharing each row of the lm_head matvec: 1, 2 or 4 (default 2)
+    case lmHeadSplitK
     /// rows of W per simdgroup of the out_proj matvec, 1 to 4 (default 1)
     case outProjRowsPerSimdgroup
     /// simdgroups sharing each row of the out_proj matvec: 1, 2 or 4 (default 4)
