@@ -85,7 +85,7 @@ EOF
 
 if [[ $WHAT == all || $WHAT == time ]]; then
   TT=""
-  for t in 130m-f16-b1 130m-f16-b4 130m-f16-b8 130m-f32-b1 130m-f32-b4 780m-f16-b1 780m-f16-b4 780m-f32-b1 780m-f32-b4; do
+  for t in 130m-f16-b1 130m-f16-b4 130m-f16-b8 130m-f16-b8-tuned 130m-f32-b1 130m-f32-b4 780m-f16-b1 780m-f16-b4 780m-f32-b1 780m-f32-b4; do
     [[ -d "$G/traces/$t" ]] && TT="$TT --trace $G/traces/$t"
   done
   if (( $(left) > 60 )); then

@@ -24,8 +24,8 @@ export const PLANTED: PlantedBug[] = [
     file: "ssm_decode.metal",
     what: "the barrier between the conv stage (writes xs, B, C) and the SSM update (reads them) removed",
     find:
-      "            shared[i] = silu(acc[t]);\n        }\n    }\n    threadgroup_barrier(mem_flags::mem_threadgroup);\n",
-    replace: "            shared[i] = silu(acc[t]);\n        }\n    }\n",
+      "            shared[i < rows ? 2 * N + i : i - rows] = silu(acc[t]);\n        }\n    }\n    threadgroup_barrier(mem_flags::mem_threadgroup);\n",
+    replace: "            shared[i < rows ? 2 * N + i : i - rows] = silu(acc[t]);\n        }\n    }\n",
     caughtBy: "racecheck",
   },
   {

@@ -31,7 +31,22 @@ interface Session {
   steps?: number;
   recorded?: boolean;
   dry: boolean;
+  /** Metal kernel parameters for this session only (else the defaults, or --tuning). */
+  tuning?: Record<string, number>;
 }
+
+/** The H200's best tuning of the 130m f16 decode step at batch 8 (docs/gpu-proxy.md, "Batch 8 under 400
+ * µs"): what `replay.py sweep` composed from tools/gpu/sweep.ts's candidates; lm_head 4 rows × the whole K
+ * per simdgroup, in_proj 4 × 2 slices, out_proj 2 × 4, 2 SSM blocks per head. */
+export const TUNED_B8 = {
+  matvecRowsPerSimdgroup: 4,
+  matvecSplitK: 2,
+  lmHeadRowsPerSimdgroup: 4,
+  lmHeadSplitK: 1,
+  outProjRowsPerSimdgroup: 2,
+  outProjSplitK: 4,
+  ssmSplit: 2,
+};
 
 const fixture = (name: string) => () => Promise.resolve(join(ROOT, "tests/fixtures", name));
 const odd = (f16: boolean) => async () => {
@@ -54,6 +69,16 @@ export const SESSIONS: Session[] = [
     prompts: [40, 1, 17, 16],
     recorded: true,
     dry: false,
+  },
+  // The batch-8 tuning's layouts (4 rows per simdgroup, lm_head over all of K) on a fixture, executed, so
+  // that parity with MetalCompat and the sanitizers cover them too.
+  {
+    name: "fx-g1-b4-tuned",
+    model: fixture("tiny-g1"),
+    batch: 4,
+    prompts: [40, 1, 17, 16],
+    dry: false,
+    tuning: TUNED_B8,
   },
   // Quantized weights (issue 13): codes, scales and biases travel as bytes; the reference is the CPU
   // backend's quantized kernels.
@@ -81,6 +106,15 @@ export const SESSIONS: Session[] = [
     dry: true,
   },
   { name: "130m-f16-b8", model: bench("130m", "f16"), batch: 8, prompts: [64], steps: 4, dry: true },
+  {
+    name: "130m-f16-b8-tuned",
+    model: bench("130m", "f16"),
+    batch: 8,
+    prompts: [64],
+    steps: 4,
+    dry: true,
+    tuning: TUNED_B8,
+  },
   { name: "780m-f16-b1", model: bench("780m", "f16"), batch: 1, prompts: [512], dry: true },
   { name: "780m-f16-b4", model: bench("780m", "f16"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
   { name: "780m-f32-b1", model: bench("780m", "f32"), batch: 1, prompts: [512], dry: true },
@@ -168,7 +202,7 @@ if (import.meta.main) {
         recorded: s.recorded === true,
         dry: s.dry,
         inline: s.dry ? undefined : 1 << 30,
-        tuning,
+        tuning: s.tuning ?? tuning,
         keepReference: tuning !== undefined,
       });
       const dst = join(traces, s.name);
