@@ -31,10 +31,14 @@ interface Row {
 
 /** The gpu-proxy.json object: {gpu, copyBandwidthGBs, rows: [{model, dtype, batch, kind, us, bytes, fraction, …}]}. */
 export function speedTable(
-  timing: { gpu: string; copyBandwidthGBs: number; sms?: number; results: { rows: Row[] }[] },
+  timing: { gpu: string; copyBandwidthGBs: number; sms?: number; results: { trace?: string; rows: Row[] }[] },
   date: string,
 ) {
-  const rows = timing.results.flatMap((r) => r.rows).map((r) => {
+  // Each row names its traced session (e.g. 130m-f16-b8-tuned: the same shape traced with another tuning).
+  const withSession = timing.results.flatMap((r) =>
+    r.rows.map((row) => ({ ...row, session: r.trace?.split("/").filter((x) => x).pop() }))
+  );
+  const rows = withSession.map((r) => {
     const perToken = r.kind === "decode_step" || r.role?.match(/^(in_proj|out_proj|lm_head)$/) ||
       r.kind === "ssm_decode_block" || r.kind === "embedding_gather";
     const out: Record<string, unknown> = {
@@ -42,6 +46,7 @@ export function speedTable(
       dtype: r.dtype,
       batch: r.batch,
       kind: r.kind,
+      ...(r.session ? { session: r.session } : {}),
       ...(r.role ? { role: r.role } : {}),
       us: r.us,
       bytes: r.bytes,
@@ -75,24 +80,22 @@ export function speedTable(
 export function markdown(table: ReturnType<typeof speedTable>): string {
   const rows = table.rows as Record<string, unknown>[];
   const out = [
-    "| model | dtype | batch | decode step µs | µs/token | GB/s | of copy BW | prefill 512 tok/s |",
-    "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    "| session | model | dtype | batch | decode step µs | µs/token | GB/s | of copy BW | prefill 512 tok/s |",
+    "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
   ];
   for (const r of rows.filter((x) => x.kind === "decode_step")) {
-    const pre = rows.find((x) =>
-      x.model === r.model && x.dtype === r.dtype && x.batch === r.batch && x.kind === "prefill_512"
-    );
+    const pre = rows.find((x) => x.session === r.session && x.kind === "prefill_512");
     out.push(
-      `| ${r.model} | ${r.dtype} | ${r.batch} | ${r.us} | ${r.usPerToken} | ${r.GBs} | ${
+      `| ${r.session ?? ""} | ${r.model} | ${r.dtype} | ${r.batch} | ${r.us} | ${r.usPerToken} | ${r.GBs} | ${
         (100 * (r.fraction as number)).toFixed(1)
       } % | ${pre?.tokensPerSecond ?? "—"} |`,
     );
   }
   out.push(
     "",
-    "| model | dtype | batch | kernel | role | dispatches | grid × threadgroup | µs/step | µs/dispatch | GB/s | of copy BW |",
+    "| session | kernel | role | dispatches | grid × threadgroup | µs/step | µs/dispatch | GB/s | of copy BW |",
   );
-  out.push("| --- | --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |");
+  out.push("| --- | --- | --- | ---: | --- | ---: | ---: | ---: | ---: |");
   for (
     const r of rows.filter((x) =>
       x.model === "130m" && x.dtype === "f16" && x.kind !== "decode_step" &&
@@ -101,11 +104,11 @@ export function markdown(table: ReturnType<typeof speedTable>): string {
   ) {
     const g = r.grid as number[] | undefined, t = r.threadgroup as number[] | undefined;
     out.push(
-      `| ${r.model} | ${r.dtype} | ${r.batch} | ${r.kind} | ${r.role ?? ""} | ${r.dispatches} | ${
-        g ? `(${g.join(", ")}) × ${t![0] * t![1] * t![2]}` : ""
-      } | ${r.us} | ${r.usPerDispatch ?? ""} | ${r.GBs ?? "—"} | ${
-        r.fraction ? (100 * (r.fraction as number)).toFixed(1) + " %" : "—"
-      } |`,
+      `| ${r.session ?? `${r.model} ${r.dtype} b${r.batch}`} | ${r.kind} | ${
+        r.role ?? ""
+      } | ${r.dispatches} | ${g ? `(${g.join(", ")}) × ${t![0] * t![1] * t![2]}` : ""} | ${r.us} | ${
+        r.usPerDispatch ?? ""
+      } | ${r.GBs ?? "—"} | ${r.fraction ? (100 * (r.fraction as number)).toFixed(1) + " %" : "—"} |`,
     );
   }
   return out.join("\n");
