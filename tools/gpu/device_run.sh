@@ -3,6 +3,9 @@
 # in one call of the `device` tool, from the folder tools/gpu/prepare.ts filled. Writes under $OUT:
 #   env.txt  parity.json  checks.json  sanitize.log  timing.json  device.log
 # Usage (on the device, from the checkout): bash .gpu/device_run.sh [.gpu] [all|parity|sanitize|time]
+# prepare.ts writes two folders, each one call: .gpu (every trace, plain cubins: parity, time) and
+# .gpu-checks (fixtures and the short 130m session, with the check and planted cubins: sanitize); `all`
+# runs every step on one folder whose build has both (tools/gpu/build.ts --planted --simd-check).
 set -uo pipefail
 G=${1:-.gpu}
 WHAT=${2:-all}

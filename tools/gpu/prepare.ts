@@ -1,11 +1,13 @@
 /**
  * Prepares a GPU proxy run (docs/gpu-proxy.md): traces the sessions below under MetalCompat with their
- * CPU-backend references, builds every kernel specialization they use (plus the planted-bug variants and
- * the SIMD-uniformity check build) to sm_90 cubins with nvcc, and lays everything the device needs into
- * one folder (default .gpu/, at most a few tens of MB):
+ * CPU-backend references, builds every kernel specialization they use to sm_90 cubins with nvcc, and lays
+ * everything the device needs into two folders, one device call each (64 MiB with the checkout):
  *
- *   traces/NAME/{trace.jsonl.gz, session.json, reference.json, metalcompat.json}   blobs/ (shared fills)
- *   build/{kernels.json, *.cubin, cuda/…}   replay.py  bench_weights.c  libbench_weights.so  device_run.sh
+ *   .gpu/         traces/NAME/{trace.jsonl.gz, session.json, reference.json, metalcompat.json}
+ *                 blobs/ (shared fills)  build/{kernels.json, *.cubin, cuda/…}
+ *                 replay.py  bench_weights.c  libbench_weights.so  device_run.sh     (parity, timings)
+ *   .gpu-checks/  the same for the fixtures and 130m-f16-b1-short, whose build also has the planted-bug
+ *                 variants and the SIMD-uniformity check cubins                        (sanitizers)
  *
  *   deno run -A tools/gpu/prepare.ts [--out .gpu] [--only NAME,…] [--skip-build]
  *
@@ -121,6 +123,14 @@ export const SESSIONS: Session[] = [
   { name: "780m-f32-b4", model: bench("780m", "f32"), batch: 4, prompts: [300, 37, 256, 1], dry: true },
 ];
 
+async function copyDir(src: string, dst: string): Promise<void> {
+  await Deno.mkdir(dst, { recursive: true });
+  for await (const e of Deno.readDir(src)) {
+    if (e.isDirectory) await copyDir(join(src, e.name), join(dst, e.name));
+    else if (e.isFile) await Deno.copyFile(join(src, e.name), join(dst, e.name));
+  }
+}
+
 /** Copies a trace gzipped, moving fills of more than 4 KiB into blobs/CRC-LENGTH.bin, shared by every
  * trace of the same model (the small vectors of a bench model are the same at every batch and dtype). */
 export async function packTrace(src: string, dst: string, blobs: string): Promise<void> {
@@ -178,14 +188,15 @@ if (import.meta.main) {
       "skip-traces": { type: "boolean", default: false },
       "repack": { type: "boolean", default: false },
       // Metal kernel parameters for every session (configs/metal_tune.json's params), e.g. the winners of
-      // a sweep (tools/gpu/sweep.ts); CPU references already in the work folder are kept.
+      // a sweep (tools/gpu/sweep.ts); CPU references already in OUT-work are kept.
       tuning: { type: "string" },
     },
   });
   const tuning = values.tuning ? JSON.parse(values.tuning) : undefined;
   const out = values.out!;
   const traces = join(out, "traces");
-  const work = join(out, "work"); // uncompressed traces (not carried)
+  // Uncompressed traces and CPU references, beside OUT rather than in it, so that OUT travels as it is.
+  const work = `${out.replace(/\/$/, "")}-work`;
   await Deno.mkdir(traces, { recursive: true });
   const only = values.only?.split(",");
   if (!values["skip-traces"]) {
@@ -217,7 +228,7 @@ if (import.meta.main) {
     }
   }
   if (values.repack) {
-    // Rebuild traces/ from work/ (the uncompressed traces), e.g. after changing how traces are packed.
+    // Rebuild traces/ from OUT-work (the uncompressed traces), e.g. after changing how traces are packed.
     for await (const e of Deno.readDir(work)) {
       if (!e.isDirectory || (only && !only.includes(e.name))) continue;
       const dst = join(traces, e.name);
@@ -238,11 +249,34 @@ if (import.meta.main) {
       console.error(`repacked ${e.name}`);
     }
   }
+  // Two folders, each within a device call's 64 MiB: OUT (every trace, the plain cubins: parity and timings)
+  // and OUT-checks (the fixtures and the short 130m session, with the SIMD-check and planted-bug cubins: the
+  // sanitizers), since the check builds of every session's specializations no longer fit beside the traces.
+  const checks = `${out.replace(/\/$/, "")}-checks`;
+  const checked = (name: string) => name.startsWith("fx-") || name === "130m-f16-b1-short";
   if (!values["skip-build"]) {
-    await buildCuda({ out: join(out, "build"), traces: [work], planted: true, simdCheck: true });
+    await buildCuda({ out: join(out, "build"), traces: [work] });
+    const checkWork = await Deno.makeTempDir({ prefix: "gpu-checks-" });
+    await Deno.remove(join(checks, "traces"), { recursive: true }).catch(() => {});
+    await Deno.mkdir(join(checks, "traces"), { recursive: true });
+    for await (const e of Deno.readDir(traces)) {
+      if (!e.isDirectory || !checked(e.name)) continue;
+      await copyDir(join(traces, e.name), join(checks, "traces", e.name));
+      await copyDir(join(work, e.name), join(checkWork, e.name)).catch(() => {});
+    }
+    await copyDir(join(out, "blobs"), join(checks, "blobs"));
+    await buildCuda({ out: join(checks, "build"), traces: [checkWork], planted: true, simdCheck: true });
+    await Deno.remove(checkWork, { recursive: true });
   }
-  for (const f of ["replay.py", "replay_selftest.py", "bench_weights.c", "device_run.sh"]) {
-    await Deno.copyFile(join(ROOT, "tools/gpu", f), join(out, f));
+  for (const dir of [out, checks]) {
+    try {
+      await Deno.stat(dir);
+    } catch {
+      continue;
+    }
+    for (const f of ["replay.py", "replay_selftest.py", "bench_weights.c", "device_run.sh"]) {
+      await Deno.copyFile(join(ROOT, "tools/gpu", f), join(dir, f));
+    }
   }
   const cc = await new Deno.Command("cc", {
     args: [
@@ -257,5 +291,6 @@ if (import.meta.main) {
     ],
   }).output();
   if (!cc.success) throw new Error("cc bench_weights.c failed");
+  await Deno.copyFile(join(out, "libbench_weights.so"), join(checks, "libbench_weights.so")).catch(() => {});
   console.error(`ready: ${out} (carry it to the device; see docs/gpu-proxy.md)`);
 }
